@@ -1,0 +1,3 @@
+import { notYetAvailable } from "./not-yet.ts";
+
+export default notYetAvailable(["convert"], "Convert a plain disk image into the encrypted, verity-protected FDE layout");

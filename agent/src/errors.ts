@@ -1,0 +1,79 @@
+/**
+ * Every failure the agent reports to a user is an FdeError: one readable paragraph, the exit code
+ * it maps to, and the underlying cause kept for `--verbose` (like ofetch's FetchError).
+ */
+export class FdeError extends Error {
+  override name = "FdeError";
+  readonly exitCode: number;
+  /** What the user should check next; printed after the message. */
+  readonly hint?: string;
+
+  constructor(message: string, options: { cause?: unknown; exitCode?: number; hint?: string } = {}) {
+    super(message, { cause: options.cause });
+    this.exitCode = options.exitCode ?? 1;
+    this.hint = options.hint;
+  }
+}
+
+/** Invalid or unreadable configuration (fde.toml, global.toml, metadata.toml, volume files). Exit 2. */
+export class ConfigError extends FdeError {
+  override name = "ConfigError";
+  constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(message, { ...options, exitCode: 2 });
+  }
+}
+
+/** Wrong command-line usage. Exit 2, like most CLI tools. */
+export class UsageError extends FdeError {
+  override name = "UsageError";
+  constructor(message: string) {
+    super(message, { exitCode: 2 });
+  }
+}
+
+/** A key provider could not produce a key. Names the provider and the volume. */
+export class KeyProviderError extends FdeError {
+  override name = "KeyProviderError";
+  readonly provider: string;
+  constructor(provider: string, message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(`${provider} key provider: ${message}`, options);
+    this.provider = provider;
+  }
+}
+
+/** An external program (cryptsetup, veritysetup, lvm, ...) failed. */
+export class CommandError extends FdeError {
+  override name = "CommandError";
+  readonly command: string;
+  readonly code: number | null;
+  readonly stderr: string;
+  constructor(command: string, code: number | null, stderr: string, options: { hint?: string } = {}) {
+    const detail = stderr.trim().split("\n").slice(-5).join("\n");
+    super(
+      `${command} failed${code === null ? " (killed or timed out)" : ` with exit code ${code}`}${detail ? `: ${detail}` : ""}`,
+      options,
+    );
+    this.command = command;
+    this.code = code;
+    this.stderr = stderr;
+  }
+}
+
+/** Render any thrown value as the paragraph a user sees (no stack trace unless verbose). */
+export function formatError(err: unknown, verbose = false): string {
+  if (!(err instanceof Error)) return String(err);
+  const lines = [err.message];
+  if (err instanceof FdeError && err.hint) lines.push(`Hint: ${err.hint}`);
+  let cause = err.cause;
+  while (cause !== undefined) {
+    if (cause instanceof Error) {
+      if (!err.message.includes(cause.message)) lines.push(`Caused by: ${cause.message}`);
+      cause = cause.cause;
+    } else {
+      lines.push(`Caused by: ${String(cause)}`);
+      break;
+    }
+  }
+  if (verbose && err.stack && !(err instanceof FdeError)) lines.push(err.stack);
+  return lines.join("\n");
+}

@@ -1,0 +1,25 @@
+/**
+ * The one interface every key provider implements. A provider is built from its (already
+ * validated) config table and asked for a key; it never logs or returns anything but the key.
+ */
+export interface KeyProvider {
+  /** Provider name as written in the config table: "exec", "otp", "kbs", "kms", "oidc", "tpm2". */
+  readonly name: string;
+  /** One line for logs, e.g. "kbs http://10.0.2.2:8080 resource default/key/rootfs". No secrets. */
+  describe(): string;
+  /**
+   * True when every call yields a fresh random key (otp): the volume cannot survive a reboot and
+   * is re-formatted on every open.
+   */
+  readonly temporary: boolean;
+  /** Fetch (or unseal, or generate) the volume key. Throws KeyProviderError with the reason. */
+  getKey(): Promise<Uint8Array>;
+}
+
+/** What a provider factory gets besides its own config table. */
+export interface ProviderContext {
+  /** Which volume the key is for ("rootfs", "delta", or a data volume's name): for messages only. */
+  volume: string;
+  /** Directory the config came from, to resolve relative paths (certificates, key files). */
+  configDir: string;
+}
