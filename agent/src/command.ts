@@ -59,7 +59,9 @@ export async function run(cmd: string, args: string[], options: RunOptions = {})
   ]);
   if (timer) clearTimeout(timer);
   if (timedOut) {
-    throw new CommandError(cmd, null, `timed out after ${options.timeoutMs} ms\n${stderr}`, { hint: options.hint });
+    throw new CommandError(cmd, null, `timed out after ${options.timeoutMs} ms\n${stderr}`, {
+      hint: options.hint,
+    });
   }
   if (!(options.okCodes ?? [0]).includes(code)) {
     throw new CommandError(`${cmd} ${args[0] ?? ""}`.trim(), code, stderr, { hint: options.hint });

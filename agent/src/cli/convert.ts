@@ -1,3 +1,6 @@
 import { notYetAvailable } from "./not-yet.ts";
 
-export default notYetAvailable(["convert"], "Convert a plain disk image into the encrypted, verity-protected FDE layout");
+export default notYetAvailable(
+  ["convert"],
+  "Convert a plain disk image into the encrypted, verity-protected FDE layout",
+);

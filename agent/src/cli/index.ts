@@ -2,7 +2,7 @@
  * The command table and global-flag handling. Command modules are imported lazily so that
  * `--version` and `config check` do not pay for the KBS, TPM or image-reading code.
  */
-import { parseArgs } from "node:util";
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { FdeError, formatError, UsageError } from "../errors.ts";
 import { setVerbose } from "../log.ts";
 import { VERSION } from "../version.ts";
@@ -62,7 +62,12 @@ ${commands.map((c) => `  ${c.name.join(" ").padEnd(22)} ${c.summary}`).join("\n"
 `;
 
 /** Split global options from the command words and the command's own arguments. */
-function splitGlobals(argv: string[]): { globals: GlobalOptions; rest: string[]; help: boolean; version: boolean } {
+function splitGlobals(argv: string[]): {
+  globals: GlobalOptions;
+  rest: string[];
+  help: boolean;
+  version: boolean;
+} {
   const globals: GlobalOptions = { configDir: "/etc/cryptpilot", verbose: false };
   let help = false;
   let version = false;
@@ -119,7 +124,9 @@ export async function main(argv: string[]): Promise<number> {
           `'${rest.join(" ")}' is not a command. Did you mean: ${group.map((c) => c.name.join(" ")).join(", ")}?`,
         );
       }
-      throw new UsageError(`unknown command '${rest[0]}'. Run 'cryptpilot-fde --help' for the list of commands.`);
+      throw new UsageError(
+        `unknown command '${rest[0]}'. Run 'cryptpilot-fde --help' for the list of commands.`,
+      );
     }
     const command = await found.entry.load();
     if (help) {
@@ -134,7 +141,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** parseArgs with errors turned into UsageError naming the command. */
-export function parseCommandArgs<T extends Parameters<typeof parseArgs>[0]["options"]>(
+export function parseCommandArgs<T extends ParseArgsOptionsConfig>(
   command: string,
   args: string[],
   options: T,

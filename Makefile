@@ -1,0 +1,46 @@
+# cryptpilot-fde. `make demo` runs the whole job end to end; `make test` runs every suite.
+BUN := node_modules/.bin/bun
+BIN := dist/cryptpilot-fde
+SRC := $(shell find agent/src -name '*.ts') package.json
+
+.PHONY: all build deps lint unit vm-test test bench demo clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed
+
+# One self-contained executable. The x64 (not -baseline) target: in Bun 1.4 both embed the same
+# SSE4.2 runtime and pick AVX2 at run time, so it runs on TDX/SNP hosts and under QEMU TCG -cpu max.
+$(BIN): $(SRC) node_modules/.installed
+	@mkdir -p dist
+	$(BUN) build --compile --minify --bytecode --format=esm --target=bun-linux-x64 agent/src/main.ts --outfile $(BIN)
+
+build: $(BIN)
+
+lint: deps
+	node_modules/.bin/biome check agent vm-test bench
+	node_modules/.bin/tsc -p tsconfig.json
+
+unit: deps build
+	$(BUN) test agent/test
+
+vm-test: deps build
+	vm-test/run all
+
+# Runs every suite (lint, unit tests against source and binary, VM scenarios) and ends with
+# one "N passed, N failed" line that sums them.
+test: deps
+	@agent/test/run-suites.sh
+
+bench: deps build
+	$(BUN) bench/run.ts
+
+demo: deps build
+	vm-test/demo
+
+clean:
+	rm -rf dist vm-test/out
