@@ -1,0 +1,66 @@
+/**
+ * Loading the configuration directory: fde.toml (absent: not an FDE system), global.toml
+ * (optional) and metadata.toml. Every failure is a ConfigError (exit 2) naming file, line, field.
+ */
+import { join } from "node:path";
+import * as v from "valibot";
+import { ConfigError } from "../errors.ts";
+import { type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
+import { ConfigFileError, issuesFromValibot } from "./issues.ts";
+import { type Metadata, MetadataSchema } from "./metadata.ts";
+import { readToml, type TomlSource } from "./toml.ts";
+
+export type { FdeConfig, GlobalConfig } from "./fde.ts";
+export { ConfigFileError, type ConfigIssue, formatIssue } from "./issues.ts";
+export type { Metadata } from "./metadata.ts";
+export * from "./providers.ts";
+export { parseToml, readToml, type TomlSource } from "./toml.ts";
+
+export interface LoadedConfig {
+  fde?: FdeConfig;
+  global: GlobalConfig;
+}
+
+/** Validate parsed TOML against a schema; throws ConfigFileError listing every problem. */
+export function validate<TSchema extends v.GenericSchema>(
+  schema: TSchema,
+  source: TomlSource,
+): v.InferOutput<TSchema> {
+  const result = v.safeParse(schema, source.data, { abortEarly: false });
+  if (result.success) return result.output;
+  throw new ConfigFileError(issuesFromValibot(source.file, source.text, result.issues));
+}
+
+export const configFiles = (configDir: string) => ({
+  fde: join(configDir, "fde.toml"),
+  global: join(configDir, "global.toml"),
+  metadata: join(configDir, "metadata.toml"),
+});
+
+export async function loadFdeConfig(configDir: string): Promise<FdeConfig | undefined> {
+  const source = await readToml(configFiles(configDir).fde);
+  return source && validate(FdeSchema, source);
+}
+
+export async function loadGlobalConfig(configDir: string): Promise<GlobalConfig> {
+  const source = await readToml(configFiles(configDir).global);
+  return source ? validate(GlobalSchema, source) : { boot: { verbose: false } };
+}
+
+export async function loadConfig(configDir: string): Promise<LoadedConfig> {
+  const global = await loadGlobalConfig(configDir);
+  const fde = await loadFdeConfig(configDir);
+  return fde ? { fde, global } : { global };
+}
+
+/** metadata.toml, which must exist (it is written by `convert` and included in the initrd). */
+export async function loadMetadata(configDir: string): Promise<Metadata> {
+  const file = configFiles(configDir).metadata;
+  const source = await readToml(file);
+  if (!source) {
+    throw new ConfigError(`${file} does not exist`, {
+      hint: "it is written by 'cryptpilot-fde convert' and holds the dm-verity root hash of the rootfs",
+    });
+  }
+  return validate(MetadataSchema, source);
+}

@@ -1,0 +1,480 @@
+/**
+ * Key provider tables (`[<volume>.encrypt.<provider>]`). Each accepts upstream cryptpilot's field
+ * names and the names used in the key-provider documentation, and normalises them into one
+ * camelCase shape per provider. Owners of a provider extend ITS section below (schema, normalised
+ * type, toToml) and keep the three in step; docs/key-providers.md documents the result.
+ */
+import * as v from "valibot";
+import { describeIssue } from "./issues.ts";
+
+/** Path item for issues raised inside rawTransform, so messages name the field and its line. */
+export function fieldPath(input: Record<string, unknown>, key: string): [v.ObjectPathItem] {
+  return [{ type: "object", origin: "value", input, key, value: input[key] }];
+}
+
+type Table = Record<string, unknown>;
+
+/** Drop undefined values: TOML has no null. */
+function compact(table: Table): Table {
+  return Object.fromEntries(Object.entries(table).filter(([, value]) => value !== undefined));
+}
+
+const NonEmpty = v.pipe(v.string(), v.minLength(1, "must not be empty"));
+const HttpUrl = v.pipe(
+  v.string(),
+  v.regex(/^https?:\/\/[^/\s]+/, 'must be an http:// or https:// URL, e.g. "https://kbs.example.com:8080"'),
+);
+const Args = v.optional(v.array(v.string()), []);
+/** Seconds, as a TOML integer or float. */
+const TimeoutSecs = v.optional(
+  v.pipe(v.number(), v.minValue(0.001, "must be positive"), v.maxValue(3600, "must be at most 3600 s")),
+  30,
+);
+
+// ---------------------------------------------------------------------------------------------
+// otp: a fresh random key per call. Upstream: `{}`.
+
+export interface OtpConfig {
+  type: "otp";
+}
+
+const OtpSchema = v.pipe(
+  v.strictObject({}),
+  v.transform((): OtpConfig => ({ type: "otp" })),
+);
+
+const otpToToml = (_c: OtpConfig): Table => ({});
+
+// ---------------------------------------------------------------------------------------------
+// exec: stdout of a command (no shell) is the key. Upstream: command, args. Ours adds timeout_secs.
+
+export interface ExecConfig {
+  type: "exec";
+  command: string;
+  args: string[];
+  timeoutMs: number;
+}
+
+const ExecSchema = v.pipe(
+  v.strictObject({ command: NonEmpty, args: Args, timeout_secs: TimeoutSecs }),
+  v.transform(
+    (t): ExecConfig => ({
+      type: "exec",
+      command: t.command,
+      args: t.args,
+      timeoutMs: Math.round(t.timeout_secs * 1000),
+    }),
+  ),
+);
+
+function execToToml(c: ExecConfig): Table {
+  return {
+    command: c.command,
+    args: c.args,
+    ...(c.timeoutMs === 30_000 ? {} : { timeout_secs: c.timeoutMs / 1000 }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// kbs: a resource from a Trustee key broker after remote attestation.
+// Upstream: cdh_type ("one-shot" | "daemon"), kbs_url, kbs_root_cert, cdh_socket, key_uri.
+// Documented: url, resource_path.
+
+export interface KbsConfig {
+  type: "kbs";
+  /** "one-shot": our own KBS client talks to `url`; "daemon": an existing CDH over ttrpc. */
+  cdhType: "one-shot" | "daemon";
+  /** Key broker base URL (required for one-shot). */
+  url?: string;
+  /** "repo/type/tag", no leading slash (from key_uri `kbs:///repo/type/tag` or resource_path). */
+  resourcePath: string;
+  /** PEM trust root for HTTPS to the broker; the system store when absent. */
+  rootCert?: string;
+  /** ttrpc socket of the CDH daemon (daemon mode). */
+  cdhSocket?: string;
+  /** Force a TEE type for the evidence (e.g. "tdx", "snp", "tpm", "sample"); auto-detect when absent. */
+  tee?: string;
+}
+
+const DEFAULT_CDH_SOCKET = "unix:///run/confidential-containers/cdh.sock";
+
+const KbsSchema = v.pipe(
+  v.strictObject({
+    cdh_type: v.optional(v.picklist(["one-shot", "daemon"]), "one-shot"),
+    kbs_url: v.optional(HttpUrl),
+    url: v.optional(HttpUrl),
+    key_uri: v.optional(
+      v.pipe(v.string(), v.regex(/^kbs:\/\/[^/]*\/[^/]+\/[^/]+/, 'must look like "kbs:///repo/type/tag"')),
+    ),
+    resource_path: v.optional(
+      v.pipe(v.string(), v.regex(/^\/?[^/]+\/[^/]+/, 'must look like "repo/type/tag" or "/type/tag"')),
+    ),
+    kbs_root_cert: v.optional(
+      v.pipe(v.string(), v.includes("-----BEGIN CERTIFICATE-----", "must be a PEM certificate")),
+    ),
+    cdh_socket: v.optional(NonEmpty),
+    tee: v.optional(NonEmpty),
+  }),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const t = dataset.value;
+    const both = (a: keyof typeof t, b: keyof typeof t) => {
+      if (t[a] !== undefined && t[b] !== undefined) {
+        addIssue({ message: `give either ${a} or ${b}, not both`, path: fieldPath(t, b) });
+        return true;
+      }
+      return false;
+    };
+    if (both("kbs_url", "url") || both("key_uri", "resource_path")) return NEVER;
+    const url = t.kbs_url ?? t.url;
+    if (t.cdh_type === "one-shot" && url === undefined) {
+      addIssue({ message: "kbs_url (or url) is required: the key broker's address, e.g. https://kbs:8080" });
+      return NEVER;
+    }
+    if (t.cdh_type === "daemon" && (url !== undefined || t.kbs_root_cert !== undefined)) {
+      const key = t.kbs_url !== undefined ? "kbs_url" : t.url !== undefined ? "url" : "kbs_root_cert";
+      addIssue({
+        message: `not used with cdh_type = "daemon" (the daemon has its own)`,
+        path: fieldPath(t, key),
+      });
+      return NEVER;
+    }
+    const raw = t.key_uri ?? t.resource_path;
+    if (raw === undefined) {
+      addIssue({ message: 'key_uri (e.g. "kbs:///default/key/rootfs") or resource_path is required' });
+      return NEVER;
+    }
+    const resourcePath = t.key_uri ? t.key_uri.replace(/^kbs:\/\/[^/]*\//, "") : raw.replace(/^\//, "");
+    const out: KbsConfig = { type: "kbs", cdhType: t.cdh_type, resourcePath };
+    if (url !== undefined) out.url = url.replace(/\/+$/, "");
+    if (t.kbs_root_cert !== undefined) out.rootCert = t.kbs_root_cert;
+    if (t.cdh_type === "daemon") out.cdhSocket = t.cdh_socket ?? DEFAULT_CDH_SOCKET;
+    if (t.tee !== undefined) out.tee = t.tee;
+    return out;
+  }),
+);
+
+function kbsToToml(c: KbsConfig): Table {
+  return compact({
+    cdh_type: c.cdhType,
+    kbs_url: c.url,
+    kbs_root_cert: c.rootCert,
+    cdh_socket: c.cdhSocket,
+    key_uri: `kbs:///${c.resourcePath}`,
+    tee: c.tee,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// kms: a secret from Alibaba Cloud KMS.
+// Upstream: kms_instance_id, secret_name, and either client_key + client_key_password + kms_cert_pem
+// or auth_mode = "ecs_ram_role" with optional ecs_ram_role_name, region_id.
+// Documented: kms_instance_id, client_key_id, client_key_password_from_kms.
+
+export interface KmsConfig {
+  type: "kms";
+  kmsInstanceId: string;
+  secretName?: string;
+  authMode: "client_key" | "ecs_ram_role";
+  /** Content of clientKey_*.json (upstream). */
+  clientKey?: string;
+  clientKeyPassword?: string;
+  /** PEM CA of the KMS instance endpoint. */
+  kmsCertPem?: string;
+  /** Documented form. */
+  clientKeyId?: string;
+  clientKeyPasswordFromKms?: string;
+  ecsRamRoleName?: string;
+  regionId?: string;
+}
+
+const KmsSchema = v.pipe(
+  v.strictObject({
+    kms_instance_id: NonEmpty,
+    secret_name: v.optional(NonEmpty),
+    auth_mode: v.optional(v.picklist(["client_key", "ecs_ram_role"]), "client_key"),
+    client_key: v.optional(NonEmpty),
+    client_key_password: v.optional(NonEmpty),
+    kms_cert_pem: v.optional(NonEmpty),
+    client_key_id: v.optional(NonEmpty),
+    client_key_password_from_kms: v.optional(NonEmpty),
+    ecs_ram_role_name: v.optional(NonEmpty),
+    region_id: v.optional(NonEmpty),
+  }),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const t = dataset.value;
+    const clientKeyFields = [
+      "client_key",
+      "client_key_password",
+      "kms_cert_pem",
+      "client_key_id",
+      "client_key_password_from_kms",
+    ] as const;
+    if (t.auth_mode === "ecs_ram_role") {
+      const stray = clientKeyFields.find((k) => t[k] !== undefined);
+      if (stray) {
+        addIssue({ message: `not used with auth_mode = "ecs_ram_role"`, path: fieldPath(t, stray) });
+        return NEVER;
+      }
+      if (t.secret_name === undefined) {
+        addIssue({ message: "secret_name is required: the KMS secret holding the volume key" });
+        return NEVER;
+      }
+    } else {
+      const upstream = ["client_key", "client_key_password", "kms_cert_pem"] as const;
+      const documented = ["client_key_id", "client_key_password_from_kms"] as const;
+      const form =
+        upstream.some((k) => t[k] !== undefined) || t.client_key_id === undefined ? upstream : documented;
+      const missing = [...form, ...(form === upstream ? (["secret_name"] as const) : [])].filter(
+        (k) => t[k] === undefined,
+      );
+      if (missing.length > 0) {
+        addIssue({
+          message:
+            `client-key authentication needs ${missing.join(", ")} ` +
+            '(or set auth_mode = "ecs_ram_role" to use the instance RAM role)',
+        });
+        return NEVER;
+      }
+      if (t.ecs_ram_role_name !== undefined) {
+        addIssue({
+          message: 'only used with auth_mode = "ecs_ram_role"',
+          path: fieldPath(t, "ecs_ram_role_name"),
+        });
+        return NEVER;
+      }
+    }
+    const out: KmsConfig = { type: "kms", kmsInstanceId: t.kms_instance_id, authMode: t.auth_mode };
+    if (t.secret_name !== undefined) out.secretName = t.secret_name;
+    if (t.client_key !== undefined) out.clientKey = t.client_key;
+    if (t.client_key_password !== undefined) out.clientKeyPassword = t.client_key_password;
+    if (t.kms_cert_pem !== undefined) out.kmsCertPem = t.kms_cert_pem;
+    if (t.client_key_id !== undefined) out.clientKeyId = t.client_key_id;
+    if (t.client_key_password_from_kms !== undefined)
+      out.clientKeyPasswordFromKms = t.client_key_password_from_kms;
+    if (t.ecs_ram_role_name !== undefined) out.ecsRamRoleName = t.ecs_ram_role_name;
+    if (t.region_id !== undefined) out.regionId = t.region_id;
+    return out;
+  }),
+);
+
+function kmsToToml(c: KmsConfig): Table {
+  return compact({
+    kms_instance_id: c.kmsInstanceId,
+    secret_name: c.secretName,
+    auth_mode: c.authMode === "ecs_ram_role" ? c.authMode : undefined,
+    client_key: c.clientKey,
+    client_key_password: c.clientKeyPassword,
+    kms_cert_pem: c.kmsCertPem,
+    client_key_id: c.clientKeyId,
+    client_key_password_from_kms: c.clientKeyPasswordFromKms,
+    ecs_ram_role_name: c.ecsRamRoleName,
+    region_id: c.regionId,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// oidc: a KMS secret fetched with an OIDC token from a local command.
+// Upstream: command, args, key_id, [kms] type = "aliyun", oidc_provider_arn, role_arn, region_id.
+// Documented: kms_instance_id, client_key_password_from_kms, [oidc_token_from_exec] command/args.
+
+export interface OidcConfig {
+  type: "oidc";
+  /** The program that prints the OIDC token (run without a shell). */
+  tokenCommand: { command: string; args: string[]; timeoutMs: number };
+  /** Secret name in KMS (upstream `key_id`). */
+  keyId?: string;
+  aliyun?: { oidcProviderArn: string; roleArn: string; regionId: string };
+  kmsInstanceId?: string;
+  clientKeyPasswordFromKms?: string;
+}
+
+const OidcSchema = v.pipe(
+  v.strictObject({
+    command: v.optional(NonEmpty),
+    args: v.optional(v.array(v.string())),
+    timeout_secs: TimeoutSecs,
+    key_id: v.optional(NonEmpty),
+    kms: v.optional(
+      v.strictObject({
+        type: v.picklist(["aliyun"]),
+        oidc_provider_arn: NonEmpty,
+        role_arn: NonEmpty,
+        region_id: NonEmpty,
+      }),
+    ),
+    kms_instance_id: v.optional(NonEmpty),
+    client_key_password_from_kms: v.optional(NonEmpty),
+    oidc_token_from_exec: v.optional(v.strictObject({ command: NonEmpty, args: Args })),
+  }),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const t = dataset.value;
+    if (t.command !== undefined && t.oidc_token_from_exec !== undefined) {
+      addIssue({
+        message: "give either command/args or [oidc_token_from_exec], not both",
+        path: fieldPath(t, "command"),
+      });
+      return NEVER;
+    }
+    const exec =
+      t.oidc_token_from_exec ??
+      (t.command === undefined ? undefined : { command: t.command, args: t.args ?? [] });
+    if (exec === undefined) {
+      addIssue({ message: "the token command is required: command/args or [oidc_token_from_exec]" });
+      return NEVER;
+    }
+    if (t.args !== undefined && t.command === undefined) {
+      addIssue({ message: "args without command", path: fieldPath(t, "args") });
+      return NEVER;
+    }
+    if (t.kms_instance_id === undefined && (t.key_id === undefined || t.kms === undefined)) {
+      addIssue({
+        message: `needs key_id and a [kms] table (type = "aliyun", oidc_provider_arn, role_arn, region_id), or kms_instance_id`,
+      });
+      return NEVER;
+    }
+    const out: OidcConfig = {
+      type: "oidc",
+      tokenCommand: { command: exec.command, args: exec.args, timeoutMs: Math.round(t.timeout_secs * 1000) },
+    };
+    if (t.key_id !== undefined) out.keyId = t.key_id;
+    if (t.kms !== undefined) {
+      out.aliyun = {
+        oidcProviderArn: t.kms.oidc_provider_arn,
+        roleArn: t.kms.role_arn,
+        regionId: t.kms.region_id,
+      };
+    }
+    if (t.kms_instance_id !== undefined) out.kmsInstanceId = t.kms_instance_id;
+    if (t.client_key_password_from_kms !== undefined)
+      out.clientKeyPasswordFromKms = t.client_key_password_from_kms;
+    return out;
+  }),
+);
+
+function oidcToToml(c: OidcConfig): Table {
+  const { command, args, timeoutMs } = c.tokenCommand;
+  return compact({
+    command,
+    args,
+    timeout_secs: timeoutMs === 30_000 ? undefined : timeoutMs / 1000,
+    key_id: c.keyId,
+    kms_instance_id: c.kmsInstanceId,
+    client_key_password_from_kms: c.clientKeyPasswordFromKms,
+    kms: c.aliyun && {
+      type: "aliyun",
+      oidc_provider_arn: c.aliyun.oidcProviderArn,
+      role_arn: c.aliyun.roleArn,
+      region_id: c.aliyun.regionId,
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// tpm2: a key sealed to the TPM under a PCR policy. Upstream: `{}` (unimplemented there).
+
+export interface Tpm2Config {
+  type: "tpm2";
+  /** PCR indexes the seal is bound to (default [7], Secure Boot state, as systemd-cryptenroll). */
+  pcrs: number[];
+  pcrBank: "sha1" | "sha256" | "sha384" | "sha512";
+  /** Optional PIN combined with the PCR policy (PolicyAuthValue). */
+  pin?: string;
+}
+
+const Tpm2Schema = v.pipe(
+  v.strictObject({
+    pcrs: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.number(), v.integer("must be an integer"), v.minValue(0), v.maxValue(23))),
+        v.check((list) => new Set(list).size === list.length, "lists a PCR twice"),
+      ),
+      [7],
+    ),
+    pcr_bank: v.optional(v.picklist(["sha1", "sha256", "sha384", "sha512"]), "sha256"),
+    pin: v.optional(NonEmpty),
+  }),
+  v.transform((t): Tpm2Config => {
+    const out: Tpm2Config = { type: "tpm2", pcrs: t.pcrs, pcrBank: t.pcr_bank };
+    if (t.pin !== undefined) out.pin = t.pin;
+    return out;
+  }),
+);
+
+const tpm2ToToml = (c: Tpm2Config): Table => compact({ pcrs: c.pcrs, pcr_bank: c.pcrBank, pin: c.pin });
+
+// ---------------------------------------------------------------------------------------------
+
+export type ProviderConfig = OtpConfig | ExecConfig | KbsConfig | KmsConfig | OidcConfig | Tpm2Config;
+export type ProviderType = ProviderConfig["type"];
+
+/** Schema per provider table name; the order is the order shown in messages. */
+export const PROVIDER_SCHEMAS = {
+  otp: OtpSchema,
+  exec: ExecSchema,
+  kbs: KbsSchema,
+  kms: KmsSchema,
+  oidc: OidcSchema,
+  tpm2: Tpm2Schema,
+} as const satisfies Record<ProviderType, v.GenericSchema<unknown, ProviderConfig>>;
+
+export const PROVIDER_TYPES = Object.keys(PROVIDER_SCHEMAS) as ProviderType[];
+
+/** The provider table as TOML data (`{ kbs: {...} }`), upstream names where upstream has them. */
+export function providerToToml(c: ProviderConfig): Table {
+  switch (c.type) {
+    case "otp":
+      return { otp: otpToToml(c) };
+    case "exec":
+      return { exec: execToToml(c) };
+    case "kbs":
+      return { kbs: kbsToToml(c) };
+    case "kms":
+      return { kms: kmsToToml(c) };
+    case "oidc":
+      return { oidc: oidcToToml(c) };
+    case "tpm2":
+      return { tpm2: tpm2ToToml(c) };
+  }
+}
+
+/**
+ * `encrypt` table: exactly one `<provider>` sub-table. Parsed by hand around the per-provider
+ * schema so that "two providers" and "unknown provider" get their own messages.
+ */
+export const EncryptSchema = v.pipe(
+  v.record(v.string(), v.unknown()),
+  v.rawTransform(({ dataset, addIssue, NEVER }): ProviderConfig => {
+    const table = dataset.value;
+    const names = Object.keys(table);
+    if (names.length !== 1) {
+      addIssue({
+        message:
+          names.length === 0
+            ? `needs one key provider table, e.g. [<volume>.encrypt.kbs]; providers: ${PROVIDER_TYPES.join(", ")}`
+            : `has ${names.length} key providers (${names.join(", ")}); exactly one is allowed`,
+      });
+      return NEVER;
+    }
+    const name = names[0]!;
+    if (!(name in PROVIDER_SCHEMAS)) {
+      addIssue({
+        message: `unknown key provider '${name}'; use one of ${PROVIDER_TYPES.join(", ")}`,
+        path: fieldPath(table, name),
+      });
+      return NEVER;
+    }
+    const result = v.safeParse(PROVIDER_SCHEMAS[name as ProviderType], table[name], { abortEarly: false });
+    if (!result.success) {
+      for (const issue of result.issues) {
+        const inner = issue.path ?? [];
+        // Described here, while the original issue type (e.g. strict_object) is still known.
+        addIssue({
+          message: describeIssue(issue, inner.at(-1)?.key as string | undefined),
+          path: [...fieldPath(table, name), ...inner],
+        });
+      }
+      return NEVER;
+    }
+    return result.output;
+  }),
+);
