@@ -1,3 +1,106 @@
-import { notYetAvailable } from "./not-yet.ts";
+/**
+ * `config check`: validate global.toml, fde.toml and metadata.toml, then (unless
+ * --skip-check-passphrase) fetch each volume's key from its provider, never printing it.
+ */
+import { type ConfigIssue, checkConfigDir, formatIssue, type ProviderConfig } from "../config/index.ts";
+import { ConfigError, FdeError, formatError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { Command } from "./command.ts";
+import { parseCommandArgs } from "./index.ts";
 
-export default notYetAvailable(["config", "check"], "Validate the configuration");
+const USAGE = `Usage: cryptpilot-fde [-c DIR] config check [--keep-checking] [--skip-check-passphrase]
+
+Validates fde.toml, global.toml and (if present) metadata.toml in the configuration directory,
+then fetches the key of each encrypted volume (rootfs, delta) from its key provider and reports
+success per volume. The key itself is never printed.
+
+Options:
+  --keep-checking           report every problem instead of stopping at the first
+  --skip-check-passphrase   validate the files only; do not contact the key providers
+
+Exit status: 0 all good, 2 a configuration file is invalid, 1 a key could not be fetched.`;
+
+/** Fetch one volume's key; resolves to the error instead of throwing. */
+async function checkKey(
+  volume: string,
+  config: ProviderConfig,
+  configDir: string,
+): Promise<FdeError | undefined> {
+  const { createProvider } = await import("../providers/index.ts");
+  try {
+    const provider = await createProvider(config, { volume, configDir });
+    const key = await provider.getKey();
+    key.fill(0);
+    process.stdout.write(`${volume}: key fetched from ${provider.describe()}\n`);
+    return undefined;
+  } catch (err) {
+    if (err instanceof FdeError) return err;
+    return new FdeError(`${volume}: ${formatError(err)}`, { cause: err });
+  }
+}
+
+const command: Command = {
+  name: ["config", "check"],
+  summary: "Validate the configuration and test each volume's key provider",
+  usage: USAGE,
+  async run(args, globals) {
+    const { values } = parseCommandArgs("config check", args, {
+      "keep-checking": { type: "boolean" },
+      "skip-check-passphrase": { type: "boolean" },
+    });
+    const keepChecking = values["keep-checking"] === true;
+    const { configDir } = globals;
+    process.stdout.write(`Checking the configuration in ${configDir}\n`);
+
+    const checked = await checkConfigDir(configDir);
+    const configIssues: ConfigIssue[] = checked.issues;
+    if (configIssues.length > 0 && !keepChecking) {
+      const [first] = configIssues;
+      throw new ConfigError(formatIssue(first!), {
+        hint:
+          configIssues.length > 1
+            ? `${configIssues.length - 1} more problem(s); run with --keep-checking to see them all`
+            : undefined,
+      });
+    }
+    for (const issue of configIssues) log.error(formatIssue(issue));
+
+    const keyErrors: FdeError[] = [];
+    const { fde } = checked;
+    if (fde === undefined) {
+      if (configIssues.length === 0)
+        process.stdout.write("No fde.toml: this is not an FDE system; nothing to check\n");
+    } else {
+      const volumes: [string, ProviderConfig | undefined][] = [
+        ["rootfs", fde.rootfs.encrypt],
+        ["delta", fde.delta.encrypt],
+      ];
+      for (const [volume, encrypt] of volumes) {
+        if (!encrypt) {
+          process.stdout.write(`${volume}: not encrypted (dm-verity protected only)\n`);
+        } else if (values["skip-check-passphrase"]) {
+          process.stdout.write(`${volume}: ${encrypt.type} key provider configured (key not fetched)\n`);
+        } else {
+          const error = await checkKey(volume, encrypt, configDir);
+          if (error && !keepChecking) throw error;
+          if (error) {
+            log.error(formatError(error, globals.verbose));
+            keyErrors.push(error);
+          }
+        }
+      }
+    }
+    if (checked.metadata)
+      process.stdout.write(`metadata.toml: dm-verity root hash ${checked.metadata.rootHash}\n`);
+
+    const problems = configIssues.length + keyErrors.length;
+    if (problems > 0) {
+      log.error(`FDE config check failed: ${problems} problem(s), see above`);
+      return configIssues.length > 0 ? 2 : 1;
+    }
+    process.stdout.write("FDE config check passed\n");
+    return 0;
+  },
+};
+
+export default command;

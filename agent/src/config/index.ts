@@ -6,10 +6,11 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "../errors.ts";
 import { type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
-import { ConfigFileError, issuesFromValibot } from "./issues.ts";
+import { ConfigFileError, type ConfigIssue, issuesFromValibot } from "./issues.ts";
 import { type Metadata, MetadataSchema } from "./metadata.ts";
 import { readToml, type TomlSource } from "./toml.ts";
 
+export { BUNDLE_HEADER, type ConfigBundle, dumpBundle, parseBundle } from "./bundle.ts";
 export type { FdeConfig, GlobalConfig } from "./fde.ts";
 export { ConfigFileError, type ConfigIssue, formatIssue } from "./issues.ts";
 export type { Metadata } from "./metadata.ts";
@@ -63,4 +64,34 @@ export async function loadMetadata(configDir: string): Promise<Metadata> {
     });
   }
   return validate(MetadataSchema, source);
+}
+
+export interface CheckedConfigDir extends Partial<LoadedConfig> {
+  /** Absent when metadata.toml does not exist (fine on an image-build host). */
+  metadata?: Metadata;
+  issues: ConfigIssue[];
+}
+
+/** Validate every file of the directory, collecting all problems instead of stopping at the first. */
+export async function checkConfigDir(configDir: string): Promise<CheckedConfigDir> {
+  const files = configFiles(configDir);
+  const checked: CheckedConfigDir = { issues: [] };
+  const attempt = async <T>(file: string, load: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await load();
+    } catch (err) {
+      if (err instanceof ConfigFileError) checked.issues.push(...err.issues);
+      else if (err instanceof ConfigError) checked.issues.push({ file, message: err.message });
+      else throw err;
+      return undefined;
+    }
+  };
+  checked.global = await attempt(files.global, () => loadGlobalConfig(configDir));
+  checked.fde = await attempt(files.fde, () => loadFdeConfig(configDir));
+  const metadata = await attempt(files.metadata, async () => {
+    const source = await readToml(files.metadata);
+    return source && validate(MetadataSchema, source);
+  });
+  if (metadata) checked.metadata = metadata;
+  return checked;
 }
