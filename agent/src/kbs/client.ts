@@ -1,0 +1,263 @@
+/**
+ * Trustee KBS client, RCAR protocol 0.4.0: POST /auth (Request) -> Challenge + kbs-session-id
+ * cookie; POST /attest with runtime data {nonce, tee-pubkey} bound into the TEE evidence ->
+ * attestation token; GET /resource/<repo>/<type>/<tag> -> JWE encrypted to the TEE key.
+ * In passport mode the attestation runs against `attestUrl` and the resource KBS gets the
+ * token as a Bearer credential. Sessions are cached per process, keyed by KBS URL + TEE, so the
+ * rootfs and delta keys of one boot cost one attestation.
+ */
+import { createHash } from "node:crypto";
+import { decodeJwt, type FlattenedJWE } from "jose";
+import { type SelectOptions, selectAttester } from "../attest/index.ts";
+import { log } from "../log.ts";
+import { canonicalJson } from "./canonical.ts";
+import { KbsError, type KbsStep } from "./errors.ts";
+import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy } from "./http.ts";
+import { decryptResource, generateTeeKeyPair, type TeeKeyAlgorithm, type TeeKeyPair } from "./keypair.ts";
+
+export const KBS_PROTOCOL_VERSION = "0.4.0";
+export const SESSION_COOKIE = "kbs-session-id";
+/** 401 answers that mean "no valid session/token" (not a policy or resource answer). */
+const SESSION_ERRORS = new Set([undefined, "TokenNotFound", "TokenVerifierError"]);
+const HASH_NAMES: Record<string, string> = { sha256: "sha256", sha384: "sha384", sha512: "sha512" };
+
+export interface KbsClientConfig {
+  /** KBS that serves the resource (scheme://host[:port], no /kbs/v0). */
+  url: string;
+  /** Passport mode: the KBS that runs RCAR and issues the token; default: `url`. */
+  attestUrl?: string;
+  /** Forced TEE (`tee` setting); otherwise auto-detected. */
+  tee?: string;
+  /** PEM trust anchors (kbs_root_cert contents). */
+  ca?: string;
+  retry: RetryPolicy;
+  keyAlgorithm?: TeeKeyAlgorithm;
+  /** Where to look for TEE devices (tests point it at fake trees). */
+  attestation?: Omit<SelectOptions, "tee">;
+  onRequest?: (step: KbsStep) => void;
+}
+
+interface Session {
+  cookie?: string;
+  /** ms since epoch; the cookie is not sent after this. */
+  cookieExpires: number;
+  token: string;
+  tokenExpires: number;
+  key: TeeKeyPair;
+}
+
+const sessions = new Map<string, Promise<Session>>();
+
+/** Forget cached sessions (tests; a new boot is a new process anyway). */
+export function clearKbsSessions(): void {
+  sessions.clear();
+}
+
+function base(url: string): string {
+  return url.replace(/\/+$/, "");
+}
+
+function sessionKey(cfg: KbsClientConfig): string {
+  return [base(cfg.attestUrl ?? cfg.url), cfg.tee ?? "auto", cfg.keyAlgorithm ?? "", cfg.ca ?? ""].join("|");
+}
+
+/** Seconds of slack so a session is not used right as it expires. */
+const EXPIRY_MARGIN_MS = 10_000;
+
+function usable(s: Session, passport: boolean): boolean {
+  const now = Date.now() + EXPIRY_MARGIN_MS;
+  return passport ? s.tokenExpires > now : s.cookieExpires > now && s.cookie !== undefined;
+}
+
+function parseSessionCookie(res: Response): { value: string; expires: number } | undefined {
+  for (const line of res.headers.getSetCookie()) {
+    const [pair, ...attrs] = line.split(";");
+    const eq = pair!.indexOf("=");
+    if (pair!.slice(0, eq).trim() !== SESSION_COOKIE) continue;
+    let expires = Number.POSITIVE_INFINITY;
+    for (const attr of attrs) {
+      const [k, v] = attr.split("=");
+      if (k?.trim().toLowerCase() === "expires" && v) expires = Date.parse(v.trim());
+      if (k?.trim().toLowerCase() === "max-age" && v) expires = Date.now() + Number(v) * 1000;
+    }
+    return { value: pair!.slice(eq + 1).trim(), expires };
+  }
+  return undefined;
+}
+
+async function readJson(
+  step: KbsStep,
+  url: string,
+  res: Response,
+  what: string,
+): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  try {
+    const j = JSON.parse(text);
+    if (j && typeof j === "object" && !Array.isArray(j)) return j;
+  } catch {}
+  throw new KbsError(step, url, `returned a body that is not a JSON ${what}`, {
+    status: res.status,
+    info: { detail: JSON.stringify(text.slice(0, 120)) },
+    hint: "is the URL a Trustee KBS (RCAR protocol 0.4.0)?",
+  });
+}
+
+async function refused(step: KbsStep, url: string, res: Response): Promise<KbsError> {
+  const info = errorInfo(await res.text());
+  const variant = info.type?.split("/").pop();
+  let hint: string | undefined;
+  if (variant === "PolicyDeny")
+    hint = "the KBS resource policy does not release this resource to this TEE/measurement";
+  else if (res.status === 404) hint = "check the KBS URL and the resource path";
+  else if (step !== "resource")
+    hint = "the KBS rejected the attestation; check its attestation-service logs and reference values";
+  return new KbsError(step, url, "was refused", { status: res.status, info, hint });
+}
+
+async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> {
+  const kbs = `${base(cfg.attestUrl ?? cfg.url)}/kbs/v0`;
+  const attester = await selectAttester({ ...cfg.attestation, tee: cfg.tee });
+  const key = await generateTeeKeyPair(cfg.keyAlgorithm);
+
+  const authUrl = `${kbs}/auth`;
+  const authRes = await kbsFetch(
+    {
+      step: "auth",
+      method: "POST",
+      url: authUrl,
+      body: JSON.stringify({
+        version: KBS_PROTOCOL_VERSION,
+        tee: attester.tee,
+        "extra-params": { "supported-hash-algorithms": Object.keys(HASH_NAMES) },
+      }),
+    },
+    ctx,
+  );
+  if (authRes.status !== 200) throw await refused("auth", authUrl, authRes);
+  const cookie = parseSessionCookie(authRes);
+  const challenge = await readJson("auth", authUrl, authRes, "Challenge");
+  if (typeof challenge.nonce !== "string" || challenge.nonce === "") {
+    throw new KbsError("auth", authUrl, 'returned a Challenge without a "nonce"', { status: authRes.status });
+  }
+  if (!cookie) {
+    throw new KbsError("auth", authUrl, `returned no ${SESSION_COOKIE} cookie`, { status: authRes.status });
+  }
+  const extra = challenge["extra-params"];
+  const selected =
+    extra && typeof extra === "object"
+      ? (extra as Record<string, unknown>)["selected-hash-algorithm"]
+      : undefined;
+  const hash = selected === undefined ? "sha384" : HASH_NAMES[String(selected)];
+  if (!hash) throw new KbsError("auth", authUrl, `selected unsupported hash algorithm "${String(selected)}"`);
+
+  // The KBS rebuilds exactly this object from the Attestation and hashes its JCS form (§1.7).
+  const runtimeData = { "tee-pubkey": key.publicJwk, nonce: challenge.nonce, "additional-evidence": "" };
+  const digest = new Uint8Array(createHash(hash).update(canonicalJson(runtimeData)).digest());
+  const evidence = await attester.evidence(digest);
+
+  const attestUrl = `${kbs}/attest`;
+  const attestRes = await kbsFetch(
+    {
+      step: "attest",
+      method: "POST",
+      url: attestUrl,
+      headers: { cookie: `${SESSION_COOKIE}=${cookie.value}` },
+      body: JSON.stringify({
+        "runtime-data": { nonce: challenge.nonce, "tee-pubkey": key.publicJwk },
+        "tee-evidence": { primary_evidence: evidence, additional_evidence: "" },
+      }),
+    },
+    ctx,
+  );
+  if (attestRes.status !== 200) throw await refused("attest", attestUrl, attestRes);
+  const body = await readJson("attest", attestUrl, attestRes, "attestation result");
+  if (typeof body.token !== "string") {
+    throw new KbsError("attest", attestUrl, 'returned no "token"', { status: attestRes.status });
+  }
+  let tokenExpires = Number.POSITIVE_INFINITY;
+  try {
+    const exp = decodeJwt(body.token).exp;
+    if (exp !== undefined) tokenExpires = exp * 1000;
+  } catch {
+    // Background-check mode does not need to read the token; passport mode fails at the resource KBS.
+  }
+  const refreshed = parseSessionCookie(attestRes) ?? cookie;
+  log.info(`kbs: attested to ${base(cfg.attestUrl ?? cfg.url)} as ${attester.tee}`);
+  return { cookie: refreshed.value, cookieExpires: refreshed.expires, token: body.token, tokenExpires, key };
+}
+
+async function session(cfg: KbsClientConfig, ctx: HttpContext, fresh: boolean): Promise<Session> {
+  const k = sessionKey(cfg);
+  const passport = isPassport(cfg);
+  const cached = sessions.get(k);
+  if (cached && !fresh) {
+    const s = await cached.catch(() => undefined);
+    if (s && usable(s, passport)) return s;
+  }
+  const p = attest(cfg, ctx);
+  sessions.set(k, p);
+  p.catch(() => sessions.get(k) === p && sessions.delete(k));
+  return p;
+}
+
+function isPassport(cfg: KbsClientConfig): boolean {
+  return cfg.attestUrl !== undefined && base(cfg.attestUrl) !== base(cfg.url);
+}
+
+function isJwe(j: Record<string, unknown>): boolean {
+  return ["protected", "iv", "ciphertext", "tag"].every((f) => typeof j[f] === "string");
+}
+
+/** Fetch and decrypt one resource ("repo/type/tag"). */
+export async function getKbsResource(cfg: KbsClientConfig, path: string): Promise<Uint8Array> {
+  const ctx: HttpContext = {
+    retry: cfg.retry,
+    deadline: Date.now() + cfg.retry.totalTimeoutMs,
+    ca: cfg.ca,
+    onRequest: cfg.onRequest,
+  };
+  const url = `${base(cfg.url)}/kbs/v0/resource/${path}`;
+  const passport = isPassport(cfg);
+  for (let round = 0; ; round++) {
+    const s = await session(cfg, ctx, round > 0);
+    const headers: Record<string, string> = passport
+      ? { authorization: `Bearer ${s.token}` }
+      : { cookie: `${SESSION_COOKIE}=${s.cookie}` };
+    const res = await kbsFetch({ step: "resource", method: "GET", url, headers }, ctx);
+    if (res.status !== 200) {
+      const err = await refused("resource", url, res);
+      // A session the KBS forgot (expired, restarted) is renewed once; policy and resource answers are final.
+      if (res.status === 401 && SESSION_ERRORS.has(err.kbsType) && round === 0) {
+        log.warn(`kbs: resource request to ${url} ${err.reason}; attesting again`);
+        continue;
+      }
+      throw err;
+    }
+    const jwe = await readJson("resource", url, res, "Web Encryption (JWE) object");
+    if (!isJwe(jwe)) {
+      throw new KbsError(
+        "resource",
+        url,
+        "returned JSON that is not a flattened JWE (protected, iv, ciphertext, tag)",
+        {
+          status: res.status,
+        },
+      );
+    }
+    try {
+      return await decryptResource(jwe as unknown as FlattenedJWE, s.key);
+    } catch (cause) {
+      throw new KbsError(
+        "resource",
+        url,
+        `returned a JWE this client cannot decrypt (${(cause as Error).message})`,
+        {
+          status: res.status,
+          cause,
+          hint: "the KBS must encrypt the resource to the tee-pubkey of this session (A256GCM with ECDH-ES+A256KW or RSA-OAEP-256)",
+        },
+      );
+    }
+  }
+}

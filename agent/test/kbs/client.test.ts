@@ -1,0 +1,437 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ALLOW_ALL, type Broker, DENY_ALL, startBroker } from "../../../vm-test/kbs/broker.ts";
+import { makeTestPki } from "../../../vm-test/kbs/tls.ts";
+import { canonicalJson } from "../../src/kbs/canonical.ts";
+import { clearKbsSessions, getKbsResource, type KbsClientConfig } from "../../src/kbs/client.ts";
+import type { KbsError } from "../../src/kbs/errors.ts";
+import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/http.ts";
+import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
+import { fakeTsm } from "../attest/fake-tsm.ts";
+import { fixture, haveFixtures } from "../attest/fixtures.ts";
+
+const FAST: RetryPolicy = {
+  attempts: 5,
+  totalTimeoutMs: 10_000,
+  requestTimeoutMs: 2_000,
+  baseDelayMs: 50,
+  maxDelayMs: 200,
+};
+const KEY = new TextEncoder().encode("rootfs passphrase \x00\xff binary");
+const DELTA = new TextEncoder().encode("delta passphrase");
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+const brokers: Broker[] = [];
+afterEach(async () => {
+  clearKbsSessions();
+  await Promise.all(brokers.splice(0).map((b) => b.stop()));
+});
+
+async function broker(options: Parameters<typeof startBroker>[0] = {}): Promise<Broker> {
+  const b = await startBroker({
+    resources: { "default/key/rootfs": KEY, "default/key/delta": DELTA },
+    ...options,
+  });
+  brokers.push(b);
+  return b;
+}
+
+function cfg(b: { url: string }, extra: Partial<KbsClientConfig> = {}): KbsClientConfig {
+  return { url: b.url, tee: "sample", retry: FAST, ...extra };
+}
+
+async function failure(p: Promise<unknown>): Promise<KbsError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as KbsError;
+  }
+  throw new Error("expected a failure");
+}
+
+describe("wire details", () => {
+  test("runtime data canonical form (RFC 8785) as the KBS hashes it", () => {
+    const rd = {
+      "tee-pubkey": { y: "Y", x: "X", kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW" },
+      nonce: "N",
+      "additional-evidence": "",
+    };
+    expect(canonicalJson(rd)).toBe(
+      '{"additional-evidence":"","nonce":"N","tee-pubkey":{"alg":"ECDH-ES+A256KW","crv":"P-256","kty":"EC","x":"X","y":"Y"}}',
+    );
+    expect(canonicalJson({ b: [1, "é\n", null, true], a: { d: 1.5, c: -0 } })).toBe(
+      '{"a":{"c":0,"d":1.5},"b":[1,"é\\n",null,true]}',
+    );
+  });
+  test("resource locations: kbs:/// URIs, host ignored, short form gets the default repository", () => {
+    expect(parseResourcePath("kbs:///default/key/rootfs")).toBe("default/key/rootfs");
+    expect(parseResourcePath("kbs://kbs.example:8080/repo/type/tag")).toBe("repo/type/tag");
+    expect(parseResourcePath("key/rootfs")).toBe("default/key/rootfs");
+    expect(parseResourcePath("/mine/key/v1.2")).toBe("mine/key/v1.2");
+    expect(() => parseResourcePath("kbs:///a/b/c/d")).toThrow("<repository>/<type>/<tag>");
+    expect(() => parseResourcePath("kbs+plugin:///a/b/c")).toThrow("must start with kbs://");
+    expect(() => parseResourcePath("a/b c/d")).toThrow("not a resource path");
+  });
+  test("backoff doubles up to the cap, with jitter between half and full", () => {
+    const p = { ...DEFAULT_RETRY };
+    expect([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(p, a, () => 1))).toEqual([
+      1000, 2000, 4000, 8000, 10000, 10000,
+    ]);
+    expect(backoffDelay(p, 3, () => 0)).toBe(2000);
+    // The defaults keep trying for more than the 30 s a late broker needs, even with minimum jitter.
+    let waited = 0;
+    for (let a = 1; a < p.attempts; a++) waited += backoffDelay(p, a, () => 0);
+    expect(waited).toBeGreaterThan(45_000);
+    expect(p.totalTimeoutMs).toBeGreaterThan(60_000);
+  });
+});
+
+describe("RCAR against the test broker", () => {
+  test("sample TEE, EC key: auth, attest, resource; plaintext intact", async () => {
+    const b = await broker();
+    expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 1, attestations: 1 });
+  });
+  test("RSA-OAEP-256 TEE key", async () => {
+    const b = await broker();
+    expect(text(await getKbsResource(cfg(b, { keyAlgorithm: "RSA-OAEP-256" }), "default/key/delta"))).toBe(
+      text(DELTA),
+    );
+  });
+  test("one attestation per boot: rootfs and delta from the same KBS share the session (4 round trips)", async () => {
+    const b = await broker();
+    const c = cfg(b);
+    const [a, d] = await Promise.all([
+      getKbsResource(c, "default/key/rootfs"),
+      getKbsResource(c, "default/key/delta"),
+    ]);
+    expect(a).toEqual(KEY);
+    expect(d).toEqual(DELTA);
+    await getKbsResource({ ...c, url: `${b.url}/` }, "default/key/delta");
+    expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 3, attestations: 1 });
+  });
+  test("a different KBS gets its own attestation", async () => {
+    const b1 = await broker();
+    const b2 = await broker();
+    await getKbsResource(cfg(b1), "default/key/rootfs");
+    await getKbsResource(cfg(b2), "default/key/delta");
+    expect([b1.stats.attestations, b2.stats.attestations]).toEqual([1, 1]);
+  });
+  test("no TEE and no tee setting: clear error, nothing sent", async () => {
+    const b = await broker();
+    const e = await failure(
+      getKbsResource(
+        {
+          url: b.url,
+          retry: FAST,
+          attestation: {
+            env: {},
+            paths: { tsmRoot: "/nonexistent", sysRoot: mkdtempSync(join(tmpdir(), "sys-")) },
+          },
+        },
+        "default/key/rootfs",
+      ),
+    );
+    expect(e.message).toContain("no TEE found");
+    expect(b.stats.auth).toBe(0);
+  });
+  test.skipIf(!haveFixtures)(
+    "TDX evidence from a fake configfs-tsm passes the broker's REPORTDATA check",
+    async () => {
+      const quote = fixture("verifier/tdx/tdx_quote_4.dat");
+      const tsm = await fakeTsm("tdx_guest", (inblob) => {
+        const q = quote.slice();
+        q.set(inblob, 48 + 520);
+        return { outblob: q };
+      });
+      const b = await broker({ allowTees: ["tdx"] });
+      const c: KbsClientConfig = {
+        url: b.url,
+        retry: FAST,
+        attestation: {
+          env: {},
+          fs: tsm.fs,
+          paths: { tsmRoot: tsm.root, sysRoot: mkdtempSync(join(tmpdir(), "sys-")) },
+        },
+      };
+      expect(await getKbsResource(c, "default/key/rootfs")).toEqual(KEY);
+      expect(tsm.inblobs.length).toBe(1);
+    },
+  );
+  test.skipIf(!haveFixtures)(
+    "TDX quote with someone else's REPORTDATA is rejected by the broker",
+    async () => {
+      const quote = fixture("verifier/tdx/tdx_quote_4.dat");
+      const b = await broker({ allowTees: ["tdx"] });
+      // Bypasses the client's own check to prove the broker checks the binding too.
+      const auth = await fetch(`${b.url}/kbs/v0/auth`, {
+        method: "POST",
+        body: JSON.stringify({ version: "0.4.0", tee: "tdx", "extra-params": "" }),
+      });
+      const cookie = auth.headers.get("set-cookie")!.split(";")[0]!;
+      const { nonce } = (await auth.json()) as { nonce: string };
+      const res = await fetch(`${b.url}/kbs/v0/attest`, {
+        method: "POST",
+        headers: { cookie },
+        body: JSON.stringify({
+          "runtime-data": {
+            nonce,
+            "tee-pubkey": { kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW", x: "AA", y: "AA" },
+          },
+          "tee-evidence": {
+            primary_evidence: { cc_eventlog: null, quote: Buffer.from(quote).toString("base64") },
+            additional_evidence: "",
+          },
+        }),
+      });
+      expect(res.status).toBe(401);
+      expect(await res.json()).toEqual({
+        type: "https://github.com/confidential-containers/kbs/errors/AttestationError",
+        detail: "RCAR handshake Attest failed: tdx evidence: REPORTDATA does not match",
+      });
+    },
+  );
+});
+
+describe("broker protocol checks (what trustee verifies)", () => {
+  const post = (b: Broker, path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${b.url}/kbs/v0/${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+  test("protocol version must be exactly 0.4.0", async () => {
+    const b = await broker();
+    const res = await post(b, "auth", { version: "0.2.0", tee: "sample", "extra-params": "" });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { detail: string }).detail).toContain(
+      "Protocol Version Mismatch: expect =0.4.0",
+    );
+  });
+  test("session cookie, nonce and digest checks", async () => {
+    const b = await broker();
+    const auth = await post(b, "auth", { version: "0.4.0", tee: "sample", "extra-params": "" });
+    const setCookie = auth.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/^kbs-session-id=[0-9a-f]{32}; Expires=/);
+    const { nonce } = (await auth.json()) as { nonce: string };
+    expect(Buffer.from(nonce, "base64").length).toBe(32);
+    const cookie = setCookie.split(";")[0]!;
+    const pk = { kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW", x: "AA", y: "BB" };
+    const evidence = (d: string) => ({
+      primary_evidence: { svn: "1", report_data: d },
+      additional_evidence: "",
+    });
+    const noCookie = await post(b, "attest", {
+      "runtime-data": { nonce, "tee-pubkey": pk },
+      "tee-evidence": evidence(""),
+    });
+    expect(((await noCookie.json()) as { detail: string }).detail).toContain("session not found");
+    const badNonce = await post(
+      b,
+      "attest",
+      { "runtime-data": { nonce: "x", "tee-pubkey": pk }, "tee-evidence": evidence("") },
+      { cookie },
+    );
+    expect(((await badNonce.json()) as { detail: string }).detail).toContain(
+      "nonce in the handshake session is different",
+    );
+    const badDigest = await post(
+      b,
+      "attest",
+      { "runtime-data": { nonce, "tee-pubkey": pk }, "tee-evidence": evidence("AAAA") },
+      { cookie },
+    );
+    expect(((await badDigest.json()) as { detail: string }).detail).toContain("report_data does not match");
+    // The digest the broker expects: SHA-384 of the canonical runtime data, extra JWK members dropped.
+    const digest = new Bun.CryptoHasher("sha384")
+      .update(canonicalJson({ "tee-pubkey": pk, nonce, "additional-evidence": "" }))
+      .digest("base64");
+    const ok = await post(
+      b,
+      "attest",
+      {
+        "runtime-data": { nonce, "tee-pubkey": { ...pk, kid: "dropped" } },
+        "tee-evidence": evidence(digest),
+      },
+      { cookie },
+    );
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { token: string }).token.split(".").length).toBe(3);
+  });
+});
+
+describe("TLS", () => {
+  const pkiDir = () => mkdtempSync(join(tmpdir(), "kbs-pki-"));
+  test("kbs_root_cert pins the broker's CA", async () => {
+    const pki = makeTestPki(pkiDir());
+    const b = await broker({ tls: { cert: pki.certPem, key: pki.keyPem } });
+    expect(b.url.startsWith("https://127.0.0.1:")).toBe(true);
+    expect(await getKbsResource(cfg(b, { ca: pki.caPem }), "default/key/rootfs")).toEqual(KEY);
+  });
+  test("another CA, or the system store, does not trust the broker: TLS failure named, retried then reported", async () => {
+    const pki = makeTestPki(pkiDir());
+    const other = makeTestPki(pkiDir(), "some other CA");
+    const b = await broker({ tls: { cert: pki.certPem, key: pki.keyPem } });
+    const retry = { ...FAST, attempts: 2 };
+    for (const ca of [other.caPem, undefined]) {
+      const e = await failure(getKbsResource(cfg(b, { ca, retry }), "default/key/rootfs"));
+      expect(e.message).toContain(`auth request to ${b.url}/kbs/v0/auth`);
+      expect(e.message).toMatch(/certificate|CERT|self.signed|issuer/i);
+      expect(e.hint).toContain("kbs_root_cert");
+      clearKbsSessions();
+    }
+    expect(b.stats.attestations).toBe(0);
+  });
+});
+
+describe("passport mode", () => {
+  test("attest at one KBS, present the token as Bearer to another that has no session", async () => {
+    const issuer = await broker({ resources: {} });
+    const relying = await broker({ trustedTokenKeys: [issuer.tokenKey.publicKey] });
+    const c = cfg(relying, { attestUrl: issuer.url });
+    expect(await getKbsResource(c, "default/key/rootfs")).toEqual(KEY);
+    expect(await getKbsResource(c, "default/key/delta")).toEqual(DELTA);
+    expect(issuer.stats).toMatchObject({ auth: 1, attest: 1, resource: 0 });
+    expect(relying.stats).toMatchObject({ auth: 0, attest: 0, resource: 2 });
+  });
+  test("a token from an untrusted issuer is refused with TokenVerifierError", async () => {
+    const issuer = await broker({ resources: {} });
+    const relying = await broker();
+    const e = await failure(getKbsResource(cfg(relying, { attestUrl: issuer.url }), "default/key/rootfs"));
+    expect(e.message).toContain("HTTP 401 TokenVerifierError");
+  });
+});
+
+describe("fault modes", () => {
+  test("broker down at start, up later: the client retries with backoff and succeeds", async () => {
+    const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+    const port = probe.port!;
+    probe.stop(true);
+    const started = Date.now();
+    const later = Bun.sleep(1200).then(() => broker({ port }));
+    const key = await getKbsResource(
+      {
+        url: `http://127.0.0.1:${port}`,
+        tee: "sample",
+        retry: { ...FAST, attempts: 20, baseDelayMs: 100, maxDelayMs: 400 },
+      },
+      "default/key/rootfs",
+    );
+    expect(key).toEqual(KEY);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1200);
+    expect((await later).stats.auth).toBe(1);
+  });
+  test("broker never comes up: bounded attempts, error names URL, step and the connection failure", async () => {
+    const e = await failure(
+      getKbsResource(
+        { url: "http://127.0.0.1:9", tee: "sample", retry: { ...FAST, attempts: 3 } },
+        "default/key/rootfs",
+      ),
+    );
+    expect(e.message).toContain("auth request to http://127.0.0.1:9/kbs/v0/auth gave up after 3 attempts");
+    expect(e.message).toMatch(/ConnectionRefused|ECONNREFUSED|refused/i);
+    expect(e.hint).toContain("reachable");
+  });
+  test("total timeout bounds the retries even with attempts left", async () => {
+    const started = Date.now();
+    await failure(
+      getKbsResource(
+        { url: "http://127.0.0.1:9", tee: "sample", retry: { ...FAST, attempts: 100, totalTimeoutMs: 600 } },
+        "default/key/rootfs",
+      ),
+    );
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+  test("5xx is retried: two 503s then success", async () => {
+    const b = await broker({ faults: { fail5xx: 2 } });
+    expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    expect(b.stats.auth).toBe(3);
+  });
+  test("persistent 5xx: the error carries the status and the body", async () => {
+    const b = await broker({ faults: { fail5xx: 1000 } });
+    const e = await failure(
+      getKbsResource(cfg(b, { retry: { ...FAST, attempts: 3 } }), "default/key/rootfs"),
+    );
+    expect(e.message).toContain(
+      `auth request to ${b.url}/kbs/v0/auth gave up after 3 attempts: failed: HTTP 503`,
+    );
+    expect(e.message).toContain("Service Unavailable");
+    expect(b.stats.auth).toBe(3);
+  });
+  test("slow broker: requests time out and are retried; a merely slow one still works", async () => {
+    const b = await broker({ faults: { slowMs: 300 } });
+    const e = await failure(
+      getKbsResource(
+        cfg(b, { retry: { ...FAST, attempts: 2, requestTimeoutMs: 100 } }),
+        "default/key/rootfs",
+      ),
+    );
+    expect(e.message).toContain("timed out");
+    expect(b.stats.auth).toBe(2);
+    clearKbsSessions();
+    expect(
+      await getKbsResource(cfg(b, { retry: { ...FAST, requestTimeoutMs: 2000 } }), "default/key/rootfs"),
+    ).toEqual(KEY);
+  });
+  for (const step of ["auth", "attest", "resource"] as const) {
+    test(`malformed JSON from ${step}: not retried, message names the step`, async () => {
+      const b = await broker({ faults: { malformed: step } });
+      const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+      expect(e.message).toContain(`${step} request to ${b.url}/kbs/v0/${step}`);
+      expect(e.message).toContain("not a JSON");
+      expect(e.message).toContain('"<html>not json"');
+      expect(b.stats[step]).toBe(1);
+    });
+  }
+  test("resource encrypted to the wrong key: decryption error, no plaintext", async () => {
+    const b = await broker({ faults: { wrongJweKey: true } });
+    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    expect(e.message).toContain("returned a JWE this client cannot decrypt");
+    expect(e.hint).toContain("tee-pubkey");
+  });
+  test("expired session cookie: the client re-attests instead of sending a stale cookie", async () => {
+    const b = await broker({ sessionTtlMs: 11_000 });
+    await getKbsResource(cfg(b), "default/key/rootfs");
+    await Bun.sleep(1100);
+    // 11 s TTL minus the client's 10 s margin: stale after ~1 s.
+    await getKbsResource(cfg(b), "default/key/delta");
+    expect(b.stats).toMatchObject({ auth: 2, attestations: 2 });
+  });
+  test("session forgotten by the broker (restart): one 401, one new attestation, success", async () => {
+    const b = await broker();
+    await getKbsResource(cfg(b), "default/key/rootfs");
+    b.forgetSessions();
+    expect(await getKbsResource(cfg(b), "default/key/delta")).toEqual(DELTA);
+    expect(b.stats).toMatchObject({ auth: 2, resource: 3, attestations: 2 });
+  });
+  test("policy denial: no retry, the broker's reason in the message", async () => {
+    const b = await broker({ policy: DENY_ALL });
+    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    expect(e.message).toBe(
+      `kbs key provider: resource request to ${b.url}/kbs/v0/resource/default/key/rootfs was refused: HTTP 401 PolicyDeny: Resource policy denied access to default/key/rootfs for TEE sample (default deny)`,
+    );
+    expect(e.hint).toContain("policy");
+    expect(b.stats.resource).toBe(1);
+  });
+  test("per-resource policy and a missing resource", async () => {
+    const b = await broker({
+      policy: {
+        default: "deny",
+        rules: [{ resource: "default/key/delta", tee: ["sample"], effect: "allow" }],
+      },
+    });
+    expect(await getKbsResource(cfg(b), "default/key/delta")).toEqual(DELTA);
+    expect((await failure(getKbsResource(cfg(b), "default/key/rootfs"))).kbsType).toBe("PolicyDeny");
+    b.policy = ALLOW_ALL;
+    const e = await failure(getKbsResource(cfg(b), "default/key/nothere"));
+    expect(e.message).toContain(
+      "HTTP 401 PluginInternalError: Plugin internal error: resource default/key/nothere not found",
+    );
+    expect(b.stats.attestations).toBe(1);
+  });
+  test("wrong URL path: 404 InvalidRequestPath, not retried", async () => {
+    const b = await broker();
+    const e = await failure(getKbsResource(cfg(b, { url: `${b.url}/prefix` }), "default/key/rootfs"));
+    expect(e.message).toContain("HTTP 404 InvalidRequestPath");
+    expect(e.hint).toContain("URL");
+    expect(b.stats.other).toBe(1);
+  });
+});
