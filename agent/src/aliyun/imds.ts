@@ -1,0 +1,141 @@
+/**
+ * ECS instance metadata service: region, bound RAM role and that role's temporary credentials.
+ * Uses IMDSv2 (session token) first, as hardened instances require, and falls back to IMDSv1 when
+ * the token endpoint is refused.
+ */
+import { log } from "../log.ts";
+import { AliyunError } from "./errors.ts";
+import { DEFAULT_RETRY, type RetryPolicy, send, text, withRetry } from "./http.ts";
+import type { StsCredentials } from "./rpc.ts";
+
+export const IMDS_ENDPOINT = "http://100.100.100.200";
+const TOKEN_TTL_SECONDS = "300";
+
+export class Imds {
+  private token: string | undefined | null = null;
+
+  constructor(
+    private readonly endpoint: string = IMDS_ENDPOINT,
+    private readonly retry: RetryPolicy = DEFAULT_RETRY,
+  ) {}
+
+  async regionId(): Promise<string> {
+    const region = (await this.get("/latest/meta-data/region-id")).trim();
+    if (!region) throw this.protocolError("/latest/meta-data/region-id", "empty region id");
+    return region;
+  }
+
+  /** The single RAM role bound to the instance; more than one must be named in the config. */
+  async ramRoleName(): Promise<string> {
+    const path = "/latest/meta-data/ram/security-credentials/";
+    const roles = (await this.get(path, "no RAM role is bound to this ECS instance"))
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
+    if (roles.length === 1) return roles[0]!;
+    throw new AliyunError({
+      kind: "protocol",
+      endpoint: this.endpoint,
+      action: `GET ${path}`,
+      reason:
+        roles.length === 0
+          ? "no RAM role is bound to this ECS instance"
+          : `${roles.length} RAM roles are bound (${roles.join(", ")})`,
+      hint: "bind exactly one RAM role to the instance or set ecs_ram_role_name",
+    });
+  }
+
+  async roleCredentials(roleName: string): Promise<StsCredentials> {
+    const path = `/latest/meta-data/ram/security-credentials/${encodeURIComponent(roleName)}`;
+    const body = await this.get(path, `RAM role "${roleName}" is not bound to this ECS instance`);
+    let v: Record<string, unknown>;
+    try {
+      v = JSON.parse(body);
+    } catch (cause) {
+      throw this.protocolError(path, "credentials are not JSON", cause);
+    }
+    if (v.Code !== undefined && v.Code !== "Success")
+      throw this.protocolError(path, `Code is ${String(v.Code)}`);
+    const { AccessKeyId, AccessKeySecret, SecurityToken, Expiration } = v;
+    if (
+      typeof AccessKeyId !== "string" ||
+      typeof AccessKeySecret !== "string" ||
+      typeof SecurityToken !== "string"
+    ) {
+      throw this.protocolError(path, "AccessKeyId/AccessKeySecret/SecurityToken missing");
+    }
+    return {
+      accessKeyId: AccessKeyId,
+      accessKeySecret: AccessKeySecret,
+      securityToken: SecurityToken,
+      expiration: typeof Expiration === "string" ? Expiration : undefined,
+    };
+  }
+
+  private async get(path: string, notFound?: string): Promise<string> {
+    const token = await this.sessionToken();
+    return withRetry(this.retry, async () => {
+      const r = await send({
+        endpoint: this.endpoint,
+        action: `GET ${path}`,
+        url: this.endpoint + path,
+        method: "GET",
+        headers: token ? { "X-aliyun-ecs-metadata-token": token } : {},
+        timeoutMs: this.retry.timeoutMs,
+      });
+      if (r.status === 200) return text(r.body);
+      throw new AliyunError({
+        kind: "http",
+        endpoint: this.endpoint,
+        action: `GET ${path}`,
+        status: r.status,
+        serviceMessage: r.status === 404 && notFound ? notFound : undefined,
+        hint:
+          r.status === 403 && !token
+            ? "IMDS refused an IMDSv1 request and issued no IMDSv2 token"
+            : undefined,
+      });
+    });
+  }
+
+  /** undefined = IMDSv1 (no token). Fetched once per instance. */
+  private async sessionToken(): Promise<string | undefined> {
+    if (this.token !== null) return this.token;
+    const path = "/latest/api/token";
+    const r = await withRetry(this.retry, async () => {
+      const res = await send({
+        endpoint: this.endpoint,
+        action: `PUT ${path}`,
+        url: this.endpoint + path,
+        method: "PUT",
+        headers: { "X-aliyun-ecs-metadata-token-ttl-seconds": TOKEN_TTL_SECONDS },
+        timeoutMs: this.retry.timeoutMs,
+      });
+      if (res.status >= 500)
+        throw new AliyunError({
+          kind: "http",
+          endpoint: this.endpoint,
+          action: `PUT ${path}`,
+          status: res.status,
+        });
+      return res;
+    });
+    if (r.status === 200 && text(r.body).trim()) {
+      this.token = text(r.body).trim();
+    } else {
+      log.debug(`IMDSv2 token refused (HTTP ${r.status}); using IMDSv1`);
+      this.token = undefined;
+    }
+    return this.token;
+  }
+
+  private protocolError(path: string, reason: string, cause?: unknown): AliyunError {
+    return new AliyunError({
+      kind: "protocol",
+      endpoint: this.endpoint,
+      action: `GET ${path}`,
+      reason,
+      cause,
+    });
+  }
+}
