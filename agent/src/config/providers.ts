@@ -94,7 +94,20 @@ export interface KbsConfig {
   cdhSocket?: string;
   /** Force a TEE type for the evidence (e.g. "tdx", "snp", "tpm", "sample"); auto-detect when absent. */
   tee?: string;
+  /** Passport mode: the KBS that attests and issues the token presented to `url`. */
+  attestationUrl?: string;
+  /** Ephemeral TEE key the resource is encrypted to. */
+  teeKeyAlgorithm: "ECDH-ES+A256KW" | "RSA-OAEP-256";
+  /** Attempts per HTTP request (connection errors and 5xx are retried). */
+  retryAttempts: number;
+  /** Budget for the whole key fetch, retries and waits included. */
+  retryTimeoutMs: number;
+  /** One HTTP request's timeout. */
+  requestTimeoutMs: number;
 }
+
+/** Defaults that outlast a key broker coming up 30 s after the guest (see kbs/http.ts). */
+const KBS_RETRY_DEFAULTS = { attempts: 15, timeoutSecs: 180, requestTimeoutSecs: 15 };
 
 const DEFAULT_CDH_SOCKET = "unix:///run/confidential-containers/cdh.sock";
 
@@ -113,7 +126,21 @@ const KbsSchema = v.pipe(
       v.pipe(v.string(), v.includes("-----BEGIN CERTIFICATE-----", "must be a PEM certificate")),
     ),
     cdh_socket: v.optional(NonEmpty),
-    tee: v.optional(NonEmpty),
+    tee: v.optional(v.picklist(["tdx", "snp", "tpm", "sample"])),
+    attestation_url: v.optional(HttpUrl),
+    tee_key_algorithm: v.optional(v.picklist(["ECDH-ES+A256KW", "RSA-OAEP-256"]), "ECDH-ES+A256KW"),
+    retry_attempts: v.optional(
+      v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1), v.maxValue(1000)),
+      KBS_RETRY_DEFAULTS.attempts,
+    ),
+    retry_timeout_secs: v.optional(
+      v.pipe(v.number(), v.minValue(0.001, "must be positive"), v.maxValue(86400, "must be at most 86400 s")),
+      KBS_RETRY_DEFAULTS.timeoutSecs,
+    ),
+    request_timeout_secs: v.optional(
+      v.pipe(v.number(), v.minValue(0.001, "must be positive"), v.maxValue(3600, "must be at most 3600 s")),
+      KBS_RETRY_DEFAULTS.requestTimeoutSecs,
+    ),
   }),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
     const t = dataset.value;
@@ -144,7 +171,16 @@ const KbsSchema = v.pipe(
       return NEVER;
     }
     const resourcePath = t.key_uri ? t.key_uri.replace(/^kbs:\/\/[^/]*\//, "") : raw.replace(/^\//, "");
-    const out: KbsConfig = { type: "kbs", cdhType: t.cdh_type, resourcePath };
+    const out: KbsConfig = {
+      type: "kbs",
+      cdhType: t.cdh_type,
+      resourcePath,
+      teeKeyAlgorithm: t.tee_key_algorithm,
+      retryAttempts: t.retry_attempts,
+      retryTimeoutMs: Math.round(t.retry_timeout_secs * 1000),
+      requestTimeoutMs: Math.round(t.request_timeout_secs * 1000),
+    };
+    if (t.attestation_url !== undefined) out.attestationUrl = t.attestation_url.replace(/\/+$/, "");
     if (url !== undefined) out.url = url.replace(/\/+$/, "");
     if (t.kbs_root_cert !== undefined) out.rootCert = t.kbs_root_cert;
     if (t.cdh_type === "daemon") out.cdhSocket = t.cdh_socket ?? DEFAULT_CDH_SOCKET;
@@ -161,6 +197,15 @@ function kbsToToml(c: KbsConfig): Table {
     cdh_socket: c.cdhSocket,
     key_uri: `kbs:///${c.resourcePath}`,
     tee: c.tee,
+    attestation_url: c.attestationUrl,
+    tee_key_algorithm: c.teeKeyAlgorithm === "ECDH-ES+A256KW" ? undefined : c.teeKeyAlgorithm,
+    retry_attempts: c.retryAttempts === KBS_RETRY_DEFAULTS.attempts ? undefined : c.retryAttempts,
+    retry_timeout_secs:
+      c.retryTimeoutMs === KBS_RETRY_DEFAULTS.timeoutSecs * 1000 ? undefined : c.retryTimeoutMs / 1000,
+    request_timeout_secs:
+      c.requestTimeoutMs === KBS_RETRY_DEFAULTS.requestTimeoutSecs * 1000
+        ? undefined
+        : c.requestTimeoutMs / 1000,
   });
 }
 
@@ -379,6 +424,8 @@ export interface Tpm2Config {
   pcrBank: "sha1" | "sha256" | "sha384" | "sha512";
   /** Optional PIN combined with the PCR policy (PolicyAuthValue). */
   pin?: string;
+  /** TPM access (TCTI string); default TPM2TOOLS_TCTI/TCTI from the environment, else device:/dev/tpmrm0. */
+  tcti?: string;
 }
 
 const Tpm2Schema = v.pipe(
@@ -392,15 +439,18 @@ const Tpm2Schema = v.pipe(
     ),
     pcr_bank: v.optional(v.picklist(["sha1", "sha256", "sha384", "sha512"]), "sha256"),
     pin: v.optional(NonEmpty),
+    tcti: v.optional(NonEmpty),
   }),
   v.transform((t): Tpm2Config => {
     const out: Tpm2Config = { type: "tpm2", pcrs: t.pcrs, pcrBank: t.pcr_bank };
     if (t.pin !== undefined) out.pin = t.pin;
+    if (t.tcti !== undefined) out.tcti = t.tcti;
     return out;
   }),
 );
 
-const tpm2ToToml = (c: Tpm2Config): Table => compact({ pcrs: c.pcrs, pcr_bank: c.pcrBank, pin: c.pin });
+const tpm2ToToml = (c: Tpm2Config): Table =>
+  compact({ pcrs: c.pcrs, pcr_bank: c.pcrBank, pin: c.pin, tcti: c.tcti });
 
 // ---------------------------------------------------------------------------------------------
 

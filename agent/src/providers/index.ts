@@ -22,12 +22,12 @@ export async function createProvider(config: ProviderConfig, ctx: ProviderContex
     case "otp":
       return (await import("./otp.ts")).create(config, ctx);
     case "kbs":
-      return notAvailable("kbs", ctx);
+      return (await import("./kbs.ts")).create(config, ctx);
     case "kms":
       return notAvailable("kms", ctx);
     case "oidc":
       return notAvailable("oidc", ctx);
     case "tpm2":
-      return notAvailable("tpm2", ctx);
+      return (await import("./tpm2.ts")).create(config, ctx);
   }
 }

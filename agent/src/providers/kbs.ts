@@ -1,0 +1,59 @@
+/**
+ * kbs: the volume key is a resource of a Trustee key broker, released after remote attestation.
+ * `cdh_type = "one-shot"` (upstream's default) is served by our own RCAR client; "daemon" asks a
+ * running confidential-data-hub over its ttrpc socket.
+ */
+import type { KbsConfig } from "../config/providers.ts";
+import { KeyProviderError } from "../errors.ts";
+import { getKbsResource, type KbsClientConfig } from "../kbs/client.ts";
+import { DEFAULT_RETRY } from "../kbs/http.ts";
+import { parseResourcePath } from "../kbs/resource-uri.ts";
+import type { KeyProvider, ProviderContext } from "./provider.ts";
+
+export function create(config: KbsConfig, ctx: ProviderContext): KeyProvider {
+  const path = parseResourcePath(config.resourcePath, "key_uri");
+  const where = config.cdhType === "daemon" ? `confidential-data-hub ${config.cdhSocket}` : config.url!;
+  const nonEmpty = (key: Uint8Array) => {
+    if (key.length === 0) {
+      throw new KeyProviderError("kbs", `resource ${path} from ${where} is empty (volume ${ctx.volume})`, {
+        hint: "store the passphrase as the resource's content",
+      });
+    }
+    return key;
+  };
+
+  if (config.cdhType === "daemon") {
+    return {
+      name: "kbs",
+      temporary: false,
+      describe: () => `kbs via ${where} resource ${path}`,
+      async getKey() {
+        const { getResourceFromCdh } = await import("../kbs/cdh.ts");
+        return nonEmpty(await getResourceFromCdh(config.cdhSocket!, path, config.requestTimeoutMs));
+      },
+    };
+  }
+
+  const client: KbsClientConfig = {
+    url: config.url!,
+    attestUrl: config.attestationUrl,
+    tee: config.tee,
+    ca: config.rootCert,
+    keyAlgorithm: config.teeKeyAlgorithm,
+    retry: {
+      ...DEFAULT_RETRY,
+      attempts: config.retryAttempts,
+      totalTimeoutMs: config.retryTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+    },
+  };
+  return {
+    name: "kbs",
+    temporary: false,
+    describe: () =>
+      `kbs ${config.url} resource ${path}${config.attestationUrl ? ` (passport from ${config.attestationUrl})` : ""}${config.tee ? ` tee ${config.tee}` : ""}`,
+    async getKey() {
+      return nonEmpty(await getKbsResource(client, path));
+    },
+  };
+}
