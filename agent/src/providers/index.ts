@@ -1,19 +1,11 @@
 /**
  * Builds the key provider for a volume. Each provider's module is imported only when a config
  * uses it, so `config check` on an exec setup never loads the KBS client, TPM bindings or x509.
- * Owners of a provider replace its `notAvailable` line with the lazy import of their module.
  */
 import type { ProviderConfig } from "../config/providers.ts";
-import { KeyProviderError } from "../errors.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export type { KeyProvider, ProviderContext } from "./provider.ts";
-
-function notAvailable(type: string, ctx: ProviderContext): never {
-  throw new KeyProviderError(type, `not available in this build of cryptpilot-fde (volume ${ctx.volume})`, {
-    hint: "use a provider this build supports, or a newer build",
-  });
-}
 
 export async function createProvider(config: ProviderConfig, ctx: ProviderContext): Promise<KeyProvider> {
   switch (config.type) {
@@ -24,9 +16,9 @@ export async function createProvider(config: ProviderConfig, ctx: ProviderContex
     case "kbs":
       return (await import("./kbs.ts")).create(config, ctx);
     case "kms":
-      return notAvailable("kms", ctx);
+      return (await import("./kms.ts")).create(config, ctx);
     case "oidc":
-      return notAvailable("oidc", ctx);
+      return (await import("./oidc.ts")).create(config, ctx);
     case "tpm2":
       return (await import("./tpm2.ts")).create(config, ctx);
   }
