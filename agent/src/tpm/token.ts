@@ -1,0 +1,127 @@
+/**
+ * The sealed key lives in the volume's LUKS2 header as a token, the way systemd-cryptenroll
+ * stores its "systemd-tpm2" token, so no extra file has to travel with the disk. Field names
+ * follow systemd's; the type is our own ("cryptpilot-tpm2") because the payload differs: systemd
+ * seals a random passphrase for a new keyslot, we seal the volume's existing key.
+ */
+
+import { run } from "../command.ts";
+import { FdeError } from "../errors.ts";
+import type { PcrBank } from "./marshal.ts";
+import type { SealedKey } from "./seal.ts";
+
+export const TOKEN_TYPE = "cryptpilot-tpm2";
+
+export interface Tpm2Token {
+  type: typeof TOKEN_TYPE;
+  keyslots: string[];
+  "tpm2-blob": string;
+  "tpm2-pcrs": number[];
+  "tpm2-pcr-bank": PcrBank;
+  "tpm2-primary-alg": "ecc";
+  "tpm2-policy-hash": string;
+  "tpm2-pin": boolean;
+  /** Not in systemd's token: the PCR values at sealing time, to name what changed. */
+  "tpm2-pcr-values": Record<string, string>;
+}
+
+export function tokenFromSealed(sealed: SealedKey, keyslot: number | undefined): Tpm2Token {
+  return {
+    type: TOKEN_TYPE,
+    keyslots: keyslot === undefined ? [] : [String(keyslot)],
+    "tpm2-blob": Buffer.from(sealed.blob).toString("base64"),
+    "tpm2-pcrs": sealed.pcrs,
+    "tpm2-pcr-bank": sealed.bank,
+    "tpm2-primary-alg": "ecc",
+    "tpm2-policy-hash": Buffer.from(sealed.policyDigest).toString("hex"),
+    "tpm2-pin": sealed.pin,
+    "tpm2-pcr-values": sealed.pcrValues,
+  };
+}
+
+const BANKS = ["sha1", "sha256", "sha384", "sha512"];
+
+/** Validate a token read from a header; `where` names the device and token id for messages. */
+export function sealedFromToken(json: unknown, where: string): SealedKey {
+  const t = json as Partial<Tpm2Token>;
+  const bad = (field: string) =>
+    new FdeError(`${where}: the ${TOKEN_TYPE} token has an invalid or missing "${field}"`, {
+      hint: "re-enroll with 'cryptpilot-fde tpm2 enroll'",
+    });
+  if (typeof t["tpm2-blob"] !== "string" || t["tpm2-blob"].length === 0) throw bad("tpm2-blob");
+  const pcrs = t["tpm2-pcrs"];
+  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p <= 23))
+    throw bad("tpm2-pcrs");
+  const bank = t["tpm2-pcr-bank"];
+  if (typeof bank !== "string" || !BANKS.includes(bank)) throw bad("tpm2-pcr-bank");
+  if (t["tpm2-primary-alg"] !== "ecc") throw bad("tpm2-primary-alg");
+  const policy = t["tpm2-policy-hash"];
+  if (typeof policy !== "string" || !/^[0-9a-f]{64}$/.test(policy)) throw bad("tpm2-policy-hash");
+  if (typeof t["tpm2-pin"] !== "boolean") throw bad("tpm2-pin");
+  const values = t["tpm2-pcr-values"] ?? {};
+  if (typeof values !== "object" || Array.isArray(values)) throw bad("tpm2-pcr-values");
+  return {
+    blob: Buffer.from(t["tpm2-blob"], "base64"),
+    bank: bank as PcrBank,
+    pcrs,
+    policyDigest: Buffer.from(policy, "hex"),
+    pin: t["tpm2-pin"],
+    pcrValues: values as Record<string, string>,
+  };
+}
+
+interface LuksMetadata {
+  tokens?: Record<string, { type?: string }>;
+}
+
+async function luksMetadata(device: string): Promise<LuksMetadata> {
+  const { stdout } = await run("cryptsetup", ["luksDump", "--dump-json-metadata", device], {
+    hint: `is ${device} a LUKS2 volume?`,
+  });
+  return JSON.parse(new TextDecoder().decode(stdout)) as LuksMetadata;
+}
+
+/** Ids of our tokens in the header, oldest first. */
+export async function findTokens(device: string): Promise<{ id: number; token: unknown }[]> {
+  const meta = await luksMetadata(device);
+  return Object.entries(meta.tokens ?? {})
+    .filter(([, token]) => token.type === TOKEN_TYPE)
+    .map(([id, token]) => ({ id: Number(id), token }))
+    .sort((a, b) => a.id - b.id);
+}
+
+/** Store the token, replacing any previous cryptpilot-tpm2 token, and return its id. */
+export async function storeToken(device: string, token: Tpm2Token): Promise<number> {
+  const old = await findTokens(device);
+  await run("cryptsetup", ["token", "import", "--json-file", "-", device], {
+    stdin: JSON.stringify(token),
+    hint: `cannot write the TPM token into the LUKS2 header of ${device}`,
+  });
+  const added = (await findTokens(device)).find((t) => !old.some((o) => o.id === t.id));
+  if (!added) throw new FdeError(`cryptsetup did not store the TPM token in ${device}`);
+  for (const { id } of old) await run("cryptsetup", ["token", "remove", "--token-id", String(id), device]);
+  return added.id;
+}
+
+/**
+ * The keyslot `key` opens, found by cryptsetup itself (which also proves the key is right before
+ * we seal it). Works on a LUKS2 file without device-mapper.
+ */
+export async function keyslotForKey(device: string, key: Uint8Array): Promise<number> {
+  const { stderr, stdout } = await run(
+    "cryptsetup",
+    ["open", "--test-passphrase", "--verbose", "--key-file", "-", device],
+    {
+      stdin: key,
+      okCodes: [0, 1, 2],
+    },
+  );
+  const text = `${new TextDecoder().decode(stdout)}\n${stderr}`;
+  const m = /Key slot (\d+) unlocked/.exec(text);
+  if (!m) {
+    throw new FdeError(`the given key does not open ${device}, so it is not sealed`, {
+      hint: "pass the key that currently unlocks the volume (the output of its existing provider, or a key file)",
+    });
+  }
+  return Number(m[1]);
+}

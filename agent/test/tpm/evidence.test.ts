@@ -1,0 +1,107 @@
+/**
+ * TPM evidence against a real swtpm: the quote verifies with tpm2_checkquote (independent), the
+ * nonce binding holds (and a different digest is rejected), the PCRs are the TPM's, the EK
+ * certificate is picked up when the TPM has one, and the AK is stable across calls.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash, X509Certificate } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createTpmAttester, reportData, type TpmEvidence, tpmEvidence } from "../../src/attest/tpm.ts";
+import { withTpm } from "../../src/tpm/esys.ts";
+import { parseQuoteAttest } from "../../src/tpm/marshal.ts";
+import { verifyTpmEvidence } from "./checkquote.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
+
+if (!hasSwtpm) console.warn("skipping TPM evidence tests: swtpm or tpm2-tools not installed");
+
+const digest = createHash("sha384").update("runtime data").digest();
+
+describe.skipIf(!hasSwtpm)("TPM evidence (swtpm, all banks allocated, no EK cert)", () => {
+  let tpm: Swtpm;
+  let evidence: TpmEvidence;
+  let dir: string;
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    dir = mkdtempSync(join(tmpdir(), "tpm-ev-"));
+    writeFileSync(join(dir, "log"), Buffer.from("not really an event log"));
+    await withTpm(tpm.tcti, (esys) => esys.pcrExtend(16, "sha256", new Uint8Array(32).fill(0xab)));
+    evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: join(dir, "log") });
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("tpm2_checkquote accepts every quote against the nonce (first 32 bytes of the digest)", async () => {
+    expect((await verifyTpmEvidence(evidence, digest)).banks.sort()).toEqual(["sha1", "sha256"]);
+  });
+
+  test("a different runtime-data digest is rejected by tpm2_checkquote", async () => {
+    const other = createHash("sha384").update("another session").digest();
+    await expect(verifyTpmEvidence(evidence, other)).rejects.toThrow(/tpm2_checkquote rejected/);
+  });
+
+  test("tampered PCR values are rejected", async () => {
+    const pcrs = [...evidence.tpm_quote.pcrs];
+    pcrs[16] = "00".repeat(32);
+    await expect(
+      verifyTpmEvidence({ ...evidence, tpm_quote: { ...evidence.tpm_quote, pcrs } }, digest),
+    ).rejects.toThrow(/rejected the sha256 quote/);
+  });
+
+  test("the quote carries the 32-byte report data and the TPM's PCR values", async () => {
+    const attest = parseQuoteAttest(Buffer.from(evidence.quote.SHA256!.attest_body, "base64"));
+    expect(Buffer.from(attest.extraData).equals(Buffer.from(reportData(digest)))).toBe(true);
+    expect(Buffer.from(attest.extraData).equals(digest.subarray(0, 32))).toBe(true);
+    expect(attest.pcrSelect).toEqual([{ bank: "sha256", pcrs: Array.from({ length: 24 }, (_, i) => i) }]);
+    const pcr16 = createHash("sha256").update(Buffer.alloc(32)).update(Buffer.alloc(32, 0xab)).digest("hex");
+    expect(evidence.tpm_quote.pcrs[16]).toBe(pcr16);
+    expect(evidence.quote.SHA256!.pcrs).toEqual(evidence.tpm_quote.pcrs);
+    expect(evidence.tpm_quote.message).toBe(evidence.quote.SHA256!.attest_body);
+  });
+
+  test("shape: both trustee formats, event log included, no EK certificate on a bare swtpm", () => {
+    expect(evidence.ek_cert).toBeNull();
+    expect(evidence.keylime_agent_uuid).toBeNull();
+    expect(evidence.aa_eventlog).toBeNull();
+    expect(Buffer.from(evidence.eventlog!, "base64").toString()).toBe("not really an event log");
+    expect(evidence.ak_pubkey).toStartWith("-----BEGIN PUBLIC KEY-----");
+    expect(evidence.tpm_quote.pcrs).toHaveLength(24);
+    expect(evidence.quote.SHA1!.pcrs[0]).toHaveLength(40);
+  });
+
+  test("the AK is the same on every call (a primary derived from the endorsement seed)", async () => {
+    const again = await createTpmAttester({ tcti: tpm.tcti, eventLogPath: "/nonexistent" }).evidence(digest);
+    expect((again as TpmEvidence).ak_public).toBe(evidence.ak_public);
+    expect((again as TpmEvidence).eventlog).toBeNull();
+  });
+});
+
+describe.skipIf(!hasSwtpm)("TPM evidence (swtpm_setup: EK certificate, SHA-256 bank only)", () => {
+  let tpm: Swtpm;
+  beforeAll(async () => {
+    tpm = await startSwtpm({ ekCert: true });
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+  });
+
+  test("the EK certificate from NV is included as PEM and the SHA-256 quote verifies", async () => {
+    const evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: "/nonexistent" });
+    expect(evidence.ek_cert).toStartWith("-----BEGIN CERTIFICATE-----");
+    const cert = new X509Certificate(evidence.ek_cert!);
+    expect(cert.publicKey.asymmetricKeyType).toBe("rsa");
+    expect(Object.keys(evidence.quote)).toEqual(["SHA256"]);
+    expect((await verifyTpmEvidence(evidence, digest)).banks).toEqual(["sha256"]);
+  });
+});
+
+describe("TPM evidence without a TPM", () => {
+  test("a missing TPM device is named in the error", async () => {
+    await expect(tpmEvidence(digest, { tcti: "device:/dev/nonexistent-tpm" })).rejects.toThrow(
+      /no TPM found: the TPM device \/dev\/nonexistent-tpm does not exist/,
+    );
+  });
+});
