@@ -1,0 +1,105 @@
+/** Reading the source disk: partition table (sfdisk --json) and filesystems (blkid at an offset). */
+import { run, runText } from "../command.ts";
+import { FdeError } from "../errors.ts";
+
+export const ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+export const LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+export const LINUX_LVM_TYPE = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+
+export interface Partition {
+  number: number;
+  offset: number;
+  size: number;
+  /** GPT type GUID (upper case) or MBR type byte as hex. */
+  type: string;
+  name?: string;
+  fsType?: string;
+  label?: string;
+  uuid?: string;
+}
+
+export interface PartitionTable {
+  label: "gpt" | "dos";
+  partitions: Partition[];
+}
+
+interface SfdiskJson {
+  partitiontable: {
+    label: string;
+    sectorsize?: number;
+    partitions?: { node: string; start: number; size: number; type: string; name?: string }[];
+  };
+}
+
+export function parseSfdiskJson(json: string): PartitionTable {
+  const table = (JSON.parse(json) as SfdiskJson).partitiontable;
+  const sector = table.sectorsize ?? 512;
+  if (table.label !== "gpt" && table.label !== "dos") {
+    throw new FdeError(`unsupported partition table type '${table.label}' (need gpt or dos)`);
+  }
+  return {
+    label: table.label,
+    partitions: (table.partitions ?? []).map((p) => ({
+      number: Number(/(\d+)$/.exec(p.node)?.[1]),
+      offset: p.start * sector,
+      size: p.size * sector,
+      type: p.type.toUpperCase(),
+      name: p.name,
+    })),
+  };
+}
+
+/** blkid's `-o export` KEY=value lines. */
+export function parseBlkidExport(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+export async function readPartitions(image: string): Promise<PartitionTable> {
+  const table = parseSfdiskJson(await runText("sfdisk", ["--json", image]));
+  for (const p of table.partitions) {
+    const { code, stdout } = await run(
+      "blkid",
+      ["-p", "-o", "export", "-O", String(p.offset), "-S", String(p.size), image],
+      { okCodes: [0, 2] },
+    );
+    if (code !== 0) continue;
+    const tags = parseBlkidExport(new TextDecoder().decode(stdout));
+    p.fsType = tags.TYPE;
+    p.label = tags.LABEL;
+    p.uuid = tags.UUID;
+  }
+  return table;
+}
+
+/** The root filesystem: the requested partition, else the one labelled `root`, else the largest ext4/xfs. */
+export function chooseRoot(table: PartitionTable, partNum?: number): Partition {
+  const fsOk = (p: Partition) => p.fsType === "ext4" || p.fsType === "xfs";
+  if (partNum !== undefined) {
+    const p = table.partitions.find((x) => x.number === partNum);
+    if (!p) throw new FdeError(`--rootfs-part-num ${partNum}: the source disk has no partition ${partNum}`);
+    if (!fsOk(p)) {
+      throw new FdeError(
+        `--rootfs-part-num ${partNum}: partition ${partNum} holds ${p.fsType ?? "no filesystem"}, not ext4`,
+      );
+    }
+    return p;
+  }
+  const labelled = table.partitions.find((p) => fsOk(p) && p.label === "root");
+  if (labelled) return labelled;
+  const candidates = table.partitions.filter(fsOk).sort((a, b) => b.size - a.size);
+  if (!candidates[0]) {
+    throw new FdeError("the source disk has no ext4 or xfs partition to use as the root filesystem", {
+      hint: "pass --rootfs-part-num N, or check that SRC is a Linux disk image",
+    });
+  }
+  return candidates[0];
+}
+
+export function findEsp(table: PartitionTable): Partition | undefined {
+  return table.partitions.find((p) => p.type === ESP_TYPE || p.type === "EF") ?? undefined;
+}

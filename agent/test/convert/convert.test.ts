@@ -1,0 +1,311 @@
+/**
+ * convert on a synthetic source disk, on this host (no device-mapper): the output is checked with
+ * the real tools (sfdisk, LVM reading the PV through a loop device, veritysetup verify,
+ * cryptsetup luksDump) and by decrypting the rootfs LV independently with node:crypto.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { execFileSync } from "node:child_process";
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { convert } from "../../src/convert/index.ts";
+import { privateLvmConf } from "../../src/disk/lvm.ts";
+import { buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn("convert tests skipped: they need root (loop devices, mount)");
+
+const sh = (cmd: string, args: string[], input?: string | Buffer) =>
+  execFileSync(cmd, args, { input, stdio: ["pipe", "pipe", "pipe"], maxBuffer: 1 << 28 }).toString();
+
+interface Part {
+  start: number;
+  size: number;
+  name?: string;
+  type: string;
+}
+
+function partitions(disk: string): Part[] {
+  const t = JSON.parse(sh("sfdisk", ["--json", disk])).partitiontable;
+  return t.partitions.map((p: Part) => ({ ...p, start: p.start * 512, size: p.size * 512 }));
+}
+
+function extract(disk: string, offset: number, length: number, out: string): string {
+  sh("dd", [
+    `if=${disk}`,
+    `of=${out}`,
+    "bs=1M",
+    `skip=${offset}`,
+    `count=${length}`,
+    "iflag=skip_bytes,count_bytes",
+    "status=none",
+  ]);
+  return out;
+}
+
+function debugfsCat(fs: string, path: string): string {
+  return sh("debugfs", ["-R", `cat ${path}`, fs]);
+}
+
+/** LV name -> {offset on disk, size}, read by LVM itself from the PV region of DISK. */
+function readLvs(dir: string, disk: string, pv: Part) {
+  const loop = sh("losetup", [
+    "--find",
+    "--show",
+    "--offset",
+    String(pv.start),
+    "--sizelimit",
+    String(pv.size),
+    disk,
+  ]).trim();
+  try {
+    const sys = join(dir, "lvm-check");
+    sh("mkdir", ["-p", sys]);
+    writeFileSync(join(sys, "lvm.conf"), privateLvmConf(loop));
+    const env = { ...process.env, LVM_SYSTEM_DIR: sys, LVM_SUPPRESS_FD_WARNINGS: "1" };
+    const lvm = (args: string[]) =>
+      execFileSync("lvm", args, { env, stdio: ["pipe", "pipe", "pipe"] }).toString();
+    const [peStart, extent] = lvm([
+      "pvs",
+      "--noheadings",
+      "--units",
+      "b",
+      "--nosuffix",
+      "-o",
+      "pe_start,vg_extent_size",
+      loop,
+    ])
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    const autoact = lvm(["vgs", "--noheadings", "-o", "vg_autoactivation", "cryptpilot"]).trim();
+    const lvs: Record<string, { offset: number; size: number }> = {};
+    for (const line of lvm([
+      "lvs",
+      "--segments",
+      "--noheadings",
+      "--units",
+      "b",
+      "--nosuffix",
+      "-o",
+      "lv_name,seg_pe_ranges,lv_size",
+      "cryptpilot",
+    ]).split("\n")) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 3) continue;
+      const first = Number(/:(\d+)-/.exec(f[1]!)![1]);
+      lvs[f[0]!] = { offset: pv.start + peStart! + first * extent!, size: Number(f[2]) };
+    }
+    return { lvs, autoact };
+  } finally {
+    sh("losetup", ["-d", loop]);
+  }
+}
+
+/**
+ * Decrypt one 4096-byte sector of a LUKS2 aes-xts-plain64 volume, independently of cryptsetup:
+ * XTS built from AES-256-ECB (Bun's node:crypto has no XTS cipher). plain64 IV = 512-byte sector
+ * number, little endian.
+ */
+function decryptSector(img: Buffer, volumeKeyHex: string, dataOffset: number, block: number): Buffer {
+  const key = Buffer.from(volumeKeyHex, "hex");
+  const ecb = (k: Buffer, decrypt: boolean) => {
+    const c = decrypt ? createDecipheriv("aes-256-ecb", k, null) : createCipheriv("aes-256-ecb", k, null);
+    c.setAutoPadding(false);
+    return (b: Buffer) => c.update(b);
+  };
+  const dec = ecb(key.subarray(0, 32), true);
+  const iv = Buffer.alloc(16);
+  iv.writeBigUInt64LE(BigInt((block * 4096) / 512));
+  const tweak = ecb(key.subarray(32), false)(iv);
+  const out = Buffer.alloc(4096);
+  const base = dataOffset + block * 4096;
+  for (let j = 0; j < 256; j++) {
+    const x = Buffer.alloc(16);
+    for (let i = 0; i < 16; i++) x[i] = img[base + j * 16 + i]! ^ tweak[i]!;
+    const p = dec(x);
+    for (let i = 0; i < 16; i++) out[j * 16 + i] = p[i]! ^ tweak[i]!;
+    // tweak *= alpha in GF(2^128), little-endian bytes
+    let carry = 0;
+    for (let i = 0; i < 16; i++) {
+      const next = tweak[i]! >> 7;
+      tweak[i] = ((tweak[i]! << 1) | carry) & 0xff;
+      carry = next;
+    }
+    if (carry) tweak[0] = tweak[0]! ^ 0x87;
+  }
+  return out;
+}
+
+const assets = (dir: string) => {
+  const agent = join(dir, "agent-stand-in");
+  writeFileSync(agent, "#!/bin/sh\necho agent\n");
+  return {
+    moduleFiles: {
+      "module-setup.sh": "#!/bin/bash\ncheck() { return 255; }\n",
+      "cryptpilot-fde-before-sysroot.service": "[Unit]\n",
+    },
+    agentBinary: agent,
+  };
+};
+
+describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
+  let dir: string;
+  let source: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "convert-test-"));
+    source = buildSourceImage(join(dir, "src-plain").replace(/$/, ""));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const configDir = (encrypted: boolean) => {
+    const c = join(dir, encrypted ? "cfg-enc" : "cfg-plain");
+    sh("mkdir", ["-p", c]);
+    writeFileSync(
+      join(c, "fde.toml"),
+      `[rootfs]\ndelta_location = "disk-persist"\n${encrypted ? '[rootfs.encrypt.exec]\ncommand = "cat"\nargs = ["/k"]\n' : ""}[delta]\n[delta.encrypt.exec]\ncommand = "echo"\nargs = ["d"]\n`,
+    );
+    return c;
+  };
+
+  test("GRUB layout, unencrypted rootfs: partitions, boot entries, initrd, LVM, verity", async () => {
+    const out = join(dir, "out-plain.raw");
+    await convert({
+      input: source,
+      output: out,
+      device: false,
+      configDir: configDir(false),
+      bootPartSize: 64 * 1024 * 1024,
+      wipeFreedSpace: false,
+      uki: false,
+      ukiAppendCmdline: "",
+      assets: assets(dir),
+    });
+    expect(existsSync(out)).toBe(true);
+    expect(existsSync(`${out}.partial`)).toBe(false);
+    const parts = partitions(out);
+    expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "boot", "cryptpilot"]);
+    expect(parts[2]!.type).toBe("E6D6D379-F507-44C2-A23C-238F2A3DF928");
+
+    // Boot partition: kernels, a rebuilt initrd, grub.cfg naming only /dev/mapper/rootfs, boot -> .
+    const boot = extract(out, parts[1]!.start, parts[1]!.size, join(dir, "boot.ext4"));
+    const grub = debugfsCat(boot, "/grub/grub.cfg");
+    expect(grub).toContain(
+      `linux\t/boot/vmlinuz-${KVER} root=/dev/mapper/rootfs ro quiet rd.lvm=0 rd.luks=0`,
+    );
+    expect(grub).not.toContain(`root=UUID=${ROOT_UUID}`);
+    expect(grub).not.toContain(ROOT_UUID); // search now looks for the boot partition
+    const bootUuid = /UUID="([^"]+)"/.exec(sh("blkid", ["-p", boot]))![1]!;
+    expect(grub).toContain(bootUuid);
+    expect(sh("debugfs", ["-R", "stat /boot", boot])).toContain('Fast link dest: "."');
+    const initrd = debugfsCat(boot, `/initrd.img-${KVER}`);
+    expect(initrd).toContain("fake-initrd");
+    expect(initrd).toMatch(
+      /--add cryptpilot --nostrip --omit\s+iscsi nvmf multipath\s+--include \/etc\/cryptpilot \/etc\/cryptpilot --kver 6\.1\.0-test/,
+    );
+    expect(initrd).toContain("module: present");
+    expect(initrd).toContain('delta_location = "disk-persist"');
+    const rootHash = /root_hash = "([0-9a-f]{64})"/.exec(initrd)![1]!;
+
+    // ESP copied, its grub.cfg pointed at the boot partition.
+    const espCfg = execFileSync("mtype", ["-i", `${out}@@${parts[0]!.start}`, "::/EFI/debian/grub.cfg"], {
+      env: { ...process.env, MTOOLS_SKIP_CHECK: "1" },
+    }).toString();
+    expect(espCfg).toContain(`search.fs_uuid ${bootUuid} root`);
+
+    // LVM as LVM itself reads it; the VG never autoactivates on a host that sees the disk.
+    const { lvs, autoact } = readLvs(dir, out, parts[2]!);
+    expect(Object.keys(lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
+    expect(autoact).toBe("");
+    const rootfs = extract(out, lvs.rootfs!.offset, lvs.rootfs!.size, join(dir, "lv-rootfs"));
+    const hash = extract(out, lvs.rootfs_hash!.offset, lvs.rootfs_hash!.size, join(dir, "lv-hash"));
+    sh("veritysetup", ["verify", rootfs, hash, rootHash]);
+    expect(() =>
+      sh("veritysetup", ["verify", rootfs, hash, rootHash.replace(/^./, (c) => (c === "0" ? "1" : "0"))]),
+    ).toThrow();
+
+    // The rootfs: read-only ext4, agent and module installed, /boot emptied, fstab on our device.
+    expect(sh("dumpe2fs", ["-h", rootfs])).toMatch(/features:.*read-only/);
+    expect(debugfsCat(rootfs, "/etc/fstab")).toContain("/dev/mapper/rootfs / auto defaults 0 0");
+    expect(debugfsCat(rootfs, "/usr/bin/cryptpilot-fde")).toContain("echo agent");
+    expect(debugfsCat(rootfs, "/usr/lib/dracut/modules.d/91cryptpilot/module-setup.sh")).toContain("check()");
+    expect(debugfsCat(rootfs, "/data/hello.txt")).toBe("hello from the guest\n");
+    expect(sh("debugfs", ["-R", "ls -p /boot", rootfs])).not.toContain("vmlinuz");
+  }, 120_000);
+
+  test("encrypted rootfs: LUKS2 with subsystem cryptpilot, decrypts to the verity-checked filesystem", async () => {
+    const out = join(dir, "out-enc.qcow2");
+    const key = new TextEncoder().encode("rootfs-test-key");
+    await convert({
+      input: source,
+      output: out,
+      device: false,
+      configDir: configDir(true),
+      rootfsKey: key,
+      bootPartSize: 64 * 1024 * 1024,
+      wipeFreedSpace: false,
+      uki: false,
+      ukiAppendCmdline: "",
+      assets: assets(dir),
+    });
+    expect(sh("qemu-img", ["info", "--output=json", out])).toContain('"format": "qcow2"');
+    const raw = join(dir, "out-enc.raw");
+    sh("qemu-img", ["convert", "-O", "raw", out, raw]);
+    const parts = partitions(raw);
+    const boot = extract(raw, parts[1]!.start, parts[1]!.size, join(dir, "boot2.ext4"));
+    const rootHash = /root_hash = "([0-9a-f]{64})"/.exec(debugfsCat(boot, `/initrd.img-${KVER}`))![1]!;
+    const { lvs } = readLvs(dir, raw, parts[2]!);
+    const lv = extract(raw, lvs.rootfs!.offset, lvs.rootfs!.size, join(dir, "lv-rootfs-enc"));
+    const dump = sh("cryptsetup", ["luksDump", lv]);
+    expect(dump).toMatch(/Subsystem:\s+cryptpilot\n/);
+    expect(dump).toMatch(/cipher: aes-xts-plain64/);
+    expect(dump).toMatch(/sector: 4096 \[bytes\]/);
+    const offset = Number(/offset: (\d+) \[bytes\]/.exec(dump)![1]);
+    const mk = sh(
+      "cryptsetup",
+      ["luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", lv],
+      Buffer.from(key),
+    );
+    const hex = /MK dump:\s+([\s\S]+?)\n\S/.exec(`${mk}\nX`)![1]!.replace(/\s+/g, "");
+    const hash = extract(raw, lvs.rootfs_hash!.offset, lvs.rootfs_hash!.size, join(dir, "lv-hash-enc"));
+    const vdump = sh("veritysetup", ["dump", hash]);
+    const blocks = Number(/Data blocks:\s+(\d+)/.exec(vdump)![1]);
+    const salt = Buffer.from(/Salt:\s+([0-9a-f]+)/.exec(vdump)![1]!, "hex");
+    const lvBytes = readFileSync(lv);
+    const hashBytes = readFileSync(hash);
+    for (const block of [0, 1, Math.floor(blocks / 2), blocks - 1]) {
+      const plain = decryptSector(lvBytes, hex, offset, block);
+      if (block === 0) expect(plain.readUInt16LE(0x438)).toBe(0xef53); // ext4 superblock magic
+      // Every decrypted block's verity digest is in the hash tree's bottom level.
+      const digest = new Bun.CryptoHasher("sha256").update(salt).update(plain).digest();
+      expect(hashBytes.indexOf(digest)).toBeGreaterThan(0);
+    }
+    // The root hash in the initrd is the one of this tree: H(salt || top hash block), top level first.
+    const top = hashBytes.subarray(4096, 8192);
+    expect(new Bun.CryptoHasher("sha256").update(salt).update(top).digest("hex")).toBe(rootHash);
+  }, 180_000);
+
+  test("a failure leaves no DST, no DST.partial, no mounts and no loop devices", async () => {
+    const failing = buildSourceImage(join(dir, "src-fail"), { failDracut: true });
+    const out = join(dir, "out-fail.raw");
+    const loopsBefore = sh("losetup", ["-a"]);
+    await expect(
+      convert({
+        input: failing,
+        output: out,
+        device: false,
+        configDir: configDir(false),
+        bootPartSize: 64 * 1024 * 1024,
+        wipeFreedSpace: false,
+        uki: false,
+        ukiAppendCmdline: "",
+        assets: assets(dir),
+      }),
+    ).rejects.toThrow(/rebuilding the guest's initrd.*dracut/s);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.partial`)).toBe(false);
+    expect(readFileSync("/proc/mounts", "utf8")).not.toContain("cryptpilot-convert-");
+    expect(sh("losetup", ["-a"])).toBe(loopsBefore);
+  }, 120_000);
+});

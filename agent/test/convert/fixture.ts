@@ -1,0 +1,92 @@
+/**
+ * A small synthetic source disk for convert's host tests: GPT [ESP (FAT, EFI/debian/grub.cfg),
+ * root ext4 labelled "root"]. The guest root holds a kernel file, its modules directory and a
+ * stand-in `dracut` (dash script) that records its arguments and the config it was given, so
+ * the host test can check convert's plumbing; the real dracut runs in the VM tests.
+ */
+import { execFileSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const sh = (cmd: string, args: string[], input?: string) =>
+  execFileSync(cmd, args, { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+
+export const ROOT_UUID = "3f0c5d2e-7a61-4b8e-9d3c-2b1e6f4a5c70";
+export const KVER = "6.1.0-test";
+
+/** The fake dracut: writes "fake-initrd", its argv, and the content of /etc/cryptpilot/*.toml. */
+const FAKE_DRACUT = `#!/bin/sh
+if [ -e /etc/fail-dracut ]; then echo "dracut: simulated failure" >&2; exit 1; fi
+for last; do :; done
+{
+  echo "fake-initrd"
+  echo "args: $*"
+  for f in /etc/cryptpilot/*.toml; do echo "== $f"; while IFS= read -r l; do echo "$l"; done < "$f"; done
+  [ -e /usr/lib/dracut/modules.d/91cryptpilot/module-setup.sh ] && echo "module: present"
+} > "$last"
+`;
+
+export function buildSourceImage(dir: string, opts: { failDracut?: boolean } = {}): string {
+  const tree = join(dir, "tree");
+  for (const d of [
+    "bin",
+    "lib/x86_64-linux-gnu",
+    "lib64",
+    "usr/bin",
+    "etc",
+    "boot/grub",
+    "boot/efi",
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "var/tmp",
+    "run",
+    `lib/modules/${KVER}`,
+  ]) {
+    mkdirSync(join(tree, d), { recursive: true });
+  }
+  copyFileSync("/bin/dash", join(tree, "bin/sh"));
+  copyFileSync("/lib/x86_64-linux-gnu/libc.so.6", join(tree, "lib/x86_64-linux-gnu/libc.so.6"));
+  copyFileSync("/lib64/ld-linux-x86-64.so.2", join(tree, "lib64/ld-linux-x86-64.so.2"));
+  writeFileSync(join(tree, "usr/bin/dracut"), FAKE_DRACUT);
+  chmodSync(join(tree, "usr/bin/dracut"), 0o755);
+  if (opts.failDracut) writeFileSync(join(tree, "etc/fail-dracut"), "");
+  writeFileSync(
+    join(tree, "etc/fstab"),
+    `UUID=${ROOT_UUID} / ext4 errors=remount-ro 0 1\nUUID=AAAA-BBBB /boot/efi vfat umask=0077 0 1\n`,
+  );
+  writeFileSync(join(tree, `boot/vmlinuz-${KVER}`), "not really a kernel\n");
+  writeFileSync(join(tree, `boot/initrd.img-${KVER}`), "old initrd without the agent\n");
+  writeFileSync(join(tree, "boot/vmlinuz-5.0.0-gone"), "kernel whose modules were removed\n");
+  writeFileSync(
+    join(tree, "boot/grub/grub.cfg"),
+    `search --no-floppy --fs-uuid --set=root ${ROOT_UUID}\nmenuentry 'Debian' {\n\tlinux\t/boot/vmlinuz-${KVER} root=UUID=${ROOT_UUID} ro quiet\n\tinitrd\t/boot/initrd.img-${KVER}\n}\n`,
+  );
+  mkdirSync(join(tree, "data"), { recursive: true });
+  writeFileSync(join(tree, "data/hello.txt"), "hello from the guest\n");
+
+  const root = join(dir, "root.ext4");
+  sh("mkfs.ext4", ["-q", "-b", "4096", "-L", "root", "-U", ROOT_UUID, "-d", tree, root, "64M"]);
+  const esp = join(dir, "esp.fat");
+  sh("mkfs.vfat", ["-C", esp, String(32 * 1024)]);
+  const espCfg = join(dir, "esp-grub.cfg");
+  writeFileSync(
+    espCfg,
+    `search.fs_uuid ${ROOT_UUID} root hd0,gpt2\nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n`,
+  );
+  const mt = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+  execFileSync("mmd", ["-i", esp, "::/EFI", "::/EFI/debian"], { env: mt });
+  execFileSync("mcopy", ["-i", esp, espCfg, "::/EFI/debian/grub.cfg"], { env: mt });
+
+  const disk = join(dir, "source.raw");
+  sh("truncate", ["-s", `${1 + 32 + 64 + 1}M`, disk]);
+  sh(
+    "sfdisk",
+    ["-q", disk],
+    `label: gpt\nstart=2048, size=${32 * 2048}, type=U\nstart=${33 * 2048}, size=${64 * 2048}, type=L\n`,
+  );
+  sh("dd", [`if=${esp}`, `of=${disk}`, "bs=1M", "seek=1", "conv=notrunc", "status=none"]);
+  sh("dd", [`if=${root}`, `of=${disk}`, "bs=1M", "seek=33", "conv=notrunc", "status=none"]);
+  return disk;
+}
