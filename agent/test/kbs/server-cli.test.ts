@@ -1,0 +1,198 @@
+/**
+ * End to end as in the VM scenarios and `make demo`: the broker started as a command (HTTPS with
+ * its own CA, down for the first second), and the compiled agent fetching both boot keys with
+ * `kbs_root_cert` pinned, over one attestation.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "../../..");
+const BUN = join(ROOT, "node_modules/.bin/bun");
+const BINARY = join(ROOT, "dist/cryptpilot-fde");
+const dir = mkdtempSync(join(tmpdir(), "kbs-cli-"));
+const children: Bun.Subprocess[] = [];
+
+beforeAll(() => {
+  const build = Bun.spawnSync(["make", "-s", "--no-print-directory", "build"], { cwd: ROOT });
+  if (build.exitCode !== 0) throw new Error(`make build failed:\n${build.stderr.toString()}`);
+}, 180_000);
+afterAll(() => {
+  for (const c of children) c.kill();
+});
+
+async function freePort(): Promise<number> {
+  const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = probe.port!;
+  await probe.stop(true);
+  return port;
+}
+
+/** Read a child's stdout until a line matches. */
+async function waitForLine(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): Promise<{ line: string; rest: () => Promise<string> }> {
+  const reader = stream.getReader();
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
+    text += new TextDecoder().decode(value);
+    const line = text.split("\n").find((l) => pattern.test(l));
+    if (line) {
+      return {
+        line,
+        rest: async () => {
+          for (;;) {
+            const r = await reader.read();
+            if (r.done) return text;
+            text += new TextDecoder().decode(r.value);
+          }
+        },
+      };
+    }
+  }
+}
+
+test("broker CLI over HTTPS with its own CA; compiled agent gets rootfs and delta keys with one attestation", async () => {
+  writeFileSync(join(dir, "rootfs.key"), "rootfs \u00e9 passphrase");
+  const port = await freePort();
+  const broker = Bun.spawn(
+    [
+      BUN,
+      join(ROOT, "vm-test/kbs/server.ts"),
+      "--port",
+      String(port),
+      "--resource",
+      `default/key/rootfs=@${join(dir, "rootfs.key")}`,
+      "--resource",
+      "default/key/delta=delta-passphrase",
+      "--tls-dir",
+      dir,
+      "--start-delay",
+      "1",
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  children.push(broker);
+  const pem = () => readFileSync(join(dir, "ca.pem"), "utf8");
+  const conf = join(dir, "etc");
+  Bun.spawnSync(["mkdir", "-p", conf]);
+  const kbs = (volume: string) =>
+    `[${volume}.encrypt.kbs]\nkbs_url = "https://127.0.0.1:${port}"\nkey_uri = "kbs:///default/key/${volume}"\ntee = "sample"\nkbs_root_cert = """\n__PEM__"""\n`;
+  const writeConfig = () =>
+    writeFileSync(
+      join(conf, "fde.toml"),
+      `[rootfs]\ndelta_location = "ram"\n${kbs("rootfs")}\n[delta]\n${kbs("delta")}`.replaceAll(
+        "__PEM__",
+        pem(),
+      ),
+    );
+
+  // The CA exists once the broker is up; the config pins it.
+  const started = waitForLine(broker.stdout, /^listening on https:\/\/127\.0\.0\.1:/);
+  const { rest } = await started;
+  writeConfig();
+  const fetched = Bun.spawnSync([BINARY, "-c", conf, "fetch-key", "--volume", "rootfs"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  expect(fetched.stderr.toString()).toContain("attested to");
+  expect(fetched.exitCode).toBe(0);
+  expect(fetched.stdout.toString()).toBe("rootfs \u00e9 passphrase");
+  const check = Bun.spawnSync([BINARY, "-c", conf, "config", "check"], { stdout: "pipe", stderr: "pipe" });
+  expect(check.exitCode).toBe(0);
+  expect(check.stderr.toString().match(/attested to/g)?.length).toBe(1);
+  broker.kill();
+  const out = await rest();
+  const stats = JSON.parse(
+    out
+      .split("\n")
+      .find((l) => l.startsWith("stats "))!
+      .slice(6),
+  );
+  // fetch-key: 1 attestation; config check (both volumes, one process): 1 attestation.
+  expect(stats).toMatchObject({ auth: 2, attest: 2, resource: 3, attestations: 2 });
+}, 60_000);
+
+test("agent started before the broker: retries until it is up", async () => {
+  const port = await freePort();
+  const conf = join(dir, "etc2");
+  Bun.spawnSync(["mkdir", "-p", conf]);
+  writeFileSync(
+    join(conf, "fde.toml"),
+    `[rootfs]\ndelta_location = "ram"\n[delta]\n[delta.encrypt.kbs]\nurl = "http://127.0.0.1:${port}"\nresource_path = "key/delta"\ntee = "sample"\n`,
+  );
+  const agent = Bun.spawn([BINARY, "-c", conf, "fetch-key", "--volume", "delta"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  children.push(agent);
+  await Bun.sleep(2500);
+  const broker = Bun.spawn(
+    [
+      BUN,
+      join(ROOT, "vm-test/kbs/server.ts"),
+      "--port",
+      String(port),
+      "--resource",
+      "default/key/delta=late-key",
+    ],
+    {
+      stdout: "pipe",
+      stderr: "inherit",
+    },
+  );
+  children.push(broker);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(agent.stdout).text(),
+    new Response(agent.stderr).text(),
+    agent.exited,
+  ]);
+  expect(stderr).toContain(`auth request to http://127.0.0.1:${port}/kbs/v0/auth could not be completed`);
+  expect(stderr).toContain("retrying in");
+  expect(code).toBe(0);
+  expect(stdout).toBe("late-key");
+}, 60_000);
+
+test("policy denial: the compiled agent exits non-zero with the broker's reason, no stack trace", async () => {
+  const port = await freePort();
+  const broker = Bun.spawn(
+    [
+      BUN,
+      join(ROOT, "vm-test/kbs/server.ts"),
+      "--port",
+      String(port),
+      "--policy",
+      "deny-all",
+      "--resource",
+      "default/key/delta=x",
+    ],
+    {
+      stdout: "pipe",
+      stderr: "inherit",
+    },
+  );
+  children.push(broker);
+  await waitForLine(broker.stdout, /^listening on/);
+  const conf = join(dir, "etc3");
+  Bun.spawnSync(["mkdir", "-p", conf]);
+  writeFileSync(
+    join(conf, "fde.toml"),
+    `[rootfs]\ndelta_location = "ram"\n[delta]\n[delta.encrypt.kbs]\nurl = "http://127.0.0.1:${port}"\nresource_path = "key/delta"\n`,
+  );
+  const r = Bun.spawnSync([BINARY, "-c", conf, "fetch-key", "--volume", "delta"], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, CRYPTPILOT_TEE: "sample" },
+  });
+  const err = r.stderr.toString();
+  expect(r.exitCode).not.toBe(0);
+  expect(err).toContain(
+    "was refused: HTTP 401 PolicyDeny: Resource policy denied access to default/key/delta for TEE sample",
+  );
+  expect(err).not.toContain("    at ");
+  broker.kill();
+}, 60_000);
