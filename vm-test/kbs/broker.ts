@@ -7,11 +7,14 @@
  * resources returned as a flattened JWE encrypted to the session's TEE key.
  *
  * What it cannot do offline: verify TDX/SNP signatures (DCAP/KDS collateral). For those TEEs it
- * checks the REPORTDATA binding only, and only when the TEE is listed in `allowTees`.
+ * checks the REPORTDATA binding only, and only when the TEE is listed in `allowTees`. TPM quotes
+ * are verified in full with tpm2_checkquote (the AK itself is trusted on first use, as trustee's
+ * `trusted_ak` reference value would pin it).
  * Fault switches let tests exercise the client's failure paths. Listens on 127.0.0.1 only.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { exportJWK, FlattenedEncrypt, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from "jose";
+import { verifyTpmEvidence } from "../../agent/test/tpm/checkquote.ts";
 
 const ERROR_PREFIX = "https://github.com/confidential-containers/kbs/errors/";
 const COOKIE = "kbs-session-id";
@@ -61,7 +64,7 @@ export interface BrokerOptions {
   port?: number;
   resources?: Record<string, Uint8Array>;
   policy?: Policy;
-  /** TEEs whose evidence is accepted (default: sample, tdx, snp). */
+  /** TEEs whose evidence is accepted (default: sample, tdx, snp, tpm). */
   allowTees?: string[];
   /** Session (cookie) lifetime; trustee's default is 5 minutes. */
   sessionTtlMs?: number;
@@ -138,7 +141,7 @@ function pad(d: Uint8Array, n: number): Buffer {
 }
 
 /** REPORTDATA binding per TEE, as trustee's verifiers compare it. */
-function checkBinding(tee: string, evidence: unknown, digest: Uint8Array): void {
+async function checkBinding(tee: string, evidence: unknown, digest: Uint8Array): Promise<void> {
   const ev = (evidence ?? {}) as Record<string, unknown>;
   const fail = (why: string) => {
     throw deny("AttestationError", `RCAR handshake Attest failed: ${tee} evidence: ${why}`);
@@ -159,6 +162,14 @@ function checkBinding(tee: string, evidence: unknown, digest: Uint8Array): void 
     if (!r || !Array.isArray(r.report_data)) fail("no attestation_report.report_data");
     if (r!.vmpl !== 0) fail(`vmpl is ${String(r!.vmpl)}, expected 0`);
     if (!Buffer.from(r!.report_data as number[]).equals(pad(digest, 64))) fail("report_data does not match");
+  } else if (tee === "tpm") {
+    // tpm2_checkquote (tpm2-tools) verifies each quote's signature with the AK, the PCR values
+    // against the quoted digest, and the nonce (first 32 bytes of the digest).
+    try {
+      await verifyTpmEvidence(evidence, digest);
+    } catch (e) {
+      fail((e as Error).message);
+    }
   } else {
     fail("this test broker cannot check this TEE's evidence");
   }
@@ -188,7 +199,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const resources = new Map(Object.entries(options.resources ?? {}));
   const tokenKey = options.tokenKey ?? (await generateKeyPair("ES256", { extractable: true }));
   const trusted = [tokenKey.publicKey, ...(options.trustedTokenKeys ?? [])];
-  const allowTees = options.allowTees ?? ["sample", "tdx", "snp"];
+  const allowTees = options.allowTees ?? ["sample", "tdx", "snp", "tpm"];
   const sessionTtl = options.sessionTtlMs ?? 5 * 60_000;
   const tokenTtl = options.tokenTtlMs ?? 5 * 60_000;
   const stats: Record<string, number> = { auth: 0, attest: 0, resource: 0, other: 0, attestations: 0 };
@@ -276,7 +287,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
         `RCAR handshake Attest failed: evidence of TEE ${s.tee} is not accepted by this broker`,
       );
     }
-    checkBinding(s.tee, te.primary_evidence, digest);
+    await checkBinding(s.tee, te.primary_evidence, digest);
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({
       eat_profile: "tag:github.com,2024:confidential-containers/Trustee",

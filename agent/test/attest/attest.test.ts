@@ -228,6 +228,14 @@ describe("TEE detection and selection", () => {
     writeFileSync(join(sys, "dev/tdx_guest"), "");
     expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: sys })).toBe("tdx");
   });
+  test("detection order: snp before tpm; a TPM device alone means tpm", async () => {
+    const sys = emptySys();
+    mkdirSync(join(sys, "dev"));
+    writeFileSync(join(sys, "dev/tpmrm0"), "");
+    expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: sys })).toBe("tpm");
+    mkdirSync(join(sys, "sys/devices/platform/sev-guest"), { recursive: true });
+    expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: sys })).toBe("snp");
+  });
   test("sample evidence carries the 48-byte digest unpadded", async () => {
     const ev = (await (await selectAttester({ tee: "sample" })).evidence(digest)) as J;
     expect(ev).toEqual({ svn: "1", report_data: Buffer.from(digest).toString("base64") });
