@@ -1,0 +1,160 @@
+/** The oidc provider: token command -> STS AssumeRoleWithOIDC -> KMS GetSecretValue, against the test servers. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AliyunWorld } from "../../../vm-test/aliyun/servers.ts";
+import type { OidcConfig } from "../../src/config/providers.ts";
+import { ConfigError, KeyProviderError } from "../../src/errors.ts";
+import { createProvider } from "../../src/providers/index.ts";
+import { create } from "../../src/providers/oidc.ts";
+import { describeProviderConformance } from "../providers/conformance.ts";
+import { type Issuer, makeIssuer, OIDC_PROVIDER_ARN, ROLE_ARN, startWorld } from "./world.ts";
+
+const KEY = "delta passphrase";
+let issuer: Issuer;
+let world: AliyunWorld;
+let dir: string;
+let token: string;
+const ctx = () => ({ volume: "delta", configDir: dir });
+
+beforeAll(async () => {
+  issuer = await makeIssuer();
+  world = await startWorld(issuer);
+  dir = mkdtempSync(join(tmpdir(), "oidc-provider-"));
+  token = await issuer.token();
+  // A trailing newline, as most token tools print: it must not reach STS.
+  writeFileSync(join(dir, "token"), `${token}\n`);
+});
+afterAll(() => {
+  world.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(
+  extra: Partial<OidcConfig> = {},
+  aliyun: Partial<NonNullable<OidcConfig["aliyun"]>> = {},
+): OidcConfig {
+  return {
+    type: "oidc",
+    tokenCommand: { command: "cat", args: [join(dir, "token")], timeoutMs: 5000 },
+    keyId: "oidc-key",
+    aliyun: {
+      oidcProviderArn: OIDC_PROVIDER_ARN,
+      roleArn: ROLE_ARN,
+      regionId: "cn-beijing",
+      stsEndpoint: world.url("sts"),
+      endpoint: world.url("kms"),
+      ...aliyun,
+    },
+    ...extra,
+  };
+}
+
+async function failure(c: OidcConfig): Promise<KeyProviderError> {
+  const err = await create(c, ctx())
+    .getKey()
+    .then(
+      () => undefined,
+      (e) => e,
+    );
+  expect(err).toBeInstanceOf(KeyProviderError);
+  return err as KeyProviderError;
+}
+
+describeProviderConformance("oidc", () => ({
+  provider: () => create(config(), ctx()),
+  failing: () => create(config({ keyId: "other-team-key" }), ctx()),
+  expectedKey: new TextEncoder().encode(KEY),
+  secrets: [token],
+}));
+
+describe("oidc provider", () => {
+  test("the token goes to STS trimmed, anonymously, and the STS credentials sign GetSecretValue", async () => {
+    const before = world.requests.length;
+    const p = await createProvider(config(), ctx());
+    expect(p.describe()).toBe(`oidc secret "oidc-key" via role ${ROLE_ARN} (cn-beijing)`);
+    expect(new TextDecoder().decode(await p.getKey())).toBe(KEY);
+    const [sts, kms] = world.requests.slice(before);
+    expect(sts!.params?.OIDCToken).toBe(token);
+    expect(sts!.params?.Signature).toBeUndefined();
+    expect(sts!.params?.RoleSessionName).toBe("zero-trust-session");
+    expect(kms!.params?.SignatureVersion).toBe("1.0");
+    expect(kms!.params?.SecretName).toBe("oidc-key");
+  });
+
+  test("documented form is explained: what to add, what is not used", () => {
+    const documented: OidcConfig = {
+      type: "oidc",
+      tokenCommand: { command: "cat", args: [], timeoutMs: 1000 },
+      kmsInstanceId: "kst-1",
+      clientKeyPasswordFromKms: "alias/ck",
+    };
+    expect(() => create(documented, ctx())).toThrow(ConfigError);
+    expect(() => create(documented, ctx())).toThrow(
+      /Add key_id .* and a \[kms\] table with type = "aliyun", oidc_provider_arn, role_arn and region_id/,
+    );
+  });
+
+  test("expired OIDC token: 401 AuthenticationFail.OIDCToken.Expired, not retried", async () => {
+    writeFileSync(join(dir, "expired"), await issuer.token({ exp: Math.floor(Date.now() / 1000) - 30 }));
+    const before = world.requests.length;
+    const err = await failure(
+      config({ tokenCommand: { command: "cat", args: [join(dir, "expired")], timeoutMs: 5000 } }),
+    );
+    expect(err.message).toMatch(
+      /AssumeRoleWithOIDC at http:\/\/127\.0\.0\.1:\d+\/: HTTP 401 AuthenticationFail\.OIDCToken\.Expired: This JsonWebToken is expired\./,
+    );
+    expect(err.hint).toContain("OIDC token was rejected");
+    expect(world.requests.length).toBe(before + 1);
+  });
+
+  test("wrong audience, unknown provider, untrusted role: the STS reason is reported", async () => {
+    writeFileSync(join(dir, "aud"), await issuer.token({ aud: "someone-else" }));
+    const audience = await failure(
+      config({ tokenCommand: { command: "cat", args: [join(dir, "aud")], timeoutMs: 5000 } }),
+    );
+    expect(audience.message).toContain("AuthenticationFail.OIDCToken.AudienceNotMatch");
+    const provider = await failure(config({}, { oidcProviderArn: "acs:ram::1:oidc-provider/nope" }));
+    expect(provider.message).toContain("AuthenticationFail.NoPermission: No such OIDC Provider registered.");
+    const role = await failure(config({}, { roleArn: "acs:ram::1234567890:role/nope" }));
+    expect(role.message).toContain("HTTP 404 EntityNotExist.Role");
+  });
+
+  test("token signed by a key the provider does not publish: InvalidSignature", async () => {
+    world.setFault("sts", { mode: "bad-signature", times: 1 });
+    const err = await failure(config());
+    expect(err.message).toContain("AuthenticationFail.OIDCToken.InvalidSignature");
+  });
+
+  test("STS hands out credentials that are already expired: KMS says so", async () => {
+    world.setFault("sts", { mode: "expired-token", times: 1 });
+    const err = await failure(config());
+    expect(err.message).toMatch(/GetSecretValue at .*: HTTP 400 InvalidSecurityToken\.Expired/);
+  });
+
+  test("token command failures name the command and never show the token", async () => {
+    const failing = await failure(
+      config({
+        tokenCommand: { command: "sh", args: ["-c", "echo no identity >&2; exit 4"], timeoutMs: 5000 },
+      }),
+    );
+    expect(failing.message).toContain("the token command sh failed");
+    expect(failing.message).toContain("no identity");
+    const empty = await failure(config({ tokenCommand: { command: "true", args: [], timeoutMs: 5000 } }));
+    expect(empty.message).toContain("the token command true printed nothing");
+    const slow = await failure(config({ tokenCommand: { command: "sleep", args: ["5"], timeoutMs: 200 } }));
+    expect(slow.message).toContain("timed out after 200 ms");
+  });
+
+  test("transient STS throttling is retried, then the key", async () => {
+    world.setFault("sts", { mode: "throttle", times: 1 });
+    const before = world.requests.length;
+    expect(new TextDecoder().decode(await create(config(), ctx()).getKey())).toBe(KEY);
+    expect(world.requests.slice(before).map((r) => `${r.service} ${r.status}`)).toEqual([
+      "sts 400",
+      "sts 200",
+      "kms 200",
+    ]);
+  });
+});
