@@ -1,0 +1,243 @@
+/**
+ * Stage initrd-fde-before-sysroot: from the cryptpilot VG to /dev/mapper/rootfs.
+ * rootfs LV -(LUKS2, optional)-> rootfs_decrypted -(dm-verity)-> rootfs_verity | rootfs
+ * -(dm-snapshot over verity+zero with the delta or zram as COW)-> rootfs,
+ * or with the overlayfs backend an ext4 delta that after-sysroot mounts as the upper layer.
+ */
+import { readFile } from "node:fs/promises";
+import { run } from "../command.ts";
+import type { FdeConfig } from "../config/index.ts";
+import type { ProviderConfig } from "../config/providers.ts";
+import * as blockdev from "../disk/blockdev.ts";
+import * as dm from "../disk/dm.ts";
+import * as luks from "../disk/luks.ts";
+import * as lvm from "../disk/lvm.ts";
+import * as verity from "../disk/verity.ts";
+import { FdeError, KeyProviderError } from "../errors.ts";
+import { log } from "../log.ts";
+import { createProvider, type KeyProvider } from "../providers/index.ts";
+import { cowAction, decideReinit } from "./delta.ts";
+import * as N from "./names.ts";
+import type { Step } from "./steps.ts";
+
+export interface BeforeCtx {
+  provider?: string;
+  configDir: string;
+  fde: FdeConfig;
+  lvm: lvm.LvmContext;
+  rootHash?: string;
+  /** Name of the verity mapping: "rootfs" for overlayfs, "rootfs_verity" for dm-snapshot. */
+  verityName: string;
+  recreated?: boolean;
+}
+
+const KERNEL_MODULES = [
+  "dm_mod",
+  "dm_crypt",
+  "dm_verity",
+  "dm_snapshot",
+  "dm_zero",
+  "dm_integrity",
+  "zram",
+  "overlay",
+];
+
+async function loadModules(): Promise<void> {
+  // Built-in or already loaded modules are fine; a missing one shows up when its target is used.
+  await run("modprobe", ["-a", ...KERNEL_MODULES], { okCodes: [0, 1] }).catch((e) => log.debug(String(e)));
+}
+
+async function provider(ctx: BeforeCtx, config: ProviderConfig, volume: string): Promise<KeyProvider> {
+  const p = await createProvider(config, { volume, configDir: ctx.configDir });
+  ctx.provider = p.describe();
+  return p;
+}
+
+async function withKey<T>(p: KeyProvider, fn: (key: Uint8Array) => Promise<T>): Promise<T> {
+  const key = await p.getKey();
+  if (key.length === 0) throw new KeyProviderError(p.name, "returned an empty key");
+  try {
+    return await fn(key);
+  } finally {
+    key.fill(0);
+  }
+}
+
+const diskDelta = (fde: FdeConfig) => fde.rootfs.deltaLocation !== "ram";
+
+export function beforeSysrootSteps(fde: FdeConfig): Step<BeforeCtx>[] {
+  const steps: Step<BeforeCtx>[] = [
+    { title: `activating LVM volume group ${N.VG}`, run: activate },
+    {
+      title: "loading the dm-verity root hash (metadata.toml)",
+      device: (c) => `${c.configDir}/metadata.toml`,
+      run: loadRootHash,
+    },
+  ];
+  if (fde.rootfs.encrypt) {
+    steps.push({ title: "unlocking the encrypted rootfs", device: () => N.LV_ROOTFS, run: unlockRootfs });
+  }
+  steps.push({ title: "opening dm-verity", device: () => N.LV_ROOTFS_HASH, run: openVerity });
+  if (diskDelta(fde)) {
+    steps.push({
+      title: "growing the disk partition and the delta volume",
+      device: () => N.LV_DELTA,
+      run: growDelta,
+    });
+    steps.push({ title: "unlocking the delta volume", device: () => N.LV_DELTA, run: unlockDelta });
+  }
+  if (fde.rootfs.deltaBackend === "dm-snapshot") {
+    steps.push({
+      title: "building the writable root (dm-snapshot)",
+      device: () => N.ROOT_DEVICE,
+      run: buildSnapshot,
+    });
+  } else if (diskDelta(fde)) {
+    steps.push({
+      title: "preparing the overlay filesystem on the delta volume",
+      device: () => N.mapper(N.DELTA),
+      run: prepareOverlayDelta,
+    });
+  }
+  return steps;
+}
+
+async function activate(ctx: BeforeCtx): Promise<void> {
+  await loadModules();
+  await lvm.activateVg(ctx.lvm, N.VG);
+}
+
+async function loadRootHash(ctx: BeforeCtx): Promise<void> {
+  const { loadMetadata } = await import("../config/index.ts");
+  ctx.rootHash = (await loadMetadata(ctx.configDir)).rootHash;
+}
+
+async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
+  const p = await provider(ctx, ctx.fde.rootfs.encrypt!, "rootfs");
+  if (p.temporary) {
+    throw new KeyProviderError(p.name, "makes a new key every boot and cannot unlock the rootfs", {
+      hint: "configure a persistent provider in [rootfs.encrypt]",
+    });
+  }
+  await withKey(p, (key) => luks.open(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key));
+  ctx.provider = undefined;
+}
+
+async function openVerity(ctx: BeforeCtx): Promise<void> {
+  const data = ctx.fde.rootfs.encrypt ? N.mapper(N.ROOTFS_DECRYPTED) : N.LV_ROOTFS;
+  await verity.open(data, ctx.verityName, N.LV_ROOTFS_HASH, ctx.rootHash!);
+}
+
+async function growDelta(ctx: BeforeCtx): Promise<void> {
+  // Growing is best effort (as upstream): the boot goes on with the space there is.
+  try {
+    for (const pv of await lvm.pvsOfVg(ctx.lvm, N.VG)) {
+      const part = await blockdev.partitionOf(pv);
+      if (part && blockdev.canGrow(part)) {
+        await blockdev.growPartition(part);
+        log.info(`  grew ${part.disk} partition ${part.number} to the end of the disk`);
+      }
+      await lvm.pvResize(ctx.lvm, pv);
+    }
+  } catch (err) {
+    log.warn(`could not grow the PV partition: ${(err as Error).message}`);
+  }
+  if (!(await lvm.lvExists(ctx.lvm, N.VG, N.DELTA_LV_NAME))) {
+    await lvm.createLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME);
+    // Nothing (no udev) wipes old signatures in the initrd: a stale LUKS/COW header must not survive.
+    await blockdev.zeroHead(N.LV_DELTA);
+    log.info("  created the delta volume (first boot)");
+  } else {
+    try {
+      if (await lvm.extendLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME)) log.info("  extended the delta volume");
+    } catch (err) {
+      log.warn(`could not extend the delta volume: ${(err as Error).message}`);
+    }
+  }
+}
+
+async function unlockDelta(ctx: BeforeCtx): Promise<void> {
+  const p = await provider(ctx, ctx.fde.delta.encrypt, "delta");
+  const decision = decideReinit({
+    temporaryKey: p.temporary,
+    subsystem: await luks.readSubsystem(N.LV_DELTA),
+    location: ctx.fde.rootfs.deltaLocation,
+  });
+  ctx.recreated = decision.recreate;
+  log.info(`  ${decision.recreate ? "initialising" : "opening"}: ${decision.reason}`);
+  await withKey(p, async (key) => {
+    if (decision.recreate) {
+      await luks.format(N.LV_DELTA, key, {
+        integrity: ctx.fde.delta.integrity,
+        // dm-snapshot reads only what it wrote; mkfs.ext4 on an unwiped integrity device would read garbage tags.
+        integrityNoWipe: ctx.fde.rootfs.deltaBackend === "dm-snapshot",
+        subsystem: luks.SUBSYSTEM_INITIALIZING,
+      });
+      await luks.open(N.LV_DELTA, N.DELTA, key);
+      return;
+    }
+    try {
+      await luks.open(N.LV_DELTA, N.DELTA, key);
+    } catch (cause) {
+      throw new FdeError(
+        `cannot open the persistent delta volume ${N.LV_DELTA} with the key from ${p.describe()}`,
+        {
+          cause,
+          hint: "the delta keeps the data written in earlier boots, so it is never reformatted on a failed unlock; make the provider return the key the volume was created with",
+        },
+      );
+    }
+  });
+  ctx.provider = undefined;
+}
+
+async function buildSnapshot(ctx: BeforeCtx): Promise<void> {
+  const persistent = ctx.fde.rootfs.deltaLocation === "disk-persist";
+  let cow: string;
+  if (diskDelta(ctx.fde)) {
+    cow = N.mapper(N.DELTA);
+  } else {
+    cow = await blockdev.createZram(blockdev.parseMemTotal(await readFile("/proc/meminfo", "utf8")));
+  }
+  const verityDev = N.mapper(N.ROOTFS_VERITY);
+  const veritySectors = await blockdev.sizeSectors(verityDev);
+  const cowSectors = await blockdev.sizeSectors(cow);
+  await dm.create(N.ROOTFS_EXTENDED, dm.extendedTable(verityDev, veritySectors, cowSectors));
+  const recreated = ctx.recreated ?? true;
+  const action = cowAction({
+    persistent,
+    recreated,
+    blkidType: persistent && !recreated ? await blockdev.probeType(cow) : undefined,
+  });
+  if (action === "zero") await blockdev.zeroHead(cow);
+  log.info(
+    `  COW ${cow}: ${action === "keep" ? "kept from the previous boot" : "new"}${persistent ? " (persistent)" : ""}`,
+  );
+  await dm.create(
+    N.ROOTFS,
+    dm.snapshotTable(N.mapper(N.ROOTFS_EXTENDED), veritySectors + cowSectors, cow, persistent),
+  );
+  await growFs(N.ROOT_DEVICE);
+  await markInitialised(ctx);
+}
+
+async function prepareOverlayDelta(ctx: BeforeCtx): Promise<void> {
+  const dev = N.mapper(N.DELTA);
+  if (ctx.recreated) {
+    await run("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev]);
+  } else {
+    await growFs(dev);
+  }
+  await markInitialised(ctx);
+}
+
+/** Writable, checked, and as large as its device. */
+async function growFs(dev: string): Promise<void> {
+  await run("tune2fs", ["-O", "^read-only", dev]);
+  await run("e2fsck", ["-p", dev], { okCodes: [0, 1] });
+  await run("resize2fs", ["-f", dev]);
+}
+
+async function markInitialised(ctx: BeforeCtx): Promise<void> {
+  if (ctx.recreated && diskDelta(ctx.fde)) await luks.setSubsystem(N.LV_DELTA, luks.SUBSYSTEM_READY);
+}

@@ -1,0 +1,55 @@
+/**
+ * Decisions about the delta (writable) volume, kept pure so they are unit-tested: whether to
+ * (re)initialise it, what to do with an existing COW, and the snapshot sizes.
+ */
+import { SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../disk/luks.ts";
+
+export type DeltaLocation = "disk" | "disk-persist" | "ram";
+
+export interface ReinitDecision {
+  recreate: boolean;
+  reason: string;
+}
+
+/**
+ * Re-initialise when the key is temporary, when the volume is not a finished cryptpilot delta
+ * (no LUKS2 header, a foreign one, or "cryptpilot-initializing" left by an interrupted first
+ * boot), or in `disk` mode (wiped every boot). Otherwise the volume is opened, and a wrong key
+ * is an error: never a reason to reformat.
+ */
+export function decideReinit(opts: {
+  temporaryKey: boolean;
+  subsystem: string | undefined;
+  location: DeltaLocation;
+}): ReinitDecision {
+  if (opts.temporaryKey) return { recreate: true, reason: "the key provider makes a new key every boot" };
+  if (opts.subsystem === undefined) return { recreate: true, reason: "no LUKS2 header yet (first boot)" };
+  if (opts.subsystem === SUBSYSTEM_INITIALIZING) {
+    return { recreate: true, reason: "a previous initialisation was interrupted" };
+  }
+  if (opts.subsystem !== SUBSYSTEM_READY) {
+    return { recreate: true, reason: `LUKS2 header is not cryptpilot's (subsystem '${opts.subsystem}')` };
+  }
+  if (opts.location === "disk")
+    return { recreate: true, reason: "delta_location = disk is wiped on every boot" };
+  return { recreate: false, reason: "initialised delta volume, kept (disk-persist)" };
+}
+
+export type CowAction = "zero" | "keep";
+
+/**
+ * What to do with the COW device before building the snapshot. A persistent COW that blkid
+ * recognises is kept; an unrecognised signature is refused rather than overwritten.
+ */
+export function cowAction(opts: {
+  persistent: boolean;
+  recreated: boolean;
+  blkidType: string | undefined;
+}): CowAction {
+  if (!opts.persistent || opts.recreated) return "zero";
+  if (opts.blkidType === undefined) return "zero";
+  if (opts.blkidType === "DM_snapshot_cow") return "keep";
+  throw new Error(
+    `the delta volume holds a '${opts.blkidType}' signature, not a dm-snapshot COW store; refusing to overwrite it`,
+  );
+}

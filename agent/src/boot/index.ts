@@ -1,0 +1,60 @@
+/** Runs one boot stage: load the config, run the stage's numbered steps, report. */
+import { loadConfig } from "../config/index.ts";
+import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
+import { formatError } from "../errors.ts";
+import { isVerbose, log, setVerbose } from "../log.ts";
+import { afterSysrootSteps } from "./after-sysroot.ts";
+import { beforeSysrootSteps } from "./before-sysroot.ts";
+import * as N from "./names.ts";
+import { runSteps, StepsFailed, seconds } from "./steps.ts";
+
+export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
+
+const FAIL_TAIL =
+  "The boot stops here: the root filesystem is not mounted without dm-verity. See 'journalctl -u cryptpilot-fde-*' in the emergency shell.";
+
+export async function runStage(stage: Stage, configDir: string): Promise<number> {
+  const start = performance.now();
+  const what = `cryptpilot-fde ${stage}`;
+  try {
+    let config: Awaited<ReturnType<typeof loadConfig>>;
+    try {
+      config = await loadConfig(configDir);
+    } catch (err) {
+      process.stderr.write(
+        `${what}: cannot load the configuration in ${configDir}:\n${formatError(err)}\n${FAIL_TAIL}\n`,
+      );
+      return 2;
+    }
+    if (config.global.boot.verbose) setVerbose(true);
+    const fde = config.fde;
+    if (!fde) {
+      log.info(`${what}: no ${configDir}/fde.toml, this system is not configured for FDE; nothing to do`);
+      return 0;
+    }
+    log.info(
+      `${what}: delta ${fde.rootfs.deltaLocation}, backend ${fde.rootfs.deltaBackend}, rootfs ${fde.rootfs.encrypt ? `encrypted (${fde.rootfs.encrypt.type})` : "not encrypted"}`,
+    );
+    if (stage === "initrd-fde-before-sysroot") {
+      await runSteps(what, beforeSysrootSteps(fde), {
+        configDir,
+        fde,
+        lvm: { systemDir: GUEST_LVM_SYSTEM_DIR },
+        verityName: fde.rootfs.deltaBackend === "overlayfs" ? N.ROOTFS : N.ROOTFS_VERITY,
+      });
+    } else {
+      await runSteps(what, afterSysrootSteps(fde), {
+        fde,
+        sysroot: "/sysroot",
+        runDir: "/run/cryptpilot",
+        mountsFile: "/proc/self/mounts",
+      });
+    }
+    log.info(`${what}: finished in ${seconds(performance.now() - start)}`);
+    return 0;
+  } catch (err) {
+    const text = err instanceof StepsFailed ? err.message : formatError(err, isVerbose());
+    process.stderr.write(`${text}\n${FAIL_TAIL}\n`);
+    return err instanceof StepsFailed ? err.exitCode : 1;
+  }
+}

@@ -1,0 +1,81 @@
+import { describe, expect, test } from "bun:test";
+import { canGrow, parseMemTotal } from "../../src/disk/blockdev.ts";
+import { formatArgs, parseLuks2Subsystem, parseLuksDump } from "../../src/disk/luks.ts";
+import { lvByteRanges, parseSegments } from "../../src/disk/lvm.ts";
+import { parseVerityFormat } from "../../src/disk/verity.ts";
+
+function luksHeader(subsystem: string): Uint8Array {
+  const h = new Uint8Array(512);
+  h.set([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe, 0, 2]);
+  h.set(new TextEncoder().encode(subsystem), 208);
+  return h;
+}
+
+describe("LUKS2", () => {
+  test("subsystem from the binary header", () => {
+    expect(parseLuks2Subsystem(luksHeader("cryptpilot"))).toBe("cryptpilot");
+    expect(parseLuks2Subsystem(luksHeader("cryptpilot-initializing"))).toBe("cryptpilot-initializing");
+    expect(parseLuks2Subsystem(luksHeader(""))).toBe("");
+    expect(parseLuks2Subsystem(new Uint8Array(4096))).toBeUndefined();
+    const v1 = luksHeader("x");
+    v1[7] = 1;
+    expect(parseLuks2Subsystem(v1)).toBeUndefined();
+  });
+  test("format arguments: key on stdin, 4096-byte sectors, integrity key size", () => {
+    const plain = formatArgs("/dev/x", { subsystem: "cryptpilot-initializing" });
+    expect(plain).toContain("--key-file=-");
+    expect(plain.join(" ")).toContain("--cipher aes-xts-plain64 --sector-size 4096 --key-size 512");
+    expect(plain.join(" ")).toContain("--subsystem cryptpilot-initializing");
+    const integ = formatArgs("/dev/x", { integrity: true, integrityNoWipe: true }).join(" ");
+    expect(integ).toContain("--key-size 768 --integrity hmac-sha256 --integrity-no-wipe");
+  });
+  test("luksDump text", () => {
+    const d = parseLuksDump(
+      "Subsystem:     \tcryptpilot\nData segments:\n  0: crypt\n\toffset: 16777216 [bytes]\n\tlength: (whole device)\n\tcipher: aes-xts-plain64\n\tsector: 4096 [bytes]\n",
+    );
+    expect(d).toEqual({
+      subsystem: "cryptpilot",
+      dataOffsetBytes: 16777216,
+      sectorSize: 4096,
+      cipher: "aes-xts-plain64",
+    });
+  });
+});
+
+describe("LVM and verity reports", () => {
+  test("segments to byte ranges on the PV", () => {
+    const segs = parseSegments("  rootfs      0 13 /dev/loop0:0-12\n  rootfs_hash 0 1 /dev/loop0:13-13\n");
+    expect(segs).toEqual([
+      { lv: "rootfs", lvStartExtent: 0, pvStartExtent: 0, extents: 13 },
+      { lv: "rootfs_hash", lvStartExtent: 0, pvStartExtent: 13, extents: 1 },
+    ]);
+    const pv = { peStartBytes: 1048576, extentBytes: 4194304, freeExtents: 10 };
+    expect(lvByteRanges(segs, "rootfs_hash", pv)).toEqual([
+      { lvOffset: 0, pvOffset: 1048576 + 13 * 4194304, length: 4194304 },
+    ]);
+  });
+  test("veritysetup format report", () => {
+    const r = parseVerityFormat(
+      `VERITY header information for x\nUUID:            \tabc\nHash type:       \t1\nData blocks:     \t2560\nData block size: \t4096\nHash block size: \t4096\nHash algorithm:  \tsha256\nSalt:            \t${"ab".repeat(32)}\nRoot hash:      \t${"cd".repeat(32)}\n`,
+    );
+    expect(r).toEqual({
+      rootHash: "cd".repeat(32),
+      salt: "ab".repeat(32),
+      dataBlocks: 2560,
+      hashBlockSize: 4096,
+    });
+    expect(() => parseVerityFormat("nothing")).toThrow(/no sha256 root hash/);
+  });
+  test("sizes", () => {
+    expect(parseMemTotal("MemTotal:        2030592 kB\nMemFree: 1 kB\n")).toBe(2030592 * 1024);
+    const p = {
+      disk: "/dev/vda",
+      number: 3,
+      startSectors: 2048,
+      sizeSectors: 1000,
+      diskSectors: 2048 + 1000 + 2048 + 34,
+    };
+    expect(canGrow(p)).toBe(false);
+    expect(canGrow({ ...p, diskSectors: p.diskSectors + 8192 })).toBe(true);
+  });
+});
