@@ -8,12 +8,13 @@
  *       [--fail-5xx N] [--slow MS]
  *
  * Prints "listening on <url>" once it accepts connections (after --start-delay). With --tls-dir
- * it writes a fresh CA (DIR/ca.pem, for kbs_root_cert) and serves HTTPS. Listens on 127.0.0.1.
+ * it serves HTTPS with the CA and server certificate in DIR, made on first use (DIR/ca.pem is
+ * what kbs_root_cert pins). Listens on 127.0.0.1.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ALLOW_ALL, DENY_ALL, type Policy, startBroker } from "./broker.ts";
-import { makeTestPki } from "./tls.ts";
+import { loadOrMakePki } from "./tls.ts";
 
 function fail(message: string): never {
   process.stderr.write(`kbs server: ${message}\n`);
@@ -56,12 +57,14 @@ else {
   }
 }
 
+// The CA exists before the (delayed) start, so a guest config can pin it while the broker is down.
+const pki = values["tls-dir"] ? loadOrMakePki(values["tls-dir"]) : undefined;
+if (pki) process.stdout.write(`CA: ${pki.caPath}\n`);
 const delay = Number(values["start-delay"]);
 if (delay > 0) {
   process.stdout.write(`down for ${delay} s\n`);
   await Bun.sleep(delay * 1000);
 }
-const pki = values["tls-dir"] ? makeTestPki(values["tls-dir"]) : undefined;
 const broker = await startBroker({
   port: Number(values.port),
   resources,

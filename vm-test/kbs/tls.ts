@@ -3,7 +3,7 @@
  * (never committed). The server certificate names 127.0.0.1 (host tests) and 10.0.2.2 (the host
  * as a QEMU user-network guest sees it).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface TestPki {
@@ -65,6 +65,18 @@ export function makeTestPki(dir: string, cn = "cryptpilot test KBS CA"): TestPki
     ],
     dir,
   );
+  const read = (f: string) => readFileSync(join(dir, f), "utf8");
+  return {
+    caPem: read("ca.pem"),
+    certPem: read("server.pem"),
+    keyPem: read("server.key"),
+    caPath: join(dir, "ca.pem"),
+  };
+}
+
+/** Reuse DIR's CA and server certificate if an earlier run made them, else make them. */
+export function loadOrMakePki(dir: string): TestPki {
+  if (!["ca.pem", "server.pem", "server.key"].every((f) => existsSync(join(dir, f)))) return makeTestPki(dir);
   const read = (f: string) => readFileSync(join(dir, f), "utf8");
   return {
     caPem: read("ca.pem"),

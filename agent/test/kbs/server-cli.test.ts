@@ -56,7 +56,7 @@ async function waitForLine(
   }
 }
 
-test("broker CLI over HTTPS with its own CA; compiled agent gets rootfs and delta keys with one attestation", async () => {
+test("broker CLI over HTTPS with its own CA, down for 1 s; compiled agent gets rootfs and delta keys with one attestation", async () => {
   writeFileSync(join(dir, "rootfs.key"), "rootfs \u00e9 passphrase");
   const port = await freePort();
   const broker = Bun.spawn(
@@ -91,17 +91,26 @@ test("broker CLI over HTTPS with its own CA; compiled agent gets rootfs and delt
       ),
     );
 
-  // The CA exists once the broker is up; the config pins it.
-  const started = waitForLine(broker.stdout, /^listening on https:\/\/127\.0\.0\.1:/);
-  const { rest } = await started;
+  // The CA is made before the delayed start: pin it, then start the agent while the broker is
+  // still down; it retries until the broker listens.
+  const caLine = await waitForLine(broker.stdout, /^CA: /);
   writeConfig();
-  const fetched = Bun.spawnSync([BINARY, "-c", conf, "fetch-key", "--volume", "rootfs"], {
+  const agent = Bun.spawn([BINARY, "-c", conf, "fetch-key", "--volume", "rootfs"], {
     stdout: "pipe",
     stderr: "pipe",
   });
-  expect(fetched.stderr.toString()).toContain("attested to");
+  children.push(agent);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(agent.stdout).text(),
+    new Response(agent.stderr).text(),
+    agent.exited,
+  ]);
+  const fetched = { stdout, stderr, exitCode: code };
+  const rest = caLine.rest;
+  expect(stderr).toContain("could not be completed");
+  expect(fetched.stderr).toContain("attested to");
   expect(fetched.exitCode).toBe(0);
-  expect(fetched.stdout.toString()).toBe("rootfs \u00e9 passphrase");
+  expect(fetched.stdout).toBe("rootfs \u00e9 passphrase");
   const check = Bun.spawnSync([BINARY, "-c", conf, "config", "check"], { stdout: "pipe", stderr: "pipe" });
   expect(check.exitCode).toBe(0);
   expect(check.stderr.toString().match(/attested to/g)?.length).toBe(1);
