@@ -68,7 +68,8 @@ export function errorInfo(text: string): KbsErrorInfo {
 function describeFailure(cause: unknown): string {
   const e = cause as Error & { code?: string };
   if (e?.name === "TimeoutError") return "timed out";
-  return e?.code ? `${e.code}: ${e.message}` : String(e?.message ?? cause);
+  const message = String(e?.message ?? cause);
+  return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }
 
 async function once(req: KbsRequest, ctx: HttpContext): Promise<Response> {
