@@ -378,7 +378,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
       if (broker.faults.slowMs > 0) await Bun.sleep(broker.faults.slowMs);
       if (broker.faults.fail5xx > 0) {
         broker.faults.fail5xx--;
-        return new Response("503 Service Unavailable (injected fault)", { status: 503 });
+        return new Response("Service Unavailable (injected fault)", { status: 503 });
       }
       if (broker.faults.malformed === step) return new Response("<html>not json", { status: 200 });
       try {
