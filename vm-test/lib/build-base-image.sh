@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Builds the cached Debian 12 test guest: vm-test/cache/base-<key>/{disk.raw,vmlinuz,initrd.img,kver}.
+#   disk.raw: GPT, partition 1 = ESP (FAT32: Debian's signed shim + GRUB, a grub.cfg that loads
+#   /boot/grub/grub.cfg from the root filesystem), partition 2 = ext4 labelled "root" (the whole
+#   guest, with a stock dracut initrd in /boot). That is what `cryptpilot-fde convert --in` takes.
+# The key is a hash of this script and vm-test/guest/*, so editing either rebuilds the image.
+# Debian packages only, from the host's configured apt mirror. Prints the cache directory.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+vmtest=$(dirname "$here")
+cache=${CPTEST_CACHE:-$vmtest/cache}
+
+key=$(cat "$0" "$vmtest"/guest/* | sha256sum | cut -c1-16)
+out=$cache/base-$key
+if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
+
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock 9
+if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
+
+log() { echo "[base-image] $*" >&2; }
+work=$(mktemp -d "$cache/.build-XXXXXX")
+root=$work/root
+mounts=()
+cleanup() {
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Guest packages. dracut-network + isc-dhcp-client: initrd network for network key providers;
+# lz4: the initrd compression the cryptpilot module picks; cloud-guest-utils: growpart;
+# systemd-boot-efi + binutils: `dracut --uefi` (UKI) inside the guest root.
+packages=(
+  linux-image-amd64 systemd systemd-sysv udev kmod dbus
+  dracut dracut-core dracut-network isc-dhcp-client
+  cryptsetup-bin lvm2 dmsetup e2fsprogs cloud-guest-utils fdisk util-linux mount procps
+  lz4 zstd ca-certificates iproute2 less systemd-boot-efi binutils
+)
+
+# Mirrors: the host's own Debian apt sources (no other network is reachable).
+sources=()
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  [ -s "$f" ] && grep -qE '^[^#]*(deb\.debian\.org|/debian)' "$f" && sources+=("$f")
+done
+[ ${#sources[@]} -gt 0 ] || { log "no Debian apt source found in /etc/apt"; exit 1; }
+
+log "bootstrapping Debian 12 into $root"
+# dracut is diverted to a no-op while packages install: otherwise the kernel and dracut postinst
+# scripts build initrds twice (minutes under load); one initrd is built below instead.
+mmdebstrap --mode=root --variant=minbase --format=directory \
+  --aptopt='APT::Install-Recommends "false"' \
+  --include="$(IFS=,; echo "${packages[*]}")" \
+  --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/bin/dracut.cptest-real --add /usr/bin/dracut && printf "#!/bin/sh\nexit 0\n" >"$1/usr/bin/dracut" && chmod 755 "$1/usr/bin/dracut"' \
+  --customize-hook='rm -f "$1/usr/bin/dracut" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/bin/dracut' \
+  bookworm "$root" "${sources[@]}" >&2
+
+kver=$(ls "$root/lib/modules" | sort -V | tail -1)
+log "kernel $kver"
+
+# Documentation, translations and drivers a QEMU test guest never loads: dropping them halves the
+# root filesystem, which every conversion (shrink, encrypt, verity) and every boot then reads less
+# of. (Removed after installation: dpkg path-exclude breaks unpacking below excluded directories.)
+rm -rf "$root"/usr/share/{doc,man,info} "$root"/usr/share/locale/*/LC_MESSAGES
+for m in drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband \
+  sound drivers/staging drivers/bluetooth net/bluetooth net/wireless net/mac80211 drivers/iio \
+  drivers/isdn drivers/mtd drivers/input/touchscreen drivers/hwmon drivers/video/fbdev; do
+  rm -rf "$root/lib/modules/$kver/kernel/$m"
+done
+chroot "$root" depmod "$kver"
+
+# Guest configuration.
+echo cptest >"$root/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 cptest\n' >"$root/etc/hosts"
+printf 'LABEL=root / ext4 defaults 0 0\n' >"$root/etc/fstab"
+: >"$root/etc/machine-id"
+chroot "$root" passwd --quiet --delete root
+# Extra kernel arguments for every boot entry of this test guest (convert adds root=...):
+# serial console, and power off instead of an emergency shell so a failed boot ends the VM.
+echo "console=ttyS0 panic=-1 rd.shell=0 rd.emergency=poweroff" >"$root/etc/kernel/cmdline"
+install -D -m 755 "$vmtest/guest/cptest-report" "$root/usr/local/sbin/cptest-report"
+install -D -m 755 "$vmtest/guest/cptest-key" "$root/usr/local/bin/cptest-key"
+install -D -m 644 "$vmtest/guest/cptest-report.service" "$root/etc/systemd/system/cptest-report.service"
+chroot "$root" systemctl enable --quiet cptest-report.service
+# Nothing on the test guest should wait for or poll the network.
+chroot "$root" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+  e2scrub_reap.service fstrim.timer 2>/dev/null || true
+
+log "building the stock initrd"
+for d in dev proc sys; do mount --rbind "/$d" "$root/$d"; mounts+=("$root/$d"); done
+chroot "$root" dracut --quiet --force --no-hostonly --compress lz4 "/boot/initrd.img-$kver" "$kver" >&2
+for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}"; done
+mounts=()
+
+# Signed shim and GRUB from the Debian archive (downloaded, not installed: their maintainer
+# scripts would run grub-install against the build host).
+log "preparing the ESP"
+mkdir -p "$work/efi-debs" "$work/efi"
+(cd "$work/efi-debs" && apt-get download -q shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed >&2)
+for deb in "$work"/efi-debs/*.deb; do dpkg-deb -x "$deb" "$work/efi"; done
+shim=$work/efi/usr/lib/shim/shimx64.efi.signed
+mm=$work/efi/usr/lib/shim/mmx64.efi.signed
+grub=$work/efi/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+mkdir -p "$work/esp/EFI/BOOT" "$work/esp/EFI/debian"
+for d in BOOT debian; do
+  cp "$grub" "$work/esp/EFI/$d/grubx64.efi"
+  cp "$mm" "$work/esp/EFI/$d/mmx64.efi"
+done
+cp "$shim" "$work/esp/EFI/BOOT/BOOTX64.EFI"
+cp "$shim" "$work/esp/EFI/debian/shimx64.efi"
+# Debian's signed GRUB reads $prefix/grub.cfg with prefix /EFI/debian on the ESP.
+cat >"$work/esp/EFI/debian/grub.cfg" <<'EOF'
+search --no-floppy --label root --set=root
+set prefix=($root)/boot/grub
+configfile $prefix/grub.cfg
+EOF
+mkdir -p "$root/boot/grub"
+cat >"$root/boot/grub/grub.cfg" <<EOF
+set timeout=0
+menuentry "Debian GNU/Linux, $kver" --id debian {
+  linux /boot/vmlinuz-$kver root=LABEL=root ro $(cat "$root/etc/kernel/cmdline")
+  initrd /boot/initrd.img-$kver
+}
+EOF
+# Keep the signed binaries in the guest too, where a converter looks for them.
+install -D -m 644 "$shim" "$root/usr/lib/shim/shimx64.efi.signed"
+install -D -m 644 "$mm" "$root/usr/lib/shim/mmx64.efi.signed"
+install -D -m 644 "$grub" "$root/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+
+log "assembling the disk image"
+mib=$((1024 * 1024))
+esp_mib=100
+disk_mib=${CPTEST_BASE_DISK_MIB:-2048}
+root_mib=$((disk_mib - esp_mib - 2))
+truncate -s "${esp_mib}M" "$work/esp.img"
+mkfs.vfat -F 32 -n EFI "$work/esp.img" >/dev/null
+mcopy -s -i "$work/esp.img" "$work/esp/EFI" ::/
+# 4 KiB blocks: dm-verity needs them and small filesystems would default to 1 KiB.
+mkfs.ext4 -q -F -L root -b 4096 -d "$root" "$work/root.img" "${root_mib}M"
+truncate -s "${disk_mib}M" "$work/disk.raw"
+sfdisk --quiet "$work/disk.raw" <<EOF
+label: gpt
+start=1MiB, size=${esp_mib}MiB, type=uefi, name="EFI System Partition"
+start=$((1 + esp_mib))MiB, size=${root_mib}MiB, type=linux, name="root"
+EOF
+dd if="$work/esp.img" of="$work/disk.raw" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$work/root.img" of="$work/disk.raw" bs=1M seek=$((1 + esp_mib)) conv=notrunc,sparse status=none
+
+mkdir -p "$out"
+mv "$work/disk.raw" "$out/disk.raw"
+cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
+echo "$kver" >"$out/kver"
+du -sm --apparent-size "$root" | cut -f1 >"$out/root-mib"
+# Older cache entries are stale once the build script changed.
+for old in "$cache"/base-*; do [ "$old" = "$out" ] || rm -rf "$old"; done
+touch "$out/done"
+log "done: $out"
+echo "$out"

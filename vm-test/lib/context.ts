@@ -1,0 +1,155 @@
+/** The ScenarioContext the runner hands to each scenario. */
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { addFilesToRoot, copyImage, extractKernel, initrdWithFiles } from "./disk.ts";
+import { runQemu } from "./qemu.ts";
+import type { BaseImage, BootOptions, BootResult, ConvertOptions, ScenarioContext } from "./scenario.ts";
+import { ScenarioFailure } from "./scenario.ts";
+
+/** Test-only kernel arguments: serial console, and power off (not a shell) when the boot fails. */
+export const TEST_CMDLINE = "console=ttyS0 panic=-1 rd.shell=0 rd.emergency=poweroff";
+
+/** The product needs only root=/dev/mapper/rootfs on the kernel command line. */
+export const ROOT_CMDLINE = "root=/dev/mapper/rootfs";
+
+export function createContext(name: string, repo: string, base: BaseImage): ScenarioContext {
+  const outDir = join(repo, "vm-test", "out", name);
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const serialLog = join(outDir, "serial.log");
+  const agent = join(repo, "dist", "cryptpilot-fde");
+  let boots = 0;
+
+  const log = (message: string) => {
+    const line = `  [${name}] ${message}`;
+    console.log(line);
+    appendFileSync(join(outDir, "harness.log"), `${line}\n`);
+  };
+
+  const fail = (message: string, boot?: BootResult): never => {
+    throw new ScenarioFailure(boot ? `${message} (boot "${boot.label}", see ${boot.serialLog})` : message);
+  };
+
+  const ctx: ScenarioContext = {
+    name,
+    outDir,
+    repo,
+    agent,
+    base,
+    log,
+
+    async sourceDisk(opts = {}) {
+      const disk = join(outDir, opts.name ?? "source.raw");
+      await copyImage(base.disk, disk);
+      if (opts.files) await addFilesToRoot(disk, opts.files);
+      return disk;
+    },
+
+    async convert(opts: ConvertOptions) {
+      if (!existsSync(agent)) fail(`${agent} is missing: run 'make build' first`);
+      const source = opts.source ?? (await ctx.sourceDisk());
+      const out = join(outDir, opts.out ?? "disk.raw");
+      const cfg = mkdtempSync(join(outDir, "config-"));
+      writeFileSync(join(cfg, "fde.toml"), opts.fde);
+      if (opts.global !== undefined) writeFileSync(join(cfg, "global.toml"), opts.global);
+      const argv = [agent, "convert", "--in", source, "--out", out, "-c", cfg, ...(opts.args ?? [])];
+      if (opts.rootfsKey === null) {
+        argv.push("--rootfs-no-encryption");
+      } else {
+        const keyFile = join(cfg, "rootfs.key");
+        writeFileSync(keyFile, opts.rootfsKey, { mode: 0o600 });
+        argv.push("--rootfs-key-file", keyFile);
+      }
+      if (opts.uki) argv.push("--uki");
+      log(`convert: ${argv.slice(1).join(" ").replaceAll(`${outDir}/`, "")}`);
+      const started = Date.now();
+      const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+        proc.exited,
+      ]);
+      writeFileSync(join(outDir, `convert-${opts.out ?? "disk.raw"}.log`), `${stdout}${stderr}`);
+      if (code !== 0)
+        fail(`convert exited ${code}:\n${`${stdout}${stderr}`.trim().split("\n").slice(-15).join("\n")}`);
+      log(`convert done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      if (opts.source === undefined) rmSync(source, { force: true });
+      rmSync(cfg, { recursive: true, force: true });
+      return out;
+    },
+
+    async boot(disk: string, opts: BootOptions) {
+      boots++;
+      const label = opts.label;
+      const log1 = join(outDir, `serial-${boots}-${label}.log`);
+      let direct: { kernel: string; initrd: string; cmdline: string } | undefined;
+      if (!opts.uefi) {
+        const kdir = join(outDir, "kernel");
+        const { kernel, initrd: original } = await extractKernel(disk, kdir);
+        let initrd = original;
+        if (opts.initrdFiles) {
+          initrd = join(kdir, `initrd-${label}.img`);
+          await initrdWithFiles(original, opts.initrdFiles, initrd);
+        }
+        const cmdline = opts.cmdline ?? [ROOT_CMDLINE, TEST_CMDLINE, ...(opts.append ?? [])].join(" ");
+        direct = { kernel, initrd, cmdline };
+      }
+      log(`boot ${boots} "${label}" (${opts.uefi ? "OVMF firmware" : `direct: ${direct?.cmdline}`})`);
+      const outcome = await runQemu({
+        disk,
+        serialLog: log1,
+        direct,
+        memoryMiB: opts.memoryMiB ?? 2048,
+        cpus: 2,
+        timeoutSec: opts.timeoutSec ?? 600,
+        network: opts.network ?? false,
+        killOn: opts.killOn ? { pattern: opts.killOn.pattern, delayMs: opts.killOn.delayMs ?? 0 } : undefined,
+        extraArgs: opts.extraQemuArgs ?? [],
+      });
+      appendFileSync(serialLog, `\n===== boot ${boots} "${label}" =====\n${readFileSync(log1, "latin1")}`);
+      log(`boot ${boots} "${label}" ended (${outcome.end}) after ${outcome.seconds.toFixed(0)} s`);
+      return { label, serialLog: log1, ...outcome };
+    },
+
+    check(condition: boolean, message: string, boot?: BootResult) {
+      if (!condition) fail(message, boot);
+    },
+
+    expectReported(boot: BootResult) {
+      if (boot.markers.complete) return;
+      const tail = boot.serial.trim().split("\n").slice(-12).join("\n");
+      fail(
+        `the guest did not reach multi-user.target and report (${boot.end}); console ends with:\n${tail}`,
+        boot,
+      );
+    },
+
+    expectStopped(boot: BootResult, pattern: RegExp, what: string) {
+      ctx.check(
+        !boot.markers.has("begin"),
+        `the boot should have stopped (${what}) but reached the real root`,
+        boot,
+      );
+      ctx.check(
+        !/Switching root/.test(boot.serial),
+        `the boot should have stopped (${what}) but switched root`,
+        boot,
+      );
+      ctx.check(pattern.test(boot.serial), `the console does not show ${what} (${pattern})`, boot);
+      ctx.check(
+        boot.end === "poweroff",
+        `the stopped boot should power off (emergency action), got ${boot.end}`,
+        boot,
+      );
+    },
+  };
+  return ctx;
+}

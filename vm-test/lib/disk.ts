@@ -1,0 +1,263 @@
+/** Host-side disk image helpers for scenarios (no device-mapper needed: offsets, debugfs, loops). */
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { sh, shText } from "./proc.ts";
+
+export interface Partition {
+  number: number;
+  /** Byte offset of the partition in the image. */
+  offset: number;
+  size: number;
+  /** GPT partition name (e.g. "boot", "root"). */
+  name: string;
+  type: string;
+}
+
+interface SfdiskJson {
+  partitiontable: {
+    sectorsize?: number;
+    partitions: Array<{ node: string; start: number; size: number; type: string; name?: string }>;
+  };
+}
+
+export async function partitions(image: string): Promise<Partition[]> {
+  const table = JSON.parse(await shText(["sfdisk", "-J", image])) as SfdiskJson;
+  const sector = table.partitiontable.sectorsize ?? 512;
+  return table.partitiontable.partitions.map((p) => ({
+    number: Number(p.node.match(/(\d+)$/)?.[1]),
+    offset: p.start * sector,
+    size: p.size * sector,
+    name: p.name ?? "",
+    type: p.type,
+  }));
+}
+
+export async function partitionByName(image: string, name: string): Promise<Partition | undefined> {
+  return (await partitions(image)).find((p) => p.name === name);
+}
+
+/** Lists a directory of an ext4 filesystem inside an image (debugfs, read-only, no mount). */
+export async function ext4List(image: string, offset: number, dir: string): Promise<string[]> {
+  const out = await shText(["debugfs", "-R", `ls -p ${dir}`, `${image}?offset=${offset}`]);
+  return out
+    .split("\n")
+    .map((line) => line.split("/")[5] ?? "")
+    .filter((name) => name !== "" && name !== "." && name !== "..");
+}
+
+/** Copies one file out of an ext4 filesystem inside an image. */
+export async function ext4Dump(image: string, offset: number, path: string, dest: string): Promise<void> {
+  rmSync(dest, { force: true });
+  await sh(["debugfs", "-R", `dump ${path} ${dest}`, `${image}?offset=${offset}`]);
+  if (!(await Bun.file(dest).exists())) throw new Error(`debugfs could not read ${path} from ${image}`);
+}
+
+/**
+ * Kernel and initrd of the newest kernel on a disk: from the GPT partition "boot" (converted GRUB
+ * layout) or else from /boot of the partition "root" (the plain base image).
+ */
+export async function extractKernel(
+  image: string,
+  destDir: string,
+): Promise<{ kernel: string; initrd: string }> {
+  const boot = await partitionByName(image, "boot");
+  const root = await partitionByName(image, "root");
+  const part = boot ?? root;
+  if (!part) throw new Error(`${image} has neither a "boot" nor a "root" partition`);
+  const dir = boot ? "/" : "/boot";
+  const names = await ext4List(image, part.offset, dir);
+  const newest = (prefix: string) =>
+    names
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => n.slice(prefix.length))
+      .sort(Bun.semver.order)
+      .at(-1);
+  const version = newest("vmlinuz-");
+  if (!version || !names.includes(`initrd.img-${version}`)) {
+    throw new Error(`no vmlinuz-*/initrd.img-* pair in ${dir} of partition ${part.number} of ${image}`);
+  }
+  mkdirSync(destDir, { recursive: true });
+  const kernel = join(destDir, `vmlinuz-${version}`);
+  const initrd = join(destDir, `initrd.img-${version}`);
+  await ext4Dump(image, part.offset, `${dir}/vmlinuz-${version}`.replace("//", "/"), kernel);
+  await ext4Dump(image, part.offset, `${dir}/initrd.img-${version}`.replace("//", "/"), initrd);
+  return { kernel, initrd };
+}
+
+/**
+ * A copy of an initrd with files replaced: the initrd is decompressed and an extra cpio archive
+ * with `files` appended (the kernel unpacks concatenated archives in order, later ones win).
+ */
+export async function initrdWithFiles(
+  initrd: string,
+  files: Record<string, string>,
+  dest: string,
+): Promise<void> {
+  const magic = readFileSync(initrd).subarray(0, 6);
+  let decompress: string[];
+  if (magic.readUInt32LE(0) === 0x184c2102) decompress = ["lz4", "-dc", initrd];
+  else if (magic.readUInt32LE(0) === 0xfd2fb528) decompress = ["zstd", "-dc", initrd];
+  else if (magic[0] === 0x1f && magic[1] === 0x8b) decompress = ["gzip", "-dc", initrd];
+  else if (magic.toString() === "070701") decompress = ["cat", initrd];
+  else throw new Error(`${initrd}: unknown initrd compression`);
+  const stage = mkdtempSync(join(tmpdir(), "cptest-initrd-"));
+  try {
+    const names: string[] = [];
+    for (const [path, content] of Object.entries(files)) {
+      const rel = path.replace(/^\/+/, "");
+      mkdirSync(dirname(join(stage, rel)), { recursive: true });
+      writeFileSync(join(stage, rel), content);
+      names.push(rel);
+    }
+    const base = Bun.spawn(decompress, { stdout: Bun.file(dest) });
+    if ((await base.exited) !== 0) throw new Error(`${decompress.join(" ")} failed`);
+    const cpio = Bun.spawn(["cpio", "-o", "-H", "newc", "--quiet"], {
+      cwd: stage,
+      stdin: new Blob([`${names.join("\n")}\n`]),
+      stdout: "pipe",
+    });
+    const archive = await new Response(cpio.stdout).arrayBuffer();
+    if ((await cpio.exited) !== 0) throw new Error("cpio failed");
+    appendFileSync(dest, new Uint8Array(archive));
+  } finally {
+    rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+/** Sparse copy of a disk image. */
+export async function copyImage(src: string, dest: string): Promise<void> {
+  rmSync(dest, { force: true });
+  await sh(["cp", "--sparse=always", src, dest]);
+}
+
+/** Enlarges a raw image (the guest sees a bigger disk; growpart moves the GPT backup header). */
+export async function growImage(image: string, addMiB: number): Promise<void> {
+  await sh(["truncate", "-s", `+${addMiB}M`, image]);
+}
+
+/** XORs one byte at `offset` with 0xff. */
+export async function flipByte(image: string, offset: number): Promise<void> {
+  const fd = await import("node:fs/promises").then((fs) => fs.open(image, "r+"));
+  try {
+    const buf = Buffer.alloc(1);
+    await fd.read(buf, 0, 1, offset);
+    buf[0] = buf[0]! ^ 0xff;
+    await fd.write(buf, 0, 1, offset);
+  } finally {
+    await fd.close();
+  }
+}
+
+/** Reads `length` bytes at `offset`. */
+export async function readBytes(image: string, offset: number, length: number): Promise<Buffer> {
+  const fs = await import("node:fs/promises");
+  const fd = await fs.open(image, "r");
+  try {
+    const buf = Buffer.alloc(length);
+    await fd.read(buf, 0, length, offset);
+    return buf;
+  } finally {
+    await fd.close();
+  }
+}
+
+/**
+ * Writes files into the ext4 root partition (label/name "root") of a plain image, before
+ * conversion, by loop-mounting it at its offset. Modes: 0755 for paths ending in .sh, else 0644.
+ */
+export async function addFilesToRoot(image: string, files: Record<string, string>): Promise<void> {
+  const root = await partitionByName(image, "root");
+  if (!root) throw new Error(`${image} has no partition named "root"`);
+  const mnt = mkdtempSync(join(tmpdir(), "cptest-root-"));
+  await sh(["mount", "-o", `loop,offset=${root.offset},sizelimit=${root.size}`, image, mnt]);
+  try {
+    for (const [path, content] of Object.entries(files)) {
+      const target = join(mnt, path);
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, content, { mode: path.endsWith(".sh") ? 0o755 : 0o644 });
+    }
+  } finally {
+    await sh(["umount", mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
+
+export interface LogicalVolume {
+  name: string;
+  /** Byte offset of the LV's first extent in the image (single linear segment). */
+  offset: number;
+  size: number;
+}
+
+/**
+ * Where the LVs of VG "cryptpilot" sit in the image, read with the host's LVM tools from a
+ * read-only loop device of the PV partition (reading metadata needs no device-mapper).
+ */
+export async function logicalVolumes(image: string): Promise<LogicalVolume[]> {
+  const parts = await partitions(image);
+  const pv =
+    parts.find((p) => p.type.toUpperCase() === "E6D6D379-F507-44C2-A23C-238F2A3DF928") ?? parts.at(-1);
+  if (!pv) throw new Error(`${image}: no partitions`);
+  const loop = (
+    await shText([
+      "losetup",
+      "--find",
+      "--show",
+      "--read-only",
+      "-o",
+      String(pv.offset),
+      "--sizelimit",
+      String(pv.size),
+      image,
+    ])
+  ).trim();
+  try {
+    const config = `devices { filter = [ "a|^${loop}$|", "r|.*|" ] use_devicesfile = 0 }`;
+    const json = await shText([
+      "lvs",
+      "--config",
+      config,
+      "--readonly",
+      "--reportformat",
+      "json",
+      "--units",
+      "b",
+      "--nosuffix",
+      "-o",
+      "lv_name,vg_name,seg_start_pe,seg_pe_ranges,vg_extent_size,pe_start,seg_size",
+      "cryptpilot",
+    ]);
+    const pvs = JSON.parse(
+      await shText([
+        "pvs",
+        "--config",
+        config,
+        "--readonly",
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        "pv_name,pe_start",
+      ]),
+    ) as { report: Array<{ pv: Array<{ pe_start: string }> }> };
+    const peStart = Number(pvs.report[0]?.pv[0]?.pe_start);
+    const report = JSON.parse(json) as {
+      report: Array<{
+        lv: Array<{ lv_name: string; seg_pe_ranges: string; vg_extent_size: string; seg_size: string }>;
+      }>;
+    };
+    return (report.report[0]?.lv ?? []).map((lv) => {
+      const first = Number(lv.seg_pe_ranges.match(/:(\d+)-/)?.[1]);
+      return {
+        name: lv.lv_name,
+        offset: pv.offset + peStart + first * Number(lv.vg_extent_size),
+        size: Number(lv.seg_size),
+      };
+    });
+  } finally {
+    await sh(["losetup", "-d", loop]);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * vm-test/run SCENARIO...|all [--list] [--keep]
+ * Runs QEMU boot scenarios (vm-test/scenarios/*.ts) one at a time and ends with
+ * "N passed, N failed, N skipped". Exit status 1 when any scenario failed.
+ */
+import { readdirSync, rmSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { createContext } from "./context.ts";
+import { shText } from "./proc.ts";
+import type { BaseImage, Scenario } from "./scenario.ts";
+
+const repo = resolve(import.meta.dir, "..", "..");
+const scenarioDir = join(repo, "vm-test", "scenarios");
+
+async function loadScenarios(): Promise<Map<string, Scenario>> {
+  const scenarios = new Map<string, Scenario>();
+  for (const file of readdirSync(scenarioDir)
+    .filter((f) => f.endsWith(".ts"))
+    .sort()) {
+    const mod = (await import(join(scenarioDir, file))) as { default: Scenario };
+    scenarios.set(basename(file, ".ts"), mod.default);
+  }
+  return scenarios;
+}
+
+async function baseImage(): Promise<BaseImage> {
+  const started = Date.now();
+  const script = join(repo, "vm-test", "lib", "build-base-image.sh");
+  const proc = Bun.spawn([script], { stdout: "pipe", stderr: "inherit" });
+  const dir = (await new Response(proc.stdout).text()).trim().split("\n").at(-1) ?? "";
+  if ((await proc.exited) !== 0 || !dir) throw new Error("building the base image failed (output above)");
+  const seconds = (Date.now() - started) / 1000;
+  if (seconds > 5) console.log(`base image built in ${seconds.toFixed(0)} s`);
+  const kver = (await shText(["cat", join(dir, "kver")])).trim();
+  return {
+    dir,
+    disk: join(dir, "disk.raw"),
+    kernel: join(dir, "vmlinuz"),
+    initrd: join(dir, "initrd.img"),
+    kver,
+  };
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  const keep = args.includes("--keep");
+  const names = args.filter((a) => !a.startsWith("--"));
+  const scenarios = await loadScenarios();
+  if (args.includes("--list") || names.length === 0) {
+    for (const [name, s] of scenarios) console.log(`${name.padEnd(28)} ${s.description}`);
+    if (names.length === 0 && !args.includes("--list")) {
+      console.error("usage: vm-test/run SCENARIO...|all [--keep] [--list]");
+      return 2;
+    }
+    return 0;
+  }
+  const selected = names.includes("all") ? [...scenarios.keys()] : names;
+  for (const name of selected) {
+    if (!scenarios.has(name)) {
+      console.error(`unknown scenario '${name}' (vm-test/run --list shows them)`);
+      return 2;
+    }
+  }
+
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  let base: BaseImage | undefined;
+  for (const name of selected) {
+    const scenario = scenarios.get(name)!;
+    const reason = await scenario.skip?.();
+    if (reason) {
+      console.log(`SKIP ${name}: ${reason}`);
+      skipped++;
+      continue;
+    }
+    const started = Date.now();
+    console.log(`RUN  ${name}: ${scenario.description}`);
+    try {
+      base ??= await baseImage();
+      const ctx = createContext(name, repo, base);
+      const limit = (scenario.timeoutSec ?? 1200) * 1000;
+      let timer: Timer | undefined;
+      await Promise.race([
+        scenario.run(ctx),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`scenario timed out after ${limit / 1000} s`)), limit);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      console.log(`PASS ${name} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      passed++;
+      // Disk images are large; a passing scenario keeps only its logs.
+      if (!keep) for (const f of readdirSync(ctx.outDir)) if (f.endsWith(".raw")) rmSync(join(ctx.outDir, f));
+    } catch (e) {
+      console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(0)} s): ${(e as Error).message}`);
+      failed++;
+    }
+  }
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+  return failed > 0 ? 1 : 0;
+}
+
+process.exit(await main());

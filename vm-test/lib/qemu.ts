@@ -1,0 +1,101 @@
+/** One QEMU boot of a test disk: TCG (see shared spec: KVM here is slower), serial console to a file. */
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { Markers } from "./markers.ts";
+
+export interface QemuBoot {
+  disk: string;
+  /** Serial log of this boot. */
+  serialLog: string;
+  /** Direct-kernel boot; without it the firmware (OVMF) boots the disk's ESP (shim+GRUB or UKI). */
+  direct?: { kernel: string; initrd: string; cmdline: string };
+  memoryMiB: number;
+  cpus: number;
+  timeoutSec: number;
+  /** User-mode network (the guest reaches the host's 127.0.0.1:PORT as 10.0.2.2:PORT). */
+  network: boolean;
+  /** Kill the VM `delayMs` after the serial console first matches `pattern`. */
+  killOn?: { pattern: RegExp; delayMs: number };
+  extraArgs: string[];
+}
+
+export type BootEnd = "poweroff" | "timeout" | "killed";
+
+export interface BootOutcome {
+  end: BootEnd;
+  seconds: number;
+  serial: string;
+  markers: Markers;
+}
+
+const OVMF = "/usr/share/ovmf/OVMF.fd";
+
+export function qemuArgs(b: QemuBoot): string[] {
+  const args = [
+    "qemu-system-x86_64",
+    "-accel",
+    "tcg",
+    "-cpu",
+    "max",
+    "-smp",
+    String(b.cpus),
+    "-m",
+    String(b.memoryMiB),
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-serial",
+    `file:${b.serialLog}`,
+    "-drive",
+    `file=${b.disk},format=raw,if=virtio,cache=unsafe,discard=unmap`,
+    "-object",
+    "rng-random,filename=/dev/urandom,id=rng0",
+    "-device",
+    "virtio-rng-pci,rng=rng0",
+  ];
+  if (b.direct) {
+    args.push("-kernel", b.direct.kernel, "-initrd", b.direct.initrd, "-append", b.direct.cmdline);
+  } else {
+    args.push("-bios", OVMF);
+  }
+  if (b.network) {
+    args.push("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0");
+  }
+  return [...args, ...b.extraArgs];
+}
+
+/** Boots and waits for power-off, the timeout, or the kill pattern. Never throws for guest failures. */
+export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
+  writeFileSync(b.serialLog, "");
+  const started = Date.now();
+  const proc = Bun.spawn(qemuArgs(b), { stdout: "pipe", stderr: "pipe" });
+  const stderr = new Response(proc.stderr).text();
+  let end: BootEnd | undefined;
+  let killAt: number | undefined;
+  let poweroffDeadline: number | undefined;
+  const exited = proc.exited.then(() => {
+    end ??= "poweroff";
+  });
+  while (end === undefined) {
+    await Promise.race([exited, Bun.sleep(500)]);
+    if (end !== undefined) break;
+    const now = Date.now();
+    const serial = existsSync(b.serialLog) ? readFileSync(b.serialLog, "latin1") : "";
+    if (b.killOn && killAt === undefined && b.killOn.pattern.test(serial)) killAt = now + b.killOn.delayMs;
+    // The reporter powers off right after its last marker; a guest that hangs on the way down
+    // still counts as a finished boot.
+    if (poweroffDeadline === undefined && serial.includes("CPTEST:end")) poweroffDeadline = now + 60_000;
+    if (killAt !== undefined && now >= killAt) end = "killed";
+    else if (poweroffDeadline !== undefined && now >= poweroffDeadline) end = "poweroff";
+    else if (now - started > b.timeoutSec * 1000) end = "timeout";
+    if (end !== undefined) proc.kill("SIGKILL");
+  }
+  const code = await proc.exited;
+  const err = (await stderr).trim();
+  if (end === "poweroff" && code !== 0 && poweroffDeadline === undefined) {
+    throw new Error(`qemu exited ${code}: ${err}`);
+  }
+  if (err) appendFileSync(b.serialLog, `\n[harness] qemu stderr: ${err}\n`);
+  const serial = readFileSync(b.serialLog, "latin1");
+  return { end, seconds: (Date.now() - started) / 1000, serial, markers: new Markers(serial) };
+}

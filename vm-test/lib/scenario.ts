@@ -1,0 +1,93 @@
+/** The scenario API: what a file in vm-test/scenarios/ exports and what it gets to work with. */
+import type { Markers } from "./markers.ts";
+import type { BootEnd } from "./qemu.ts";
+
+export interface Scenario {
+  /** One line for the run log and `vm-test/run --list`. */
+  description: string;
+  /** Returns a reason to skip (e.g. a missing tool), or undefined to run. */
+  skip?: () => string | undefined | Promise<string | undefined>;
+  /** Whole-scenario limit in seconds (default 1200). */
+  timeoutSec?: number;
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+export function defineScenario(s: Scenario): Scenario {
+  return s;
+}
+
+export interface BaseImage {
+  dir: string;
+  /** Raw GPT disk: ESP + ext4 "root" (read-only: copy it with ctx.sourceDisk()). */
+  disk: string;
+  kernel: string;
+  initrd: string;
+  kver: string;
+}
+
+export interface ConvertOptions {
+  /** Input disk (default: a fresh copy of the base image). */
+  source?: string;
+  /** fde.toml and (optional) global.toml contents. */
+  fde: string;
+  global?: string;
+  /** rootfs key: a string (passed with --rootfs-key-file) or null for --rootfs-no-encryption. */
+  rootfsKey: string | null;
+  uki?: boolean;
+  /** Further convert flags. */
+  args?: string[];
+  /** Output name inside the scenario's out dir (default "disk.raw"). */
+  out?: string;
+}
+
+export interface BootOptions {
+  /** Names the boot in logs: out/SCENARIO/serial-LABEL.log. */
+  label: string;
+  /** Boot through OVMF firmware (shim+GRUB or UKI on the ESP) instead of direct kernel boot. */
+  uefi?: boolean;
+  /** Kernel arguments added to the harness default (direct boots only). */
+  append?: string[];
+  /** Replaces the whole kernel command line (direct boots only). */
+  cmdline?: string;
+  /** Files replaced in the initrd for this boot (direct boots only). */
+  initrdFiles?: Record<string, string>;
+  timeoutSec?: number;
+  killOn?: { pattern: RegExp; delayMs?: number };
+  network?: boolean;
+  memoryMiB?: number;
+  extraQemuArgs?: string[];
+}
+
+export interface BootResult {
+  label: string;
+  end: BootEnd;
+  seconds: number;
+  serial: string;
+  markers: Markers;
+  serialLog: string;
+}
+
+export interface ScenarioContext {
+  name: string;
+  /** vm-test/out/SCENARIO (created, emptied at the start). */
+  outDir: string;
+  /** Repository root and the agent binary (dist/cryptpilot-fde). */
+  repo: string;
+  agent: string;
+  base: BaseImage;
+  log(message: string): void;
+  /** A copy of the base disk in outDir, with `files` written into its root filesystem first. */
+  sourceDisk(opts?: { name?: string; files?: Record<string, string> }): Promise<string>;
+  /** Runs `cryptpilot-fde convert`; returns the converted disk's path. */
+  convert(opts: ConvertOptions): Promise<string>;
+  /** Boots the disk once (QEMU TCG); returns when the guest powered off, was killed or timed out. */
+  boot(disk: string, opts: BootOptions): Promise<BootResult>;
+  /** Assertions: a failed one ends the scenario with `message` (and the serial log's path). */
+  check(condition: boolean, message: string, boot?: BootResult): void;
+  /** Asserts the guest reached multi-user.target and reported (CPTEST:end). */
+  expectReported(boot: BootResult): void;
+  /** Asserts the boot stopped before the real root: no report, and `pattern` on the console. */
+  expectStopped(boot: BootResult, pattern: RegExp, what: string): void;
+}
+
+export class ScenarioFailure extends Error {}
