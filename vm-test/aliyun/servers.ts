@@ -52,6 +52,8 @@ export interface WorldOptions {
   imdsRequireV2?: boolean;
   /** Old IMDS without the token endpoint (404 on PUT /latest/api/token). */
   imdsWithoutV2?: boolean;
+  /** The instance endpoint demands a TLS client certificate issued by the instance CA. */
+  instanceRequireClientCert?: boolean;
   /** Delay of the "slow" fault. */
   slowMs?: number;
 }
@@ -141,9 +143,7 @@ export class AliyunWorld {
       hostname: this.o.hostname ?? "127.0.0.1",
       port,
       idleTimeout: 60,
-      ...(service === "instance"
-        ? { tls: { cert: this.o.material.serverCertPem, key: this.o.material.serverKeyPem } }
-        : {}),
+      ...(service === "instance" ? { tls: this.instanceTls() } : {}),
       fetch: async (req) => {
         const fault = this.takeFault(service);
         if (fault === "slow") await Bun.sleep(this.o.slowMs ?? 3000);
@@ -152,6 +152,12 @@ export class AliyunWorld {
     });
     this.servers.set(service, server);
     this.ports.set(service, server.port!);
+  }
+
+  private instanceTls() {
+    const { serverCertPem: cert, serverKeyPem: key, caPem: ca } = this.o.material;
+    if (!this.o.instanceRequireClientCert) return { cert, key };
+    return { cert, key, ca, requestCert: true, rejectUnauthorized: true };
   }
 
   /** Consumes one use of the service's fault. */

@@ -19,6 +19,11 @@ export interface ClientKey {
   subject: string;
   /** base64(RSASSA-PKCS1-v1_5 SHA-256 signature) of the UTF-8 text. */
   sign(stringToSign: string): string;
+  /**
+   * The certificate and key as PEM for a TLS client certificate, as the official SDK presents
+   * them; undefined when the PKCS#12 holds no certificate.
+   */
+  tlsIdentity?: { cert: string; key: string };
 }
 
 /** Parses the clientKey_*.json text; `source` names where it came from for the error message. */
@@ -85,5 +90,6 @@ export async function loadClientKey(file: ClientKeyFile, password: string): Prom
     keyId: file.KeyId,
     subject: typeof cn === "string" ? cn : "",
     sign: (s) => sign("sha256", Buffer.from(s, "utf8"), key).toString("base64"),
+    tlsIdentity: cert ? { cert: forge.pki.certificateToPem(cert), key: pem } : undefined,
   };
 }

@@ -34,6 +34,8 @@ export interface HttpRequest {
   body?: Uint8Array | string;
   /** PEM CA bundle that replaces the default trust roots (KMS instance endpoints). */
   caPem?: string;
+  /** TLS client certificate, presented if the server asks for one. */
+  clientCert?: { cert: string; key: string };
   timeoutMs: number;
 }
 
@@ -53,7 +55,7 @@ export async function send(req: HttpRequest): Promise<HttpResponse> {
       signal: AbortSignal.timeout(req.timeoutMs),
       redirect: "manual",
       // Bun's fetch extension: `ca` replaces the default roots, pinning TLS to the instance CA.
-      ...(req.caPem ? { tls: { ca: req.caPem } } : {}),
+      ...(req.caPem || req.clientCert ? { tls: { ca: req.caPem, ...req.clientCert } } : {}),
     } as RequestInit);
     return { status: res.status, headers: res.headers, body: await res.bytes() };
   } catch (cause) {

@@ -80,6 +80,9 @@ export async function getSecretValue(req: InstanceRequest, secretName: string): 
       headers: signedHeaders(req.key, action, body),
       body,
       caPem: req.caPem,
+      // The instance may ask for the client key's certificate (the official SDK sends it); CDH
+      // does not, and instances accept that too.
+      clientCert: req.key.tlsIdentity,
       timeoutMs: policy.timeoutMs,
     });
     if (r.status < 200 || r.status > 299) throw instanceError(req.endpoint, action, r.status, r.body);

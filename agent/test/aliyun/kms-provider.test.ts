@@ -186,6 +186,26 @@ describe("kms provider, client key", () => {
   });
 });
 
+describe("kms provider, instance demanding a TLS client certificate", () => {
+  test("the client key's certificate is presented (as the official SDK does)", async () => {
+    const w = await startWorld(await makeIssuer(), { instanceRequireClientCert: true });
+    try {
+      const key = await create(clientKeyConfig({ endpoint: w.url("instance") }), ctx()).getKey();
+      expect(new TextDecoder().decode(key)).toBe(KEY);
+      // Without a certificate that server refuses the handshake; the default one answers.
+      const bare = (url: string) =>
+        fetch(url, { method: "POST", tls: { ca: testMaterial().caPem } } as RequestInit).then(
+          () => "answered",
+          () => "refused",
+        );
+      expect(await bare(world.url("instance"))).toBe("answered");
+      expect(await bare(w.url("instance"))).toBe("refused");
+    } finally {
+      w.stop();
+    }
+  });
+});
+
 describe("kms provider, ECS RAM role", () => {
   test("discovers region and role over IMDSv2 and signs with the role's STS credentials", async () => {
     const before = world.requests.length;
