@@ -1,0 +1,231 @@
+/**
+ * Sealing cross-checked with tpm2-tools on a real swtpm: what we seal, tpm2_unseal opens with
+ * the same PCR policy (and PIN); what tpm2_create seals, we unseal; a PCR extend breaks both
+ * and our error names the PCR.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { withTpm } from "../../src/tpm/esys.ts";
+import { encodePcrSelection } from "../../src/tpm/marshal.ts";
+import { PcrPolicyMismatchError, type SealedKey, sealKey, splitBlob, unsealKey } from "../../src/tpm/seal.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
+
+if (!hasSwtpm) console.warn("skipping TPM seal tests: swtpm or tpm2-tools not installed");
+
+const SRK_ARGS = [
+  "-C",
+  "o",
+  "-g",
+  "sha256",
+  "-G",
+  "ecc256:null:aes128cfb",
+  "-a",
+  "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda",
+];
+const key = new TextEncoder().encode("volume-key-for-the-tpm-0123456789abcdef");
+
+/** Start sniffer.ts in front of the swtpm; the returned TCTI goes through it. */
+async function startSniffer(
+  tpm: Swtpm,
+  dir: string,
+): Promise<{ tcti: string; traffic: () => Buffer; stop: () => void }> {
+  const target = /port=(\d+)/.exec(tpm.tcti)![1]!;
+  const file = join(dir, "traffic.bin");
+  writeFileSync(file, "");
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "sniffer.ts"), target, file], {
+    stdout: "pipe",
+  });
+  const reader = proc.stdout.getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the sniffer did not start");
+    line += new TextDecoder().decode(value);
+  }
+  return {
+    tcti: `swtpm:host=127.0.0.1,port=${line.trim()}`,
+    traffic: () => readFileSync(file),
+    stop: () => proc.kill(),
+  };
+}
+
+describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", () => {
+  let tpm: Swtpm;
+  let dir: string;
+
+  /** Run a tpm2-tools command against the swtpm; returns stdout, throws with stderr. */
+  const tool = (args: string[], stdin?: Uint8Array): Buffer => {
+    const r = Bun.spawnSync(args, {
+      env: { ...process.env, ...tpm.env },
+      cwd: dir,
+      stdin: stdin ?? "ignore",
+    });
+    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout;
+  };
+  // swtpm has no resource manager: flush what tpm2-tools left loaded.
+  const flushAll = () => {
+    tool(["tpm2_flushcontext", "-t"]);
+    tool(["tpm2_flushcontext", "-s"]);
+  };
+
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    dir = mkdtempSync(join(tmpdir(), "tpm-seal-"));
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => flushAll());
+
+  const seal = (policy: { pcrs: number[]; pin?: string }) =>
+    withTpm(tpm.tcti, (esys) => sealKey(esys, key, { bank: "sha256", ...policy }));
+  const unseal = (sealed: SealedKey, pin?: string) =>
+    withTpm(tpm.tcti, (esys) => unsealKey(esys, sealed, pin));
+
+  /** tpm2-tools: load our blob under its own SRK and unseal through a PolicyPCR session. */
+  const toolsUnseal = (sealed: SealedKey, pin?: string): Buffer => {
+    const { privateBlob, publicBlob } = splitBlob(sealed.blob);
+    writeFileSync(join(dir, "obj.priv"), privateBlob);
+    writeFileSync(join(dir, "obj.pub"), publicBlob);
+    try {
+      tool(["tpm2_createprimary", ...SRK_ARGS, "-c", "srk.ctx"]);
+      tool(["tpm2_load", "-C", "srk.ctx", "-u", "obj.pub", "-r", "obj.priv", "-c", "obj.ctx"]);
+      tool(["tpm2_flushcontext", "-t"]);
+      tool(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
+      tool(["tpm2_policypcr", "-S", "session.ctx", "-l", `sha256:${sealed.pcrs.join(",")}`]);
+      if (pin !== undefined) tool(["tpm2_policyauthvalue", "-S", "session.ctx"]);
+      return tool([
+        "tpm2_unseal",
+        "-c",
+        "obj.ctx",
+        "-p",
+        `session:session.ctx${pin === undefined ? "" : `+${pin}`}`,
+      ]);
+    } finally {
+      flushAll();
+    }
+  };
+
+  test("a key we seal is unsealed by tpm2-tools with the same PCR policy, and by us", async () => {
+    const sealed = await seal({ pcrs: [16, 7] });
+    expect(sealed.pcrs).toEqual([7, 16]);
+    expect(sealed.pin).toBe(false);
+    expect(toolsUnseal(sealed).equals(Buffer.from(key))).toBe(true);
+    expect(Buffer.from(await unseal(sealed)).equals(Buffer.from(key))).toBe(true);
+  });
+
+  test("the policy digest is TPM2_PolicyPCR's, computed independently from the PCR values", async () => {
+    const sealed = await seal({ pcrs: [7, 16] });
+    const values = Buffer.concat([7, 16].map((p) => Buffer.from(sealed.pcrValues[String(p)]!, "hex")));
+    const cc = Buffer.from([0x00, 0x00, 0x01, 0x7f]); // TPM_CC_PolicyPCR
+    const expected = createHash("sha256")
+      .update(Buffer.alloc(32))
+      .update(cc)
+      .update(encodePcrSelection([{ bank: "sha256", pcrs: [7, 16] }]))
+      .update(createHash("sha256").update(values).digest())
+      .digest();
+    expect(Buffer.from(sealed.policyDigest).equals(expected)).toBe(true);
+  });
+
+  test("with a PIN: tpm2-tools unseals with PolicyAuthValue + PIN; we need the PIN", async () => {
+    const sealed = await seal({ pcrs: [7], pin: "4711" });
+    expect(sealed.pin).toBe(true);
+    expect(toolsUnseal(sealed, "4711").equals(Buffer.from(key))).toBe(true);
+    expect(Buffer.from(await unseal(sealed, "4711")).equals(Buffer.from(key))).toBe(true);
+    await expect(unseal(sealed, "0000")).rejects.toThrow(/rejected the PIN/);
+    await expect(unseal(sealed)).rejects.toThrow(/sealed with a PIN, but no PIN was given/);
+  });
+
+  test("a key sealed by tpm2-tools (createpolicy + create) is unsealed by us", async () => {
+    const secret = Buffer.from("sealed-by-tpm2-tools-secret");
+    writeFileSync(join(dir, "secret"), secret);
+    try {
+      tool(["tpm2_createprimary", ...SRK_ARGS, "-c", "srk.ctx"]);
+      tool(["tpm2_pcrread", "sha256:7,16", "-o", "pcr.bin"]);
+      tool(["tpm2_createpolicy", "--policy-pcr", "-l", "sha256:7,16", "-f", "pcr.bin", "-L", "policy.bin"]);
+      tool([
+        "tpm2_create",
+        "-C",
+        "srk.ctx",
+        "-g",
+        "sha256",
+        "-L",
+        "policy.bin",
+        "-a",
+        "fixedtpm|fixedparent|noda",
+        "-i",
+        "secret",
+        "-u",
+        "tools.pub",
+        "-r",
+        "tools.priv",
+      ]);
+    } finally {
+      flushAll();
+    }
+    const sealed: SealedKey = {
+      blob: Buffer.concat([readFileSync(join(dir, "tools.priv")), readFileSync(join(dir, "tools.pub"))]),
+      bank: "sha256",
+      pcrs: [7, 16],
+      policyDigest: readFileSync(join(dir, "policy.bin")),
+      pin: false,
+      pcrValues: {},
+    };
+    expect(Buffer.from(await unseal(sealed)).toString()).toBe(secret.toString());
+  });
+
+  test("after extending a bound PCR, unsealing fails naming the PCR policy mismatch and the PCR", async () => {
+    const sealed = await seal({ pcrs: [7, 16] });
+    await withTpm(tpm.tcti, (esys) =>
+      esys.pcrExtend(16, "sha256", createHash("sha256").update("tamper").digest()),
+    );
+    let caught: unknown;
+    try {
+      await unseal(sealed);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(PcrPolicyMismatchError);
+    const err = caught as PcrPolicyMismatchError;
+    expect(err.message).toContain("TPM PCR policy mismatch");
+    expect(err.message).toContain("PCR 16 is ");
+    expect(err.message).not.toContain("PCR 7 is");
+    expect(err.changed).toEqual([16]);
+    expect(err.hint).toContain("enroll");
+    expect(() => toolsUnseal(sealed)).toThrow(/tpm2_unseal/);
+  });
+
+  test("the key never crosses the TPM interface in clear (salted sessions with parameter encryption)", async () => {
+    const sniffer = await startSniffer(tpm, dir);
+    try {
+      const sealed = await withTpm(sniffer.tcti, (esys) => sealKey(esys, key, { bank: "sha256", pcrs: [7] }));
+      const unsealed = await withTpm(sniffer.tcti, (esys) => unsealKey(esys, sealed));
+      expect(Buffer.from(unsealed).equals(Buffer.from(key))).toBe(true);
+      expect(sniffer.traffic().length).toBeGreaterThan(1000);
+      expect(sniffer.traffic().includes(Buffer.from(key))).toBe(false);
+      // Control: tpm2_unseal with a plain policy session returns the key in clear on the same wire.
+      const plain = { ...tpm, env: { TPM2TOOLS_TCTI: sniffer.tcti } };
+      const saved = tpm;
+      tpm = plain;
+      try {
+        expect(toolsUnseal(sealed).equals(Buffer.from(key))).toBe(true);
+      } finally {
+        tpm = saved;
+      }
+      expect(sniffer.traffic().includes(Buffer.from(key))).toBe(true);
+    } finally {
+      sniffer.stop();
+    }
+  });
+
+  test("keys the TPM cannot hold are refused before talking to it", async () => {
+    await expect(
+      withTpm(tpm.tcti, (esys) => sealKey(esys, new Uint8Array(129), { bank: "sha256", pcrs: [7] })),
+    ).rejects.toThrow(/1 to 128 bytes/);
+  });
+});
