@@ -13,8 +13,8 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { aliyunTables } from "./config.ts";
+import { makeIssuer } from "./issuer.ts";
 import { makeMaterial } from "./material.ts";
 import { AliyunWorld } from "./servers.ts";
 
@@ -34,17 +34,9 @@ const ISSUER = "https://oidc.vm-test.example";
 const AUDIENCE = "cryptpilot-fde-vm-test";
 
 const material = makeMaterial();
-const { privateKey, publicKey } = await generateKeyPair("RS256");
-const jwk = { ...(await exportJWK(publicKey)), kid: "vm-test", alg: "RS256" };
+const issuer = await makeIssuer(ISSUER, AUDIENCE);
 // Valid for a day: the token is baked into the guest's fde.toml before it boots.
-const token = await new SignJWT({})
-  .setProtectedHeader({ alg: "RS256", kid: "vm-test" })
-  .setIssuer(ISSUER)
-  .setAudience(AUDIENCE)
-  .setSubject("vm-test-guest")
-  .setIssuedAt()
-  .setExpirationTime("24h")
-  .sign(privateKey);
+const token = await issuer.token({ exp: Math.floor(Date.now() / 1000) + 86_400, sub: "vm-test-guest" });
 
 // Printable passphrases: the oidc secret is used as-is, the kms one is stored base64-encoded.
 const rootfsKey = randomBytes(24).toString("hex");
@@ -52,7 +44,7 @@ const deltaKey = randomBytes(24).toString("hex");
 const world = await AliyunWorld.start({
   material,
   secrets: { "vm-rootfs": rootfsKey, "vm-delta": Buffer.from(deltaKey).toString("base64") },
-  oidcProvider: { arn: PROVIDER, issuer: ISSUER, clientIds: [AUDIENCE], jwks: [jwk] },
+  oidcProvider: { arn: PROVIDER, issuer: ISSUER, clientIds: [AUDIENCE], jwks: [issuer.jwk] },
   roles: { [ROLE]: PROVIDER },
   ecsRoles: ["VmTestRole"],
 });

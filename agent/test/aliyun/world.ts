@@ -1,8 +1,11 @@
 /** Shared setup for the aliyun tests: fresh credentials, an OIDC issuer and the test servers. */
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
+
+import { type Issuer, makeIssuer as makeOidcIssuer } from "../../../vm-test/aliyun/issuer.ts";
 import { type Material, makeMaterial } from "../../../vm-test/aliyun/material.ts";
 import { AliyunWorld, type WorldOptions } from "../../../vm-test/aliyun/servers.ts";
 import type { RetryPolicy } from "../../src/aliyun/http.ts";
+
+export type { Issuer };
 
 export const OIDC_PROVIDER_ARN = "acs:ram::1234567890:oidc-provider/TestOidcIdp";
 export const ROLE_ARN = "acs:ram::1234567890:role/testoidc";
@@ -13,26 +16,9 @@ export const ECS_ROLE = "EcsKmsRole";
 /** Small delays so fault tests stay fast; the retry logic is the same as the default. */
 export const FAST_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 20, maxDelayMs: 40, timeoutMs: 1500 };
 
-export interface Issuer {
-  jwk: JWK;
-  token(claims?: { exp?: number; aud?: string; iss?: string; sub?: string }): Promise<string>;
-}
-
-export async function makeIssuer(): Promise<Issuer> {
-  const { privateKey, publicKey } = await generateKeyPair("RS256");
-  const jwk = { ...(await exportJWK(publicKey)), kid: "test-key", alg: "RS256", use: "sig" };
-  return {
-    jwk,
-    token: (c = {}) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: "RS256", kid: "test-key", typ: "JWT" })
-        .setIssuer(c.iss ?? ISSUER)
-        .setAudience(c.aud ?? AUDIENCE)
-        .setSubject(c.sub ?? "system:serviceaccount:cvm:boot")
-        .setIssuedAt()
-        .setExpirationTime(c.exp ?? Math.floor(Date.now() / 1000) + 600)
-        .sign(privateKey),
-  };
+/** The issuer the test STS trusts for OIDC_PROVIDER_ARN. */
+export function makeIssuer(): Promise<Issuer> {
+  return makeOidcIssuer(ISSUER, AUDIENCE);
 }
 
 let material: Material | undefined;
