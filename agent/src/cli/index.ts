@@ -41,6 +41,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import("./show-reference-value.ts")).default,
   },
   {
+    name: ["tpm2", "enroll"],
+    summary: "Seal a volume's key to this machine's TPM (PCR policy, optional PIN) into its LUKS2 header",
+    load: async () => (await import("./tpm2-enroll.ts")).default,
+  },
+  {
     name: ["convert"],
     summary: "Convert a plain disk image into the encrypted, verity-protected FDE layout",
     load: async () => (await import("./convert.ts")).default,

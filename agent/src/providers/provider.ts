@@ -14,6 +14,12 @@ export interface KeyProvider {
   readonly temporary: boolean;
   /** Fetch (or unseal, or generate) the volume key. Throws KeyProviderError with the reason. */
   getKey(): Promise<Uint8Array>;
+  /**
+   * Called by the boot code right after it luksFormat-ted a fresh volume (first boot of delta)
+   * with the key from getKey(), before the volume is marked ready. The tpm2 provider stores its
+   * sealed copy of that key in the new LUKS2 header here. Providers that keep nothing omit it.
+   */
+  afterFormat?(device: string): Promise<void>;
 }
 
 /** What a provider factory gets besides its own config table. */
@@ -22,4 +28,9 @@ export interface ProviderContext {
   volume: string;
   /** Directory the config came from, to resolve relative paths (certificates, key files). */
   configDir: string;
+  /**
+   * The volume's LUKS2 device, for providers that keep data in its header (tpm2 token). When
+   * absent, the tpm2 provider uses the LV path /dev/cryptpilot/<volume>.
+   */
+  device?: string;
 }
