@@ -7,7 +7,6 @@
  */
 import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import { assumeRoleWithOidc, stsEndpoint } from "../aliyun/sts.ts";
-import { run } from "../command.ts";
 import type { OidcConfig } from "../config/providers.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
@@ -30,16 +29,33 @@ export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
       hint: cause instanceof FdeError ? cause.hint : undefined,
     });
 
+  /**
+   * Runs the token command without a shell. Not through command.ts's run(): that logs argv in
+   * verbose mode, and a token may be passed as an argument.
+   */
   async function token(): Promise<string> {
-    let stdout: Uint8Array;
+    let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
     try {
-      ({ stdout } = await run(command, args, { timeoutMs }));
+      proc = Bun.spawn([command, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     } catch (cause) {
-      throw fail(`the token command ${command} failed: ${(cause as Error).message}`, cause);
+      throw fail(`the token command ${command} could not be started: ${(cause as Error).message}`, cause);
     }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      proc.kill("SIGKILL");
+    }, timeoutMs);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]).finally(() => clearTimeout(timer));
+    const detail = stderr.trim() ? `: ${stderr.trim().split("\n").slice(-3).join(" / ")}` : "";
+    if (timedOut) throw fail(`the token command ${command} did not finish within ${timeoutMs} ms${detail}`);
+    if (code !== 0) throw fail(`the token command ${command} exited with code ${code}${detail}`);
     // cryptpilot sends stdout untrimmed; a trailing newline is not part of a JWT.
-    const jwt = new TextDecoder().decode(stdout).trim();
-    if (!jwt) throw fail(`the token command ${command} printed nothing`);
+    const jwt = stdout.trim();
+    if (!jwt) throw fail(`the token command ${command} printed nothing${detail}`);
     return jwt;
   }
 

@@ -139,12 +139,16 @@ describe("oidc provider", () => {
         tokenCommand: { command: "sh", args: ["-c", "echo no identity >&2; exit 4"], timeoutMs: 5000 },
       }),
     );
-    expect(failing.message).toContain("the token command sh failed");
+    expect(failing.message).toContain("the token command sh exited with code 4: no identity");
     expect(failing.message).toContain("no identity");
     const empty = await failure(config({ tokenCommand: { command: "true", args: [], timeoutMs: 5000 } }));
     expect(empty.message).toContain("the token command true printed nothing");
     const slow = await failure(config({ tokenCommand: { command: "sleep", args: ["5"], timeoutMs: 200 } }));
-    expect(slow.message).toContain("timed out after 200 ms");
+    expect(slow.message).toContain("the token command sleep did not finish within 200 ms");
+    const missing = await failure(
+      config({ tokenCommand: { command: "/nonexistent/token-tool", args: [], timeoutMs: 5000 } }),
+    );
+    expect(missing.message).toContain("the token command /nonexistent/token-tool could not be started");
   });
 
   test("transient STS throttling is retried, then the key", async () => {
