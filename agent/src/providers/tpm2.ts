@@ -4,9 +4,9 @@
  *
  * - Enrolled volumes (rootfs, or any volume after `cryptpilot-fde tpm2 enroll`): read the token
  *   and unseal through a salted, encrypted policy session.
- * - A fresh volume without a LUKS header (delta on first boot): generate a random key, seal it
- *   to the current PCRs, and store the token once the boot code has formatted the volume
- *   (afterFormat).
+ * - A fresh volume whose device exists without a LUKS header (delta on first boot, a new data
+ *   volume): generate a random key, seal it to the current PCRs, and store the token once the
+ *   boot code has formatted the volume (afterFormat).
  */
 import { existsSync } from "node:fs";
 import { run } from "../command.ts";
@@ -23,8 +23,12 @@ import type { KeyProvider, ProviderContext } from "./provider.ts";
 const NEW_KEY_BYTES = 32;
 
 async function hasLuksHeader(device: string): Promise<boolean> {
-  if (!existsSync(device)) return false;
-  const { code } = await run("cryptsetup", ["isLuks", device], { okCodes: [0, 1, 4] });
+  if (!existsSync(device)) {
+    throw new FdeError(`the volume's device ${device} does not exist`, {
+      hint: "the token is read from the volume's LUKS2 header; check the device path (ProviderContext.device)",
+    });
+  }
+  const { code } = await run("cryptsetup", ["isLuks", device], { okCodes: [0, 1] });
   return code === 0;
 }
 
@@ -73,7 +77,10 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       `tpm2 PCRs ${config.pcrBank}:${config.pcrs.join(",")}${config.pin === undefined ? "" : " + PIN"}, token in ${device}`,
     async getKey() {
       try {
-        return (await hasLuksHeader(device)) ? await unsealEnrolled() : await sealFresh();
+        if (await hasLuksHeader(device)) return await unsealEnrolled();
+        // The rootfs is converted with its key on the build host, never formatted at boot.
+        if (ctx.volume === "rootfs") throw new FdeError(`${device} is not a LUKS2 volume`);
+        return await sealFresh();
       } catch (err) {
         throw fail(err);
       }

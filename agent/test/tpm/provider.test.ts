@@ -152,6 +152,24 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(err.hint).toContain("cryptpilot-fde tpm2 enroll --volume rootfs");
   });
 
+  test("a missing device, or a rootfs without a LUKS header, is an error (no key is made up)", async () => {
+    const missing = await create(config(), {
+      volume: "delta",
+      configDir: dir,
+      device: join(dir, "absent.img"),
+    })
+      .getKey()
+      .catch((e) => e);
+    expect(missing).toBeInstanceOf(KeyProviderError);
+    expect(missing.message).toContain("absent.img does not exist");
+    const blank = join(dir, "blank.img");
+    sh(["truncate", "-s", "20M", blank]);
+    const rootfs = await create(config(), { volume: "rootfs", configDir: dir, device: blank })
+      .getKey()
+      .catch((e) => e);
+    expect(rootfs.message).toContain("blank.img is not a LUKS2 volume");
+  });
+
   test("first boot of a fresh volume: a new key is sealed, and stored after the boot code formats it", async () => {
     const fresh = join(dir, "delta.img");
     sh(["truncate", "-s", "20M", fresh]);
