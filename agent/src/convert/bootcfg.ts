@@ -27,17 +27,20 @@ export function rewriteCmdline(cmdline: string): string {
  */
 export function rewriteGrubCfg(
   text: string,
-  oldRootUuid: string | undefined,
-  newBootUuid: string | undefined,
+  oldRoot: { uuid?: string; label?: string },
+  newBoot: { uuid: string; label: string },
 ): string {
+  const escaped = oldRoot.label?.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const labelRe = escaped ? new RegExp(`(--label|-l|search\\.fs_label)(\\s+)${escaped}(?=\\s|$)`) : undefined;
   return text
     .split("\n")
     .map((line) => {
       const m = /^(\s*)(linux|linuxefi|linux16)(\s+)(\S+)(.*)$/.exec(line);
       if (m) return `${m[1]}${m[2]}${m[3]}${m[4]} ${rewriteCmdline(m[5]!)}`;
-      if (oldRootUuid && newBootUuid && /^\s*search\b/.test(line))
-        return line.split(oldRootUuid).join(newBootUuid);
-      return line;
+      if (!/^\s*search\b/.test(line)) return line;
+      let out = oldRoot.uuid ? line.split(oldRoot.uuid).join(newBoot.uuid) : line;
+      if (labelRe) out = out.replace(labelRe, `$1$2${newBoot.label}`);
+      return out;
     })
     .join("\n");
 }

@@ -334,7 +334,10 @@ async function rewriteEntries(c: Ctx): Promise<void> {
   for (const rel of ["grub/grub.cfg", "grub2/grub.cfg"]) {
     const p = join(s, rel);
     if (existsSync(p))
-      await writeFile(p, rewriteGrubCfg(await readFile(p, "utf8"), c.root!.uuid, c.bootUuid));
+      await writeFile(
+        p,
+        rewriteGrubCfg(await readFile(p, "utf8"), c.root!, { uuid: c.bootUuid, label: "boot" }),
+      );
   }
   for (const rel of ["grub/grubenv", "grub2/grubenv", "grubenv"]) {
     const p = join(s, rel);
@@ -391,7 +394,7 @@ async function patchEspGrubCfgs(c: Ctx, image: string, offset: number): Promise<
   for (const file of files) {
     const text = new TextDecoder().decode((await mtools("mtype", [file], image, offset)).stdout);
     const local = join(c.work, "esp-grub.cfg");
-    await writeFile(local, rewriteGrubCfg(text, c.root!.uuid, c.bootUuid));
+    await writeFile(local, rewriteGrubCfg(text, c.root!, { uuid: c.bootUuid, label: "boot" }));
     await mtools("mcopy", ["-o", local, file], image, offset);
   }
 }

@@ -23,7 +23,14 @@ describe("boot entries", () => {
   test("grub.cfg: linux lines and searches for the old root", () => {
     const cfg =
       "search --no-floppy --fs-uuid --set=root OLD\nmenuentry 'x' {\n\tlinux\t/boot/vmlinuz-6 root=UUID=OLD ro\n\tinitrd /boot/initrd.img-6\n}\n";
-    const out = rewriteGrubCfg(cfg, "OLD", "NEW");
+    const out = rewriteGrubCfg(cfg, { uuid: "OLD" }, { uuid: "NEW", label: "boot" });
+    expect(
+      rewriteGrubCfg(
+        "search --no-floppy --label root --set=root\nsearch.fs_label root root",
+        { label: "root" },
+        { uuid: "U", label: "boot" },
+      ),
+    ).toBe("search --no-floppy --label boot --set=root\nsearch.fs_label boot root");
     expect(out).toContain("search --no-floppy --fs-uuid --set=root NEW");
     expect(out).toContain("\tlinux\t/boot/vmlinuz-6 root=/dev/mapper/rootfs ro rd.lvm=0 rd.luks=0");
     expect(out).not.toContain("OLD");
