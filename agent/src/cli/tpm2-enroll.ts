@@ -31,7 +31,7 @@ Example: cryptpilot-fde fetch-key --volume rootfs | cryptpilot-fde tpm2 enroll -
 
 Options:
   --volume rootfs|delta   which volume
-  --device PATH           its LUKS2 device or image file (default /dev/cryptpilot/<volume>)
+  --device PATH           its LUKS2 device or image file (default /dev/mapper/cryptpilot-<volume>)
   --key-file FILE         read the key from FILE instead of stdin
   --pcrs LIST             PCRs to bind, e.g. 0,2,4,7
   --pcr-bank BANK         sha1, sha256 (default), sha384 or sha512
@@ -97,7 +97,7 @@ const command: Command = {
       throw new UsageError(`tpm2 enroll: --pcr-bank must be one of ${BANKS.join(", ")}`);
     }
     const configured = await configuredPolicy(globals.configDir, volume);
-    const device = values.device ?? `/dev/cryptpilot/${volume}`;
+    const device = values.device ?? `/dev/mapper/cryptpilot-${volume}`;
     const pcrs = values.pcrs !== undefined ? parsePcrs(values.pcrs) : (configured?.pcrs ?? [7]);
     const pcrBank = (bank as PcrBank | undefined) ?? configured?.pcrBank ?? "sha256";
     const pin =

@@ -30,7 +30,7 @@ export interface ProviderContext {
   configDir: string;
   /**
    * The volume's LUKS2 device, for providers that keep data in its header (tpm2 token). When
-   * absent, the tpm2 provider uses the LV path /dev/cryptpilot/<volume>.
+   * absent, the tpm2 provider uses the LV path /dev/mapper/cryptpilot-<volume>.
    */
   device?: string;
 }

@@ -4,13 +4,14 @@
  *
  * - Enrolled volumes (rootfs, or any volume after `cryptpilot-fde tpm2 enroll`): read the token
  *   and unseal through a salted, encrypted policy session.
- * - A fresh volume whose device exists without a LUKS header (delta on first boot, a new data
- *   volume): generate a random key, seal it to the current PCRs, and store the token once the
- *   boot code has formatted the volume (afterFormat).
+ * - A volume the boot code is about to format (delta on first boot: no LUKS header, or a
+ *   "cryptpilot-initializing" header without a token): generate a random key and seal it to the
+ *   current PCRs. After every format the boot code calls afterFormat, which writes the sealed
+ *   key into the new header (a re-format wipes the old token).
  */
 import { existsSync } from "node:fs";
-import { run } from "../command.ts";
 import type { Tpm2Config } from "../config/providers.ts";
+import { readSubsystem, SUBSYSTEM_INITIALIZING } from "../disk/luks.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import { withTpm } from "../tpm/esys.ts";
@@ -22,21 +23,14 @@ import type { KeyProvider, ProviderContext } from "./provider.ts";
 /** Size of a key generated for a fresh volume. */
 const NEW_KEY_BYTES = 32;
 
-async function hasLuksHeader(device: string): Promise<boolean> {
-  if (!existsSync(device)) {
-    throw new FdeError(`the volume's device ${device} does not exist`, {
-      hint: "the token is read from the volume's LUKS2 header; check the device path (ProviderContext.device)",
-    });
-  }
-  const { code } = await run("cryptsetup", ["isLuks", device], { okCodes: [0, 1] });
-  return code === 0;
-}
-
 export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
-  const device = ctx.device ?? `/dev/cryptpilot/${ctx.volume}`;
+  const device = ctx.device ?? `/dev/mapper/cryptpilot-${ctx.volume}`;
   const policy = { bank: config.pcrBank, pcrs: config.pcrs, pin: config.pin };
-  // A key generated for a fresh volume, with its sealed copy, until afterFormat stores it.
-  let pending: { key: Uint8Array; sealed: SealedKey } | undefined;
+  const tcti = resolveTcti(config.tcti);
+  // A key generated for a fresh volume, returned again until the volume is formatted.
+  let fresh: { key: Uint8Array; sealed: SealedKey } | undefined;
+  // The sealed object behind the last key handed out: afterFormat writes it into the new header.
+  let lastSealed: SealedKey | undefined;
 
   const fail = (err: unknown): KeyProviderError => {
     if (err instanceof KeyProviderError) return err;
@@ -47,27 +41,41 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
     });
   };
 
-  const tcti = resolveTcti(config.tcti);
-
   async function sealFresh(): Promise<Uint8Array> {
-    if (!pending) {
-      log.info(`tpm2: ${device} has no LUKS header yet: sealing a new key for volume ${ctx.volume}`);
+    if (!fresh) {
+      log.info(`tpm2: ${device} is not initialised yet: sealing a new key for volume ${ctx.volume}`);
       const key = crypto.getRandomValues(new Uint8Array(NEW_KEY_BYTES));
-      pending = { key, sealed: await withTpm(tcti, (esys) => sealKey(esys, key, policy)) };
+      fresh = { key, sealed: await withTpm(tcti, (esys) => sealKey(esys, key, policy)) };
     }
-    return pending.key.slice();
+    lastSealed = fresh.sealed;
+    return fresh.key.slice();
   }
 
-  async function unsealEnrolled(): Promise<Uint8Array> {
-    const tokens = await findTokens(device);
-    const newest = tokens.at(-1);
+  async function getKey(): Promise<Uint8Array> {
+    if (!existsSync(device)) {
+      throw new FdeError(`the volume's device ${device} does not exist`, {
+        hint: "the sealed key is read from the volume's LUKS2 header; check the device path",
+      });
+    }
+    const subsystem = await readSubsystem(device);
+    // The rootfs is converted with its key on the build host and never formatted at boot.
+    const formattable = ctx.volume !== "rootfs";
+    if (subsystem === undefined) {
+      if (!formattable) throw new FdeError(`${device} is not a LUKS2 volume`);
+      return sealFresh();
+    }
+    const newest = (await findTokens(device)).at(-1);
     if (!newest) {
+      // A first-boot format interrupted before the token was stored: the boot code formats again.
+      if (formattable && subsystem === SUBSYSTEM_INITIALIZING) return sealFresh();
       throw new FdeError(`the LUKS2 header has no ${TOKEN_TYPE} token`, {
         hint: `enroll the volume first: cryptpilot-fde tpm2 enroll --volume ${ctx.volume} --device ${device} < key`,
       });
     }
     const sealed = sealedFromToken(newest.token, `${device} token ${newest.id}`);
-    return withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
+    const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
+    lastSealed = sealed;
+    return key;
   }
 
   return {
@@ -77,21 +85,18 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       `tpm2 PCRs ${config.pcrBank}:${config.pcrs.join(",")}${config.pin === undefined ? "" : " + PIN"}, token in ${device}`,
     async getKey() {
       try {
-        if (await hasLuksHeader(device)) return await unsealEnrolled();
-        // The rootfs is converted with its key on the build host, never formatted at boot.
-        if (ctx.volume === "rootfs") throw new FdeError(`${device} is not a LUKS2 volume`);
-        return await sealFresh();
+        return await getKey();
       } catch (err) {
         throw fail(err);
       }
     },
     async afterFormat(formatted: string) {
-      if (!pending) return;
+      if (!lastSealed) return;
       try {
-        const id = await storeToken(formatted, tokenFromSealed(pending.sealed, undefined));
+        const id = await storeToken(formatted, tokenFromSealed(lastSealed, undefined));
         log.info(`tpm2: stored the sealed key of volume ${ctx.volume} as LUKS2 token ${id} of ${formatted}`);
-        pending.key.fill(0);
-        pending = undefined;
+        fresh?.key.fill(0);
+        fresh = undefined;
       } catch (err) {
         throw fail(err);
       }

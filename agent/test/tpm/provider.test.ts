@@ -170,30 +170,46 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(rootfs.message).toContain("blank.img is not a LUKS2 volume");
   });
 
-  test("first boot of a fresh volume: a new key is sealed, and stored after the boot code formats it", async () => {
+  const fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--batch-mode"];
+  /** What the boot code does to a delta it (re)initialises: luksFormat with the key, then afterFormat. */
+  const format = (file: string, key: Uint8Array, subsystem = "cryptpilot-initializing") => {
+    writeFileSync(join(dir, "fmt.key"), key);
+    const args = ["cryptsetup", "luksFormat", "--type", "luks2", ...fast, "--subsystem", subsystem];
+    expect(sh([...args, "--key-file", join(dir, "fmt.key"), file]).code).toBe(0);
+    rmSync(join(dir, "fmt.key"));
+  };
+
+  test("first boot of a fresh delta: a new key is sealed, and stored after the boot code formats it", async () => {
     const fresh = join(dir, "delta.img");
     sh(["truncate", "-s", "20M", fresh]);
     const provider = create(config(), { volume: "delta", configDir: dir, device: fresh });
     const key = await provider.getKey();
     expect(key.length).toBe(32);
     expect(Buffer.from(await provider.getKey()).equals(Buffer.from(key))).toBe(true);
-    writeFileSync(join(dir, "fresh.key"), key);
-    const fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--batch-mode"];
-    expect(
-      sh([
-        "cryptsetup",
-        "luksFormat",
-        "--type",
-        "luks2",
-        ...fast,
-        "--key-file",
-        join(dir, "fresh.key"),
-        fresh,
-      ]).code,
-    ).toBe(0);
+    format(fresh, key);
     await provider.afterFormat!(fresh);
     expect(Object.values(tokens(fresh))[0]!.type).toBe("cryptpilot-tpm2");
-    const next = await create(config(), { volume: "delta", configDir: dir, device: fresh }).getKey();
+    const next = create(config(), { volume: "delta", configDir: dir, device: fresh });
+    const again = await next.getKey();
+    expect(Buffer.from(again).equals(Buffer.from(key))).toBe(true);
+    // delta_location = "disk": re-formatted every boot with the unsealed key; the token comes back.
+    format(fresh, again);
+    expect(tokens(fresh)).toEqual({});
+    await next.afterFormat!(fresh);
+    const third = await create(config(), { volume: "delta", configDir: dir, device: fresh }).getKey();
+    expect(Buffer.from(third).equals(Buffer.from(key))).toBe(true);
+  });
+
+  test("an interrupted first boot (initializing header, no token) gets a new sealed key", async () => {
+    const file = join(dir, "interrupted.img");
+    sh(["truncate", "-s", "20M", file]);
+    format(file, new TextEncoder().encode("lost key of the interrupted boot"));
+    const provider = create(config(), { volume: "delta", configDir: dir, device: file });
+    const key = await provider.getKey();
+    expect(key.length).toBe(32);
+    format(file, key);
+    await provider.afterFormat!(file);
+    const next = await create(config(), { volume: "delta", configDir: dir, device: file }).getKey();
     expect(Buffer.from(next).equals(Buffer.from(key))).toBe(true);
   });
 
