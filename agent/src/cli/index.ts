@@ -50,6 +50,31 @@ export const commands: CommandEntry[] = [
     summary: "Convert a plain disk image into the encrypted, verity-protected FDE layout",
     load: async () => (await import("./convert.ts")).default,
   },
+  {
+    name: ["volume", "init"],
+    summary: "Initialise data volumes (LUKS2 with the provider's key, makefs)",
+    load: async () => (await import("./volume-init.ts")).default,
+  },
+  {
+    name: ["volume", "open"],
+    summary: "Open data volumes and mount them per their [mount] table (--auto: boot service)",
+    load: async () => (await import("./volume-open.ts")).default,
+  },
+  {
+    name: ["volume", "close"],
+    summary: "Unmount and close data volumes",
+    load: async () => (await import("./volume-close.ts")).default,
+  },
+  {
+    name: ["volume", "show"],
+    summary: "Show data volumes: device, key provider, status, auto-open (--json)",
+    load: async () => (await import("./volume-show.ts")).default,
+  },
+  {
+    name: ["volume", "check"],
+    summary: "Validate the data-volume files and test each volume's key provider",
+    load: async () => (await import("./volume-check.ts")).default,
+  },
 ];
 
 const MAIN_USAGE = `cryptpilot-fde ${VERSION}: full-disk encryption for confidential VMs

@@ -1,0 +1,62 @@
+/** `volume open`: open data volumes by name, or every auto_open volume (boot service). */
+import { formatIssue } from "../config/issues.ts";
+import { checkVolumes, loadVolume, type VolumeConfig } from "../config/volume.ts";
+import { UsageError } from "../errors.ts";
+import { log, print } from "../log.ts";
+import { forEachVolume } from "../volume/batch.ts";
+import type { Command } from "./command.ts";
+import { parseCommandArgs } from "./index.ts";
+
+const USAGE = `Usage: cryptpilot-fde [-c DIR] volume open VOLUME...
+       cryptpilot-fde [-c DIR] volume open --auto
+
+Opens each volume as /dev/mapper/VOLUME with the key from its provider, then mounts it (or
+enables it as swap) when its file has a [mount] table. otp volumes are formatted with a fresh
+random key and makefs on every open; persistent volumes must have been initialised with
+'volume init' and are never re-formatted (a wrong key is an error).
+
+Options:
+  --auto   open every volume with auto_open = true (what cryptpilot-volumes.service runs at
+           boot). A volume that fails, or a volume file that is invalid, is reported and the
+           others are still opened.
+
+Exit status: 0 all opened, 1 a volume failed (the others are still opened), 2 bad config.`;
+
+const command: Command = {
+  name: ["volume", "open"],
+  summary: "Open data volumes and mount them per their [mount] table (--auto: boot service)",
+  usage: USAGE,
+  async run(args, globals) {
+    const { values, positionals } = parseCommandArgs(
+      "volume open",
+      args,
+      { auto: { type: "boolean" } },
+      true,
+    );
+    const auto = values.auto === true;
+    if (auto === positionals.length > 0) {
+      throw new UsageError("volume open: name the volumes to open, or pass --auto (not both)");
+    }
+    const { openVolume } = await import("../volume/ops.ts");
+    let volumes: VolumeConfig[];
+    let badFiles = 0;
+    if (auto) {
+      const checked = await checkVolumes(globals.configDir);
+      for (const issue of checked.issues) log.error(`skipping an invalid volume file: ${formatIssue(issue)}`);
+      badFiles = new Set(checked.issues.map((i) => i.file)).size;
+      volumes = checked.volumes.filter((vol) => vol.autoOpen);
+      const manual = checked.volumes.filter((vol) => !vol.autoOpen).map((vol) => vol.volume);
+      if (manual.length > 0) print(`not auto-opened (auto_open = false): ${manual.join(", ")}`);
+      if (volumes.length === 0 && badFiles === 0) print("no volume has auto_open = true; nothing to open");
+    } else {
+      volumes = [];
+      for (const name of positionals) volumes.push(await loadVolume(globals.configDir, name));
+    }
+    const { failed } = await forEachVolume(volumes, globals.verbose, (vol) =>
+      openVolume(vol, globals.configDir),
+    );
+    return failed.length > 0 || badFiles > 0 ? 1 : 0;
+  },
+};
+
+export default command;

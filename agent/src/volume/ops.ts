@@ -1,0 +1,170 @@
+/**
+ * init / open / close of one data volume. Keys come from the volume's provider and go to
+ * cryptsetup on stdin only; they are zeroed as soon as cryptsetup has them.
+ */
+import { closeSync, constants, openSync } from "node:fs";
+import { run } from "../command.ts";
+import type { VolumeConfig } from "../config/volume.ts";
+import * as luks from "../disk/luks.ts";
+import { FdeError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { KeyProvider } from "../providers/provider.ts";
+import { makeFs, mountVolume, unmountVolume } from "./fs.ts";
+import { decideInit, mapperPath, otpOpenRefusal, persistentOpenRefusal, probeDevice } from "./state.ts";
+
+export async function providerFor(vol: VolumeConfig, configDir: string): Promise<KeyProvider> {
+  const { createProvider } = await import("../providers/index.ts");
+  return createProvider(vol.encrypt, { volume: vol.volume, configDir, device: vol.dev });
+}
+
+function volumeError(vol: VolumeConfig, message: string, hint?: string): FdeError {
+  return new FdeError(`volume ${vol.volume}: ${message}`, hint === undefined ? {} : { hint });
+}
+
+/** A block device held by dm, mounted or swapped on cannot be opened O_EXCL (EBUSY). */
+function assertNotInUse(vol: VolumeConfig): void {
+  let fd: number;
+  try {
+    fd = openSync(vol.dev, constants.O_RDONLY | constants.O_EXCL);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EBUSY") {
+      throw volumeError(vol, `${vol.dev} is in use (mounted, swapped on or held by another mapping)`);
+    }
+    throw volumeError(vol, `cannot open ${vol.dev}: ${(err as Error).message}`);
+  }
+  closeSync(fd);
+}
+
+const formatOptions = (vol: VolumeConfig, subsystem: string): luks.LuksFormatOptions => ({
+  integrity: vol.integrity,
+  subsystem,
+});
+
+/** Open under a throw-away name, run makefs, close again (init of a persistent volume). */
+async function makeFsThroughTemporaryMapping(vol: VolumeConfig, key: Uint8Array): Promise<void> {
+  const name = `cryptpilot-init-${vol.volume}`;
+  await luks.open(vol.dev, name, key);
+  try {
+    await makeFs(vol.makefs!, mapperPath(name));
+  } finally {
+    await luks.close(name);
+  }
+}
+
+export interface InitOptions {
+  forceReinit: boolean;
+}
+
+/**
+ * Format the volume as LUKS2 with its provider's key: marker "initializing", the provider's
+ * afterFormat (tpm2 stores its sealed key), makefs, then marker "done". An interruption anywhere
+ * leaves "initializing", which the next init retries without --force-reinit.
+ */
+export async function initVolume(
+  vol: VolumeConfig,
+  configDir: string,
+  options: InitOptions,
+): Promise<string> {
+  const facts = await probeDevice(vol.volume, vol.dev);
+  if (facts.opened) throw volumeError(vol, `it is open (${mapperPath(vol.volume)}); close it first`);
+  if (!facts.devExists) throw volumeError(vol, `${vol.dev} does not exist`);
+  if (facts.error !== undefined) throw volumeError(vol, `cannot inspect ${vol.dev}: ${facts.error}`);
+  const decision = decideInit(facts, vol.dev, options.forceReinit);
+  if (!decision.format) {
+    throw volumeError(
+      vol,
+      `${decision.refusal}; refusing to overwrite it`,
+      "pass --force-reinit to destroy its contents and initialise it anyway",
+    );
+  }
+  assertNotInUse(vol);
+  log.info(`volume ${vol.volume}: initialising ${vol.dev} (${decision.reason})`);
+  // Old signatures go first, so a provider that keeps state in the header (tpm2) starts afresh.
+  if (facts.signature !== undefined || facts.subsystem !== undefined)
+    await run("wipefs", ["-a", "-q", vol.dev]);
+
+  const provider = await providerFor(vol, configDir);
+  const key = await provider.getKey();
+  try {
+    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING));
+    await provider.afterFormat?.(vol.dev);
+    if (vol.makefs !== undefined && !provider.temporary) await makeFsThroughTemporaryMapping(vol, key);
+  } finally {
+    key.fill(0);
+  }
+  await luks.setSubsystem(vol.dev, luks.SUBSYSTEM_READY);
+  return provider.temporary
+    ? `claimed ${vol.dev} for the otp volume (it is formatted with a fresh key on every open)`
+    : `initialised ${vol.dev} (key from ${provider.describe()}${vol.makefs ? `, ${vol.makefs}` : ""})`;
+}
+
+/**
+ * Open the volume as /dev/mapper/<volume> (and mount it per `[mount]`). otp volumes are
+ * formatted with a fresh key and makefs every time; persistent ones are opened, never formatted.
+ */
+export async function openVolume(vol: VolumeConfig, configDir: string): Promise<string> {
+  const device = mapperPath(vol.volume);
+  const facts = await probeDevice(vol.volume, vol.dev);
+  let done: string;
+  if (facts.opened) {
+    done = "already open";
+  } else {
+    if (!facts.devExists) throw volumeError(vol, `${vol.dev} does not exist`);
+    if (facts.error !== undefined) throw volumeError(vol, `cannot inspect ${vol.dev}: ${facts.error}`);
+    const provider = await providerFor(vol, configDir);
+    if (provider.temporary) {
+      const refusal = otpOpenRefusal(facts, vol.dev);
+      if (refusal) throw volumeError(vol, refusal);
+      assertNotInUse(vol);
+      await openTemporary(vol, provider);
+      done = `opened with a fresh ${provider.name} key${vol.makefs ? ` and a new ${vol.makefs}` : ""}`;
+    } else {
+      const refusal = persistentOpenRefusal(facts, vol.dev);
+      if (refusal) throw volumeError(vol, refusal);
+      assertNotInUse(vol);
+      const key = await provider.getKey();
+      try {
+        await luks.open(vol.dev, vol.volume, key);
+      } catch (err) {
+        throw new FdeError(
+          `volume ${vol.volume}: cryptsetup could not open ${vol.dev} with the key from ${provider.describe()}`,
+          { cause: err, hint: "a wrong key exits with code 2; the volume is never re-formatted for it" },
+        );
+      } finally {
+        key.fill(0);
+      }
+      done = `opened with the ${provider.name} key`;
+    }
+  }
+  if (vol.mount) done += `, ${await mountVolume(device, vol.mount)}`;
+  return done;
+}
+
+async function openTemporary(vol: VolumeConfig, provider: KeyProvider): Promise<void> {
+  const key = await provider.getKey();
+  try {
+    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING));
+    await luks.open(vol.dev, vol.volume, key);
+  } finally {
+    key.fill(0);
+  }
+  if (vol.makefs !== undefined) {
+    try {
+      await makeFs(vol.makefs, mapperPath(vol.volume));
+    } catch (err) {
+      await luks.close(vol.volume).catch(() => undefined);
+      throw err;
+    }
+  }
+  await luks.setSubsystem(vol.dev, luks.SUBSYSTEM_READY);
+}
+
+/** Unmount (per `[mount]`) and close; a no-op for a volume that is not open. */
+export async function closeVolume(vol: VolumeConfig): Promise<string> {
+  const device = mapperPath(vol.volume);
+  const facts = await probeDevice(vol.volume, vol.dev);
+  if (!facts.opened) return "not open";
+  if (vol.mount) await unmountVolume(device, vol.mount);
+  await luks.close(vol.volume);
+  return "closed";
+}
