@@ -47,8 +47,13 @@ async function loadModules(): Promise<void> {
   await run("modprobe", ["-a", ...KERNEL_MODULES], { okCodes: [0, 1] }).catch((e) => log.debug(String(e)));
 }
 
-async function provider(ctx: BeforeCtx, config: ProviderConfig, volume: string): Promise<KeyProvider> {
-  const p = await createProvider(config, { volume, configDir: ctx.configDir });
+async function provider(
+  ctx: BeforeCtx,
+  config: ProviderConfig,
+  volume: string,
+  device: string,
+): Promise<KeyProvider> {
+  const p = await createProvider(config, { volume, configDir: ctx.configDir, device });
   ctx.provider = p.describe();
   return p;
 }
@@ -113,7 +118,7 @@ async function loadRootHash(ctx: BeforeCtx): Promise<void> {
 }
 
 async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
-  const p = await provider(ctx, ctx.fde.rootfs.encrypt!, "rootfs");
+  const p = await provider(ctx, ctx.fde.rootfs.encrypt!, "rootfs", N.LV_ROOTFS);
   if (p.temporary) {
     throw new KeyProviderError(p.name, "makes a new key every boot and cannot unlock the rootfs", {
       hint: "configure a persistent provider in [rootfs.encrypt]",
@@ -157,7 +162,7 @@ async function growDelta(ctx: BeforeCtx): Promise<void> {
 }
 
 async function unlockDelta(ctx: BeforeCtx): Promise<void> {
-  const p = await provider(ctx, ctx.fde.delta.encrypt, "delta");
+  const p = await provider(ctx, ctx.fde.delta.encrypt, "delta", N.LV_DELTA);
   const decision = decideReinit({
     temporaryKey: p.temporary,
     subsystem: await luks.readSubsystem(N.LV_DELTA),
@@ -173,6 +178,8 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
         integrityNoWipe: ctx.fde.rootfs.deltaBackend === "dm-snapshot",
         subsystem: luks.SUBSYSTEM_INITIALIZING,
       });
+      // tpm2: store the sealed key in the new header while it is still marked initializing.
+      await p.afterFormat?.(N.LV_DELTA);
       await luks.open(N.LV_DELTA, N.DELTA, key);
       return;
     }
