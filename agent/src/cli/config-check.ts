@@ -10,9 +10,9 @@ import { parseCommandArgs } from "./index.ts";
 
 const USAGE = `Usage: cryptpilot-fde [-c DIR] config check [--keep-checking] [--skip-check-passphrase]
 
-Validates fde.toml, global.toml and (if present) metadata.toml in the configuration directory,
-then fetches the key of each encrypted volume (rootfs, delta) from its key provider and reports
-success per volume. The key itself is never printed.
+Validates fde.toml, global.toml, (if present) metadata.toml and volumes/*.toml in the
+configuration directory, then fetches the key of each encrypted volume (rootfs, delta, data
+volumes) from its key provider and reports success per volume. The key itself is never printed.
 
 Options:
   --keep-checking           report every problem instead of stopping at the first
@@ -92,6 +92,15 @@ const command: Command = {
     }
     if (checked.metadata)
       process.stdout.write(`metadata.toml: dm-verity root hash ${checked.metadata.rootHash}\n`);
+    // Data volumes (volumes/*.toml), with the same flags; `volume check` runs this part alone.
+    const { checkVolumeConfigs } = await import("../volume/check.ts");
+    const volumeCheck = await checkVolumeConfigs(configDir, {
+      keepChecking,
+      skipKeys: values["skip-check-passphrase"] === true,
+      verbose: globals.verbose,
+    });
+    configIssues.push(...volumeCheck.configIssues);
+    keyErrors.push(...volumeCheck.keyErrors);
 
     const problems = configIssues.length + keyErrors.length;
     if (problems > 0) {

@@ -250,6 +250,20 @@ describe("volume show / check / usage", () => {
     expect(bad.stderr).toContain("d.toml line 3: makefs:");
   });
 
+  test("config check covers the volumes too (same flags, same exit codes)", async () => {
+    const { dir } = setup(body);
+    const ok = await cli(["-c", dir, "config", "check"]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("volume a (");
+    expect(ok.stdout).toContain("volume b (");
+    writeFileSync(join(dir, "volumes", "d.toml"), `volume = "a"\ndev = "/dev/x"\n[encrypt.otp]\n`);
+    const dup = await cli(["-c", dir, "config", "check", "--skip-check-passphrase"]);
+    expect(dup.code).toBe(2);
+    expect(dup.stderr).toContain(
+      `d.toml line 1: volume: volume 'a' is already defined in ${join(dir, "volumes", "a.toml")}`,
+    );
+  });
+
   test("open --auto: a bad file and a failing volume are reported, the exit code says so", async () => {
     const { dir, image } = setup({ a: `auto_open = true\n${EXEC}`, m: `${EXEC}` });
     writeFileSync(join(dir, "volumes", "bad.toml"), "volume = 1\n");
