@@ -13,8 +13,9 @@ import type { BlockSource } from "../disk/image/source.ts";
 import { FdeError } from "../errors.ts";
 import type { BootLayout } from "./layout.ts";
 
+/** A regular vmlinuz* file in `dir` (a root filesystem's top-level `vmlinuz` is only a symlink into /boot). */
 const hasKernel = (tree: FileTree, dir: string) =>
-  tree.kind(dir) === "dir" && tree.list(dir).some((e) => e.name.startsWith("vmlinuz"));
+  tree.kind(dir) === "dir" && tree.list(dir).some((e) => e.kind === "file" && e.name.startsWith("vmlinuz"));
 
 /** GRUB's LVM device name: dashes inside VG and LV names are doubled, as in device-mapper names. */
 const lvmDevice = (vg: string, lv: string) => `lvm/${vg.replace(/-/g, "--")}-${lv.replace(/-/g, "--")}`;

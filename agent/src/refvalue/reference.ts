@@ -147,8 +147,10 @@ export function computeReferenceValues(layout: BootLayout, algos: HashAlgo[]): R
   }
   for (const algo of algos) {
     const label = HASH_LABEL[algo];
+    // Several ESP directories usually hold the same binaries (EFI/debian and EFI/BOOT): the
+    // values are alternatives a verifier checks membership in, so each is listed once.
     const put = (key: string, values: string[]) => {
-      out[key] = values;
+      out[key] = [...new Set(values)];
     };
     put(
       "kernel_cmdline",

@@ -118,6 +118,40 @@ describe("Debian-style GRUB disk, never booted, ESP and /boot as partitions 11 a
   });
 });
 
+describe("plain Debian disk: /boot inside the root partition, GRUB in EFI/debian and EFI/BOOT", () => {
+  const esp = fatImage(join(work, "plain-esp.img"), 40, {
+    "EFI/debian/shimx64.efi": readFileSync(deb.shim),
+    "EFI/debian/grubx64.efi": readFileSync(deb.grub),
+    "EFI/BOOT/BOOTX64.EFI": readFileSync(deb.shim),
+    "EFI/BOOT/grubx64.efi": readFileSync(deb.grub),
+  });
+  const initrd = bytes(1000, 51);
+  const root = ext4Image(join(work, "plain-root.img"), 48, {
+    [`boot/vmlinuz-${V}`]: readFileSync(deb.kernel),
+    [`boot/initrd.img-${V}`]: initrd,
+    "boot/grub/grub.cfg": `menuentry 'Debian' {\n  linux /boot/vmlinuz-${V} root=LABEL=root ro\n  initrd /boot/initrd.img-${V}\n}\n`,
+    // Debian's top-level kernel symlinks must not make the root partition look like /boot.
+    vmlinuz: { symlink: `boot/vmlinuz-${V}` },
+    "etc/hostname": "debian\n",
+  });
+  const disk = diskImage(join(work, "plain.img"), "gpt", [
+    { sizeMiB: 40, type: ESP_GPT, image: esp },
+    { sizeMiB: 48, type: LINUX_GPT, name: "root", image: root },
+  ]);
+
+  test("the kernel path is measured as typed; identical binaries in two ESP directories are listed once", () => {
+    const out = showJson("--disk", disk, "--hash-algo", "sha256");
+    const candidates = [
+      `/boot/vmlinuz-${V} root=LABEL=root ro`,
+      `(hd0,gpt2)/boot/vmlinuz-${V} root=LABEL=root ro`,
+    ];
+    expect(out.kernel_cmdline).toEqual(candidates.map((c) => `grub_kernel_cmdline ${c}`));
+    expect(out["measurement.kernel.SHA-256"]).toEqual([sum("sha256", deb.kernel)]);
+    expect(out["measurement.grub.SHA-256"]).toEqual([pesign(deb.grub)]);
+    expect(out["measurement.shim.SHA-256"]).toEqual([pesign(deb.shim)]);
+  });
+});
+
 describe("RHEL-style BLS disk: MBR, /boot inside an LVM root LV, saved_entry", () => {
   const vg = `h5bls${process.pid}`;
   const older = "5.10.134-9.al8.x86_64";
