@@ -5,17 +5,21 @@
  */
 const IV = [0x7380166f, 0x4914b2b9, 0x172442d7, 0xda8a0600, 0xa96f30bc, 0x163138aa, 0xe38dee4d, 0xb0fb0e4e];
 
-const rotl = (x: number, n: number) => ((x << (n & 31)) | (x >>> ((32 - (n & 31)) & 31))) >>> 0;
-const p0 = (x: number) => (x ^ rotl(x, 9) ^ rotl(x, 17)) >>> 0;
-const p1 = (x: number) => (x ^ rotl(x, 15) ^ rotl(x, 23)) >>> 0;
+/** Rotate left; n is 1..31 at every call site. */
+const rotl = (x: number, n: number) => (x << n) | (x >>> (32 - n));
+/** The round constants T_j rotated left by j mod 32, precomputed. */
+const T = Int32Array.from({ length: 64 }, (_, j) => {
+  const t = j < 16 ? 0x79cc4519 : 0x7a879d8a;
+  const n = j % 32;
+  return n === 0 ? t : (t << n) | (t >>> (32 - n));
+});
 
 export class Sm3 {
-  private v = Uint32Array.from(IV);
+  private v = Int32Array.from(IV);
   private block = new Uint8Array(64);
   private used = 0;
   private length = 0;
-  private w = new Uint32Array(68);
-  private w1 = new Uint32Array(64);
+  private w = new Int32Array(68);
 
   update(data: Uint8Array): this {
     this.length += data.length;
@@ -49,28 +53,34 @@ export class Sm3 {
     return out;
   }
 
+  /** One 64-byte block. Int32 arithmetic throughout (`| 0`) keeps the JIT on integer paths. */
   private compress(b: Uint8Array, o: number): void {
     const w = this.w;
-    const w1 = this.w1;
     for (let j = 0; j < 16; j++) {
-      w[j] =
-        ((b[o + 4 * j]! << 24) | (b[o + 4 * j + 1]! << 16) | (b[o + 4 * j + 2]! << 8) | b[o + 4 * j + 3]!) >>>
-        0;
+      const i = o + 4 * j;
+      w[j] = (b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!;
     }
     for (let j = 16; j < 68; j++) {
-      w[j] = (p1(w[j - 16]! ^ w[j - 9]! ^ rotl(w[j - 3]!, 15)) ^ rotl(w[j - 13]!, 7) ^ w[j - 6]!) >>> 0;
+      const x = w[j - 16]! ^ w[j - 9]! ^ rotl(w[j - 3]!, 15);
+      w[j] = x ^ rotl(x, 15) ^ rotl(x, 23) ^ rotl(w[j - 13]!, 7) ^ w[j - 6]!;
     }
-    for (let j = 0; j < 64; j++) w1[j] = (w[j]! ^ w[j + 4]!) >>> 0;
     const v = this.v;
-    let [a, b2, c, d, e, f, g, h] = [v[0]!, v[1]!, v[2]!, v[3]!, v[4]!, v[5]!, v[6]!, v[7]!];
+    let a = v[0]!;
+    let b2 = v[1]!;
+    let c = v[2]!;
+    let d = v[3]!;
+    let e = v[4]!;
+    let f = v[5]!;
+    let g = v[6]!;
+    let h = v[7]!;
     for (let j = 0; j < 64; j++) {
-      const t = j < 16 ? 0x79cc4519 : 0x7a879d8a;
-      const ss1 = rotl((rotl(a, 12) + e + rotl(t, j)) >>> 0, 7);
-      const ss2 = (ss1 ^ rotl(a, 12)) >>> 0;
+      const a12 = rotl(a, 12);
+      const ss1 = rotl((a12 + e + T[j]!) | 0, 7);
+      const ss2 = ss1 ^ a12;
       const ff = j < 16 ? a ^ b2 ^ c : (a & b2) | (a & c) | (b2 & c);
       const gg = j < 16 ? e ^ f ^ g : (e & f) | (~e & g);
-      const tt1 = ((ff >>> 0) + d + ss2 + w1[j]!) >>> 0;
-      const tt2 = ((gg >>> 0) + h + ss1 + w[j]!) >>> 0;
+      const tt1 = (ff + d + ss2 + (w[j]! ^ w[j + 4]!)) | 0;
+      const tt2 = (gg + h + ss1 + w[j]!) | 0;
       d = c;
       c = rotl(b2, 9);
       b2 = a;
@@ -78,9 +88,15 @@ export class Sm3 {
       h = g;
       g = rotl(f, 19);
       f = e;
-      e = p0(tt2);
+      e = tt2 ^ rotl(tt2, 9) ^ rotl(tt2, 17);
     }
-    const out = [a, b2, c, d, e, f, g, h];
-    for (let i = 0; i < 8; i++) v[i] = (v[i]! ^ out[i]!) >>> 0;
+    v[0] = v[0]! ^ a;
+    v[1] = v[1]! ^ b2;
+    v[2] = v[2]! ^ c;
+    v[3] = v[3]! ^ d;
+    v[4] = v[4]! ^ e;
+    v[5] = v[5]! ^ f;
+    v[6] = v[6]! ^ g;
+    v[7] = v[7]! ^ h;
   }
 }

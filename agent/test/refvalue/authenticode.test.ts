@@ -3,7 +3,10 @@
  * authenticode-rs fixtures, pesign -h (SHA-1, SHA-256) and the digest inside the signatures
  * (osslsigncode verify) for the fixtures and Debian's real signed shim, GRUB and kernel.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+
+setDefaultTimeout(60_000);
+
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { authenticodeDigest } from "../../src/refvalue/authenticode.ts";

@@ -3,7 +3,7 @@
  * signed shim, GRUB and kernel. Expected values come from independent tools: sha*sum for files
  * and command lines, pesign -h for Authenticode (SHA-256).
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { bytes, sh, tempDir } from "../image/util.ts";
@@ -14,6 +14,8 @@ const ROOT = join(import.meta.dir, "../../..");
 const work = tempDir("refvalue");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const deb = debianBoot();
+/** Each test spawns the CLI a few times over real kernels; the shared 2-core host can be slow. */
+setDefaultTimeout(60_000);
 const V = deb.kernelVersion;
 
 function cli(...args: string[]) {
@@ -106,6 +108,17 @@ describe("Debian-style GRUB disk, never booted, ESP and /boot as partitions 11 a
       expect(out["measurement.shim.SHA-256"]).toEqual([pesign(deb.shim)]);
     });
   }
+
+  test("a block device gives the same values as its image", () => {
+    const loop = sh(["losetup", "-r", "-f", "--show", raw]).trim();
+    try {
+      expect(showJson("--disk", loop, "--hash-algo", "sha256")).toEqual(
+        showJson("--disk", raw, "--hash-algo", "sha256"),
+      );
+    } finally {
+      sh(["losetup", "-d", loop]);
+    }
+  });
 
   test("default algorithm is sha384; sm3 keys are spelled SM3", () => {
     expect(Object.keys(showJson("--disk", qcow))).toEqual([
