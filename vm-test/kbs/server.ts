@@ -1,17 +1,24 @@
-#!/usr/bin/env bun
+#!/usr/bin/env -S node_modules/.bin/bun
 /**
- * Test key broker as a command, for VM scenarios and `make demo`:
+ * Test key broker as a command, for VM scenarios, `make demo` and trying the agent by hand:
  *
- *   bun vm-test/kbs/server.ts --port 8080 --resource default/key/rootfs=@rootfs.key \
- *       [--resource default/key/delta=text] [--policy allow-all|deny-all|policy.json] \
- *       [--allow-tee sample,tdx,snp] [--tls-dir DIR] [--start-delay SECS] [--session-ttl SECS] \
- *       [--fail-5xx N] [--slow MS]
+ *   bun vm-test/kbs/server.ts [--port 8080] [--resource default/key/rootfs=@rootfs.key] \
+ *       [--resource default/key/delta=text] [--out DIR [--guest-host 10.0.2.2] [--tee sample]] \
+ *       [--policy allow-all|deny-all|policy.json] [--allow-tee sample,tdx,snp,tpm] [--tls-dir DIR] \
+ *       [--start-delay SECS] [--session-ttl SECS] [--fail-5xx N] [--slow MS]
  *
- * Prints "listening on <url>" once it accepts connections (after --start-delay). With --tls-dir
- * it serves HTTPS with the CA and server certificate in DIR, made on first use (DIR/ca.pem is
- * what kbs_root_cert pins). Listens on 127.0.0.1.
+ * --out DIR writes what a guest needs: DIR/fde.toml (rootfs and delta keys from this broker at
+ * http(s)://GUEST-HOST:PORT, `tee` as given, kbs_root_cert with --tls-dir) and DIR/rootfs.key,
+ * DIR/delta.key (random passphrases served as default/key/{rootfs,delta} unless --resource gives
+ * them; rootfs.key is what `convert --rootfs-key-file` takes). --port 0 picks a free port.
+ * With --tls-dir it serves HTTPS with the CA and server certificate in DIR, made on first use
+ * (DIR/ca.pem is what kbs_root_cert pins), printing "CA: DIR/ca.pem" before the start delay.
+ * Prints "listening on <url>" once it accepts connections, "stats {...}" on SIGTERM/SIGINT.
+ * Listens on 127.0.0.1 only.
  */
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ALLOW_ALL, DENY_ALL, type Policy, startBroker } from "./broker.ts";
 import { loadOrMakePki } from "./tls.ts";
@@ -25,6 +32,9 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: "8080" },
     resource: { type: "string", multiple: true, default: [] },
+    out: { type: "string" },
+    "guest-host": { type: "string", default: "10.0.2.2" },
+    tee: { type: "string", default: "sample" },
     policy: { type: "string", default: "allow-all" },
     "allow-tee": { type: "string" },
     "tls-dir": { type: "string" },
@@ -57,16 +67,60 @@ else {
   }
 }
 
+let port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port ${values.port}: not a port number`);
+if (port === 0) {
+  // Fixed before the (delayed) start, so the guest config can name it.
+  const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  port = probe.port!;
+  await probe.stop(true);
+}
+
 // The CA exists before the (delayed) start, so a guest config can pin it while the broker is down.
 const pki = values["tls-dir"] ? loadOrMakePki(values["tls-dir"]) : undefined;
 if (pki) process.stdout.write(`CA: ${pki.caPath}\n`);
+
+if (values.out) {
+  const out = values.out;
+  mkdirSync(out, { recursive: true });
+  const url = `${pki ? "https" : "http"}://${values["guest-host"]}:${port}`;
+  const table = (volume: string) => {
+    const path = `default/key/${volume}`;
+    // Printable passphrases, so they can be typed in a rescue shell.
+    resources[path] ??= new TextEncoder().encode(randomBytes(24).toString("hex"));
+    writeFileSync(join(out, `${volume}.key`), resources[path]!, { mode: 0o600 });
+    return [
+      `[${volume}.encrypt.kbs]`,
+      `kbs_url = "${url}"`,
+      `key_uri = "kbs:///${path}"`,
+      `tee = "${values.tee}"`,
+      ...(pki ? [`kbs_root_cert = """\n${pki.caPem}"""`] : []),
+      "",
+    ].join("\n");
+  };
+  writeFileSync(
+    join(out, "fde.toml"),
+    [
+      "[rootfs]",
+      'delta_location = "disk"',
+      "",
+      table("rootfs"),
+      "[delta]",
+      "integrity = false",
+      "",
+      table("delta"),
+    ].join("\n"),
+  );
+  process.stdout.write(`wrote ${join(out, "fde.toml")}, rootfs.key, delta.key\n`);
+}
+
 const delay = Number(values["start-delay"]);
 if (delay > 0) {
   process.stdout.write(`down for ${delay} s\n`);
   await Bun.sleep(delay * 1000);
 }
 const broker = await startBroker({
-  port: Number(values.port),
+  port,
   resources,
   policy,
   allowTees: values["allow-tee"]?.split(","),
@@ -74,7 +128,7 @@ const broker = await startBroker({
   tls: pki ? { cert: pki.certPem, key: pki.keyPem } : undefined,
   faults: { fail5xx: Number(values["fail-5xx"]), slowMs: Number(values.slow) },
 });
-process.stdout.write(`listening on ${broker.url}${pki ? ` (CA: ${pki.caPath})` : ""}\n`);
+process.stdout.write(`listening on ${broker.url}\n`);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, async () => {
     await broker.stop();

@@ -3,7 +3,7 @@
  * (never committed). The server certificate names 127.0.0.1 (host tests) and 10.0.2.2 (the host
  * as a QEMU user-network guest sees it).
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface TestPki {
@@ -19,6 +19,7 @@ function openssl(args: string[], cwd: string): void {
 }
 
 export function makeTestPki(dir: string, cn = "cryptpilot test KBS CA"): TestPki {
+  mkdirSync(dir, { recursive: true });
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   openssl(
     [

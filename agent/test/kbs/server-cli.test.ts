@@ -205,3 +205,36 @@ test("policy denial: the compiled agent exits non-zero with the broker's reason,
   expect(err).not.toContain("    at ");
   broker.kill();
 }, 60_000);
+
+test("--out writes a guest config (fde.toml, keys) that the agent uses as is", async () => {
+  const out = join(dir, "out");
+  const broker = Bun.spawn(
+    [
+      BUN,
+      join(ROOT, "vm-test/kbs/server.ts"),
+      "--port",
+      "0",
+      "--out",
+      out,
+      "--guest-host",
+      "127.0.0.1",
+      "--tls-dir",
+      join(dir, "pki"),
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  children.push(broker);
+  const { rest } = await waitForLine(broker.stdout, /^listening on https:/);
+  const r = Bun.spawnSync([BINARY, "-c", out, "fetch-key", "--volume", "rootfs"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  expect(r.stderr.toString()).toContain("attested to https://127.0.0.1:");
+  expect(r.exitCode).toBe(0);
+  expect(r.stdout.toString()).toBe(readFileSync(join(out, "rootfs.key"), "utf8"));
+  expect(readFileSync(join(out, "rootfs.key"), "utf8")).toMatch(/^[0-9a-f]{48}$/);
+  const check = Bun.spawnSync([BINARY, "-c", out, "config", "check"], { stdout: "pipe", stderr: "pipe" });
+  expect(check.exitCode).toBe(0);
+  broker.kill();
+  expect(await rest()).toContain('"attestations":2');
+}, 60_000);
