@@ -278,6 +278,9 @@ export class AliyunWorld {
     if (roleTrusts === undefined) return fail(404, "EntityNotExist.Role", "The specified Role not exists.");
     if (roleTrusts !== provider.arn)
       return fail(401, "AuthenticationFail.NoPermission", "There is no permission.");
+    // Anonymous calls are not signed, but a nonce that is sent is still checked for replay.
+    if (params.SignatureNonce && !this.freshNonce(params.SignatureNonce))
+      return fail(400, "SignatureNonceUsed", "Specified signature nonce was used already.");
     const duration = Number(params.DurationSeconds ?? 3600);
     if (!Number.isInteger(duration) || duration < 900 || duration > 3600)
       return fail(400, "InvalidParameter.DurationSeconds", "The parameter DurationSeconds is invalid.");
@@ -480,11 +483,18 @@ export class AliyunWorld {
         "SignatureDoesNotMatch",
         `Specified signature is not matched with our calculation. server string to sign is:${toSign}`,
       ];
-    const seen = this.nonces.get(p.SignatureNonce!);
-    if (seen !== undefined && Date.now() - seen < SKEW_MS)
+    if (!this.freshNonce(p.SignatureNonce!))
       return [400, "SignatureNonceUsed", "Specified signature nonce was used already."];
-    this.nonces.set(p.SignatureNonce!, Date.now());
     return cred.roleArn;
+  }
+
+  /** Remembers nonces for the 15 minutes a Timestamp stays valid; false for a replay. */
+  private freshNonce(nonce: string): boolean {
+    const now = Date.now();
+    for (const [n, at] of this.nonces) if (now - at >= SKEW_MS) this.nonces.delete(n);
+    if (this.nonces.has(nonce)) return false;
+    this.nonces.set(nonce, now);
+    return true;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import {
   makeIssuer,
   OIDC_PROVIDER_ARN,
   ROLE_ARN,
+  SETUP_TIMEOUT_MS,
   startWorld,
   testMaterial,
 } from "./world.ts";
@@ -33,8 +34,8 @@ beforeAll(async () => {
   const m = testMaterial();
   key = await loadClientKey(parseClientKeyFile(m.clientKey.json, "client_key"), m.clientKey.password);
   creds = await sts();
-});
-afterAll(() => world.stop());
+}, SETUP_TIMEOUT_MS);
+afterAll(() => world?.stop());
 
 async function sts(): Promise<StsCredentials> {
   return assumeRoleWithOidc({

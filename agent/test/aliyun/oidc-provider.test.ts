@@ -9,7 +9,14 @@ import { ConfigError, KeyProviderError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/oidc.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
-import { type Issuer, makeIssuer, OIDC_PROVIDER_ARN, ROLE_ARN, startWorld } from "./world.ts";
+import {
+  type Issuer,
+  makeIssuer,
+  OIDC_PROVIDER_ARN,
+  ROLE_ARN,
+  SETUP_TIMEOUT_MS,
+  startWorld,
+} from "./world.ts";
 
 const KEY = "delta passphrase";
 let issuer: Issuer;
@@ -25,9 +32,9 @@ beforeAll(async () => {
   token = await issuer.token();
   // A trailing newline, as most token tools print: it must not reach STS.
   writeFileSync(join(dir, "token"), `${token}\n`);
-});
+}, SETUP_TIMEOUT_MS);
 afterAll(() => {
-  world.stop();
+  world?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

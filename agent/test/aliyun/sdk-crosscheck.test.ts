@@ -11,7 +11,14 @@ import { Config } from "@alicloud/openapi-core/dist/utils";
 import { Config as RpcConfig } from "@alicloud/rpc-client";
 import Sts, { AssumeRoleWithOIDCRequest } from "@alicloud/sts20150401";
 import type { AliyunWorld } from "../../../vm-test/aliyun/servers.ts";
-import { type Issuer, makeIssuer, OIDC_PROVIDER_ARN, ROLE_ARN, startWorld } from "./world.ts";
+import {
+  type Issuer,
+  makeIssuer,
+  OIDC_PROVIDER_ARN,
+  ROLE_ARN,
+  SETUP_TIMEOUT_MS,
+  startWorld,
+} from "./world.ts";
 
 let issuer: Issuer;
 let world: AliyunWorld;
@@ -19,8 +26,8 @@ let world: AliyunWorld;
 beforeAll(async () => {
   issuer = await makeIssuer();
   world = await startWorld(issuer);
-});
-afterAll(() => world.stop());
+}, SETUP_TIMEOUT_MS);
+afterAll(() => world?.stop());
 
 const hostOf = (url: string) => new URL(url).host;
 

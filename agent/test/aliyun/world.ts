@@ -13,6 +13,9 @@ export const ISSUER = "https://oidc.test.example";
 export const AUDIENCE = "cryptpilot-fde-test";
 export const ECS_ROLE = "EcsKmsRole";
 
+/** Key generation and server start; generous because other jobs may load the CPU. */
+export const SETUP_TIMEOUT_MS = 60_000;
+
 /** Small delays so fault tests stay fast; the retry logic is the same as the default. */
 export const FAST_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 20, maxDelayMs: 40, timeoutMs: 1500 };
 
