@@ -15,9 +15,12 @@ deps: node_modules/.installed
 
 # One self-contained executable. The x64 (not -baseline) target: in Bun 1.4 both embed the same
 # SSE4.2 runtime and pick AVX2 at run time, so it runs on TDX/SNP hosts and under QEMU TCG -cpu max.
+# --splitting keeps each lazily imported command/provider in its own embedded chunk: without it the
+# node builtins those modules import (crypto, net, zlib, bun:ffi) load at start-up, doubling the
+# time of `--version` (see bench/results.md).
 $(BIN): $(SRC) node_modules/.installed
 	@mkdir -p dist
-	$(BUN) build --compile --minify --bytecode --format=esm --target=bun-linux-x64 agent/src/main.ts --outfile $(BIN)
+	$(BUN) build --compile --minify --bytecode --splitting --format=esm --target=bun-linux-x64 agent/src/main.ts --outfile $(BIN)
 
 build: $(BIN)
 

@@ -4,7 +4,7 @@
  */
 import { type ConfigIssue, checkConfigDir, formatIssue, type ProviderConfig } from "../config/index.ts";
 import { ConfigError, FdeError, formatError } from "../errors.ts";
-import { log } from "../log.ts";
+import { log, print } from "../log.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
@@ -31,7 +31,7 @@ async function checkKey(
     const provider = await createProvider(config, { volume, configDir });
     const key = await provider.getKey();
     key.fill(0);
-    process.stdout.write(`${volume}: key fetched from ${provider.describe()}\n`);
+    print(`${volume}: key fetched from ${provider.describe()}`);
     return undefined;
   } catch (err) {
     if (err instanceof FdeError) return err;
@@ -50,7 +50,7 @@ const command: Command = {
     });
     const keepChecking = values["keep-checking"] === true;
     const { configDir } = globals;
-    process.stdout.write(`Checking the configuration in ${configDir}\n`);
+    print(`Checking the configuration in ${configDir}`);
 
     const checked = await checkConfigDir(configDir);
     const configIssues: ConfigIssue[] = checked.issues;
@@ -68,8 +68,7 @@ const command: Command = {
     const keyErrors: FdeError[] = [];
     const { fde } = checked;
     if (fde === undefined) {
-      if (configIssues.length === 0)
-        process.stdout.write("No fde.toml: this is not an FDE system; nothing to check\n");
+      if (configIssues.length === 0) print("No fde.toml: this is not an FDE system; nothing to check");
     } else {
       const volumes: [string, ProviderConfig | undefined][] = [
         ["rootfs", fde.rootfs.encrypt],
@@ -77,9 +76,9 @@ const command: Command = {
       ];
       for (const [volume, encrypt] of volumes) {
         if (!encrypt) {
-          process.stdout.write(`${volume}: not encrypted (dm-verity protected only)\n`);
+          print(`${volume}: not encrypted (dm-verity protected only)`);
         } else if (values["skip-check-passphrase"]) {
-          process.stdout.write(`${volume}: ${encrypt.type} key provider configured (key not fetched)\n`);
+          print(`${volume}: ${encrypt.type} key provider configured (key not fetched)`);
         } else {
           const error = await checkKey(volume, encrypt, configDir);
           if (error && !keepChecking) throw error;
@@ -90,8 +89,7 @@ const command: Command = {
         }
       }
     }
-    if (checked.metadata)
-      process.stdout.write(`metadata.toml: dm-verity root hash ${checked.metadata.rootHash}\n`);
+    if (checked.metadata) print(`metadata.toml: dm-verity root hash ${checked.metadata.rootHash}`);
     // Data volumes (volumes/*.toml), with the same flags; `volume check` runs this part alone.
     const { checkVolumeConfigs } = await import("../volume/check.ts");
     const volumeCheck = await checkVolumeConfigs(configDir, {
@@ -107,7 +105,7 @@ const command: Command = {
       log.error(`FDE config check failed: ${problems} problem(s), see above`);
       return configIssues.length > 0 ? 2 : 1;
     }
-    process.stdout.write("FDE config check passed\n");
+    print("FDE config check passed");
     return 0;
   },
 };

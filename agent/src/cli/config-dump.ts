@@ -1,6 +1,7 @@
 /** `config dump`: print the effective configuration as a cloud-init bundle, as upstream does. */
 import { dumpBundle, loadConfig } from "../config/index.ts";
 import { ConfigError, FdeError } from "../errors.ts";
+import { print } from "../log.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
@@ -31,7 +32,7 @@ const command: Command = {
         `${globals.configDir}/fde.toml does not exist; there is no FDE configuration to dump`,
       );
     }
-    process.stdout.write(dumpBundle(config));
+    print(dumpBundle(config).replace(/\n$/, ""));
     return 0;
   },
 };

@@ -63,9 +63,7 @@ const command: Command = {
     const provider = await createProvider(encrypt, { volume, configDir: globals.configDir });
     const key = await provider.getKey();
     if (values.out === undefined) {
-      await new Promise<void>((resolve, reject) =>
-        process.stdout.write(key, (err) => (err ? reject(err) : resolve())),
-      );
+      await Bun.write(Bun.stdout, key);
     } else {
       writeKeyFile(values.out, key);
     }

@@ -4,7 +4,7 @@
  */
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { FdeError, formatError, UsageError } from "../errors.ts";
-import { setVerbose } from "../log.ts";
+import { print, setVerbose } from "../log.ts";
 import { VERSION } from "../version.ts";
 import type { Command, GlobalOptions } from "./command.ts";
 
@@ -139,11 +139,11 @@ export async function main(argv: string[]): Promise<number> {
     verbose = globals.verbose;
     setVerbose(verbose);
     if (version) {
-      process.stdout.write(`cryptpilot-fde ${VERSION}\n`);
+      print(`cryptpilot-fde ${VERSION}`);
       return 0;
     }
     if (rest.length === 0) {
-      (help ? process.stdout : process.stderr).write(MAIN_USAGE);
+      (help ? print : (text: string) => console.error("%s", text))(MAIN_USAGE.trimEnd());
       return help ? 0 : 2;
     }
     const found = findCommand(rest);
@@ -160,12 +160,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     const command = await found.entry.load();
     if (help) {
-      process.stdout.write(`${command.usage}\n`);
+      print(command.usage);
       return 0;
     }
     return await command.run(found.args, globals);
   } catch (err) {
-    process.stderr.write(`error: ${formatError(err, verbose)}\n`);
+    console.error("%s", `error: ${formatError(err, verbose)}`);
     return err instanceof FdeError ? err.exitCode : 1;
   }
 }

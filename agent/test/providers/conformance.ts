@@ -32,18 +32,29 @@ function keyForms(key: Uint8Array): string[] {
   return forms;
 }
 
-/** Capture everything written to stderr (the logger's sink) while `fn` runs. */
-async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; output: string }> {
-  const original = process.stderr.write.bind(process.stderr);
+/** Capture what is logged (console.*, which the logger uses, and raw stdout/stderr) while `fn` runs. */
+async function captureOutput<T>(fn: () => Promise<T>): Promise<{ result: T; output: string }> {
   let output = "";
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-    return true;
-  }) as typeof process.stderr.write;
+  const text = (args: unknown[]) => {
+    output += `${args.map((a) => (a instanceof Uint8Array ? new TextDecoder().decode(a) : String(a))).join(" ")}\n`;
+  };
+  const saved = { error: console.error, log: console.log, warn: console.warn, info: console.info };
+  const streams = [process.stderr, process.stdout] as const;
+  const writes = streams.map((s) => s.write);
+  console.error = console.log = console.warn = console.info = (...args: unknown[]) => text(args);
+  for (const s of streams) {
+    s.write = ((chunk: string | Uint8Array) => {
+      text([chunk]);
+      return true;
+    }) as typeof s.write;
+  }
   try {
     return { result: await fn(), output };
   } finally {
-    process.stderr.write = original;
+    Object.assign(console, saved);
+    streams.forEach((s, i) => {
+      s.write = writes[i]!;
+    });
   }
 }
 
@@ -103,7 +114,7 @@ export function describeProviderConformance(
     });
 
     test("getKey writes neither the key nor a secret to the log", async () => {
-      const { result: key, output } = await captureStderr(async () => (await c.provider()).getKey());
+      const { result: key, output } = await captureOutput(async () => (await c.provider()).getKey());
       for (const leak of [...keyForms(key), ...(c.secrets ?? [])]) expect(output).not.toContain(leak);
     });
 
