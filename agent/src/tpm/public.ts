@@ -21,8 +21,9 @@ const A = TPMA_OBJECT;
 
 /**
  * The storage root key: an ECC P-256 primary under the owner hierarchy with the TCG Provisioning
- * Guidance SRK template (the same as systemd-cryptenroll and `tpm2_createprimary -C o -G
- * ecc256:null:aes128cfb -a 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda'`).
+ * Guidance SRK template (as systemd 254+ uses, and `tpm2_createprimary -C o -G
+ * ecc256:null:aes128cfb -a 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda'`;
+ * Debian 12's systemd 252 omits noDA, so its blobs have another parent).
  * It is re-derived from the owner seed on every boot, so nothing needs to be persisted. ECC
  * because deriving an RSA primary means a prime search (hundreds of ms on a real TPM).
  */
