@@ -40,9 +40,6 @@ export interface WorldOptions {
   /** Secrets that exist but that no credential may read (Forbidden.*). */
   forbiddenSecrets?: string[];
   regionId?: string;
-  /** Listen address (127.0.0.1; a QEMU guest reaches it as 10.0.2.2). */
-  hostname?: string;
-  ports?: Partial<Record<Service, number>>;
   oidcProvider?: OidcProviderSetup;
   /** RAM role ARN -> OIDC provider ARN it trusts. */
   roles?: Record<string, string>;
@@ -96,15 +93,14 @@ export class AliyunWorld {
 
   static async start(o: WorldOptions): Promise<AliyunWorld> {
     const w = new AliyunWorld(o);
-    for (const s of ["instance", "sts", "kms", "imds"] as const) w.listen(s, o.ports?.[s] ?? 0);
+    for (const s of ["instance", "sts", "kms", "imds"] as const) w.listen(s, 0);
     return w;
   }
 
   /** Base URL of a service, e.g. "https://127.0.0.1:40123/". */
   url(service: Service): string {
     const scheme = service === "instance" ? "https" : "http";
-    const host = this.o.hostname ?? "127.0.0.1";
-    return `${scheme}://${host}:${this.ports.get(service)}${service === "imds" ? "" : "/"}`;
+    return `${scheme}://127.0.0.1:${this.ports.get(service)}${service === "imds" ? "" : "/"}`;
   }
 
   port(service: Service): number {
@@ -140,7 +136,7 @@ export class AliyunWorld {
       imds: (r: Request, f?: FaultMode) => this.imds(r, f),
     }[service];
     const server = Bun.serve({
-      hostname: this.o.hostname ?? "127.0.0.1",
+      hostname: "127.0.0.1",
       port,
       idleTimeout: 60,
       ...(service === "instance" ? { tls: this.instanceTls() } : {}),
