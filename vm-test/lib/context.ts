@@ -10,6 +10,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { addFilesToRoot, copyImage, extractKernel, initrdWithFiles } from "./disk.ts";
+import { withLock } from "./lock.ts";
 import { runQemu } from "./qemu.ts";
 import type { BaseImage, BootOptions, BootResult, ConvertOptions, ScenarioContext } from "./scenario.ts";
 import { ScenarioFailure } from "./scenario.ts";
@@ -60,7 +61,12 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
       const cfg = mkdtempSync(join(outDir, "config-"));
       writeFileSync(join(cfg, "fde.toml"), opts.fde);
       if (opts.global !== undefined) writeFileSync(join(cfg, "global.toml"), opts.global);
-      const argv = [agent, "convert", "--in", source, "--out", out, "-c", cfg, ...(opts.args ?? [])];
+      // CPTEST_CONVERT_FROM_SOURCE=1 runs convert from agent/src (quicker while working on it; the
+      // guest still gets dist/cryptpilot-fde).
+      const cli = process.env.CPTEST_CONVERT_FROM_SOURCE
+        ? [join(repo, "node_modules", ".bin", "bun"), join(repo, "agent", "src", "main.ts")]
+        : [agent];
+      const argv = [...cli, "convert", "--in", source, "--out", out, "-c", cfg, ...(opts.args ?? [])];
       if (opts.rootfsKey === null) {
         argv.push("--rootfs-no-encryption");
       } else {
@@ -69,7 +75,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         argv.push("--rootfs-key-file", keyFile);
       }
       if (opts.uki) argv.push("--uki");
-      log(`convert: ${argv.slice(1).join(" ").replaceAll(`${outDir}/`, "")}`);
+      log(`convert: ${argv.slice(cli.length).join(" ").replaceAll(`${outDir}/`, "")}`);
       const started = Date.now();
       const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
       const [stdout, stderr, code] = await Promise.all([
@@ -103,17 +109,27 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         direct = { kernel, initrd, cmdline };
       }
       log(`boot ${boots} "${label}" (${opts.uefi ? "OVMF firmware" : `direct: ${direct?.cmdline}`})`);
-      const outcome = await runQemu({
-        disk,
-        serialLog: log1,
-        direct,
-        memoryMiB: opts.memoryMiB ?? 2048,
-        cpus: 2,
-        timeoutSec: opts.timeoutSec ?? 600,
-        network: opts.network ?? false,
-        killOn: opts.killOn ? { pattern: opts.killOn.pattern, delayMs: opts.killOn.delayMs ?? 0 } : undefined,
-        extraArgs: opts.extraQemuArgs ?? [],
-      });
+      // One VM at a time on this host, whoever runs it: parallel TCG guests on 2 cores make every
+      // boot several times slower and push them into their timeouts.
+      const lock = join(repo, "vm-test", "cache", ".qemu.lock");
+      const outcome = await withLock(
+        lock,
+        () => log("waiting for another VM boot on this host to finish"),
+        () =>
+          runQemu({
+            disk,
+            serialLog: log1,
+            direct,
+            memoryMiB: opts.memoryMiB ?? 2048,
+            cpus: 2,
+            timeoutSec: opts.timeoutSec ?? 600,
+            network: opts.network ?? false,
+            killOn: opts.killOn
+              ? { pattern: opts.killOn.pattern, delayMs: opts.killOn.delayMs ?? 0 }
+              : undefined,
+            extraArgs: opts.extraQemuArgs ?? [],
+          }),
+      );
       appendFileSync(serialLog, `\n===== boot ${boots} "${label}" =====\n${readFileSync(log1, "latin1")}`);
       log(`boot ${boots} "${label}" ended (${outcome.end}) after ${outcome.seconds.toFixed(0)} s`);
       return { label, serialLog: log1, ...outcome };

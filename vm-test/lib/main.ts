@@ -6,7 +6,9 @@
 import { readdirSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { createContext } from "./context.ts";
+import { withLock } from "./lock.ts";
 import { shText } from "./proc.ts";
+import { killAllQemu } from "./qemu.ts";
 import type { BaseImage, Scenario } from "./scenario.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
@@ -78,19 +80,35 @@ async function main(): Promise<number> {
     console.log(`RUN  ${name}: ${scenario.description}`);
     try {
       base ??= await baseImage();
-      const ctx = createContext(name, repo, base);
-      const limit = (scenario.timeoutSec ?? 1200) * 1000;
-      let timer: Timer | undefined;
-      await Promise.race([
-        scenario.run(ctx),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`scenario timed out after ${limit / 1000} s`)), limit);
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const image = base;
+      // A second runner of the same scenario (another terminal, CI) waits instead of clobbering it.
+      const lock = join(repo, "vm-test", "out", `.${name}.lock`);
+      await withLock(
+        lock,
+        () => console.log(`  [${name}] waiting for another run of this scenario`),
+        async () => {
+          const ctx = createContext(name, repo, image);
+          const limit = (scenario.timeoutSec ?? 3600) * 1000;
+          let timer: Timer | undefined;
+          await Promise.race([
+            scenario.run(ctx),
+            new Promise((_, reject) => {
+              timer = setTimeout(
+                () => reject(new Error(`scenario timed out after ${limit / 1000} s`)),
+                limit,
+              );
+            }),
+          ]).finally(() => {
+            clearTimeout(timer);
+            killAllQemu();
+          });
+          // Disk images are large; a passing scenario keeps only its logs.
+          if (!keep)
+            for (const f of readdirSync(ctx.outDir)) if (f.endsWith(".raw")) rmSync(join(ctx.outDir, f));
+        },
+      );
       console.log(`PASS ${name} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
       passed++;
-      // Disk images are large; a passing scenario keeps only its logs.
-      if (!keep) for (const f of readdirSync(ctx.outDir)) if (f.endsWith(".raw")) rmSync(join(ctx.outDir, f));
     } catch (e) {
       console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(0)} s): ${(e as Error).message}`);
       failed++;
@@ -100,4 +118,10 @@ async function main(): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    killAllQemu();
+    process.exit(130);
+  });
+}
 process.exit(await main());

@@ -64,11 +64,19 @@ export function qemuArgs(b: QemuBoot): string[] {
   return [...args, ...b.extraArgs];
 }
 
+/** QEMU processes of this runner, killed when it exits early (scenario timeout, Ctrl-C). */
+const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+
+export function killAllQemu(): void {
+  for (const proc of running) proc.kill("SIGKILL");
+}
+
 /** Boots and waits for power-off, the timeout, or the kill pattern. Never throws for guest failures. */
 export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
   writeFileSync(b.serialLog, "");
   const started = Date.now();
   const proc = Bun.spawn(qemuArgs(b), { stdout: "pipe", stderr: "pipe" });
+  running.add(proc);
   const stderr = new Response(proc.stderr).text();
   let end: BootEnd | undefined;
   let killAt: number | undefined;
@@ -91,6 +99,7 @@ export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
     if (end !== undefined) proc.kill("SIGKILL");
   }
   const code = await proc.exited;
+  running.delete(proc);
   const err = (await stderr).trim();
   if (end === "poweroff" && code !== 0 && poweroffDeadline === undefined) {
     throw new Error(`qemu exited ${code}: ${err}`);

@@ -7,7 +7,7 @@ export interface Scenario {
   description: string;
   /** Returns a reason to skip (e.g. a missing tool), or undefined to run. */
   skip?: () => string | undefined | Promise<string | undefined>;
-  /** Whole-scenario limit in seconds (default 1200). */
+  /** Whole-scenario limit in seconds (default 3600; each boot also has its own timeout). */
   timeoutSec?: number;
   run(ctx: ScenarioContext): Promise<void>;
 }

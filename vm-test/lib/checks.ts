@@ -1,0 +1,73 @@
+/** Checks shared by the FDE scenarios, on the markers of one boot. */
+import type { FdeOptions } from "./fde.ts";
+import type { BootResult, ScenarioContext } from "./scenario.ts";
+
+/** The guest booted through the agent: root from /dev/mapper/rootfs, writable, lower untouched. */
+export function expectFdeRoot(ctx: ScenarioContext, boot: BootResult, fde: FdeOptions): void {
+  ctx.expectReported(boot);
+  const m = boot.markers;
+  if (fde.deltaBackend === "dm-snapshot") {
+    ctx.check(
+      m.get("root-source") === "/dev/mapper/rootfs",
+      `root is ${m.get("root-source")}, not /dev/mapper/rootfs`,
+      boot,
+    );
+    ctx.check(m.get("root-fstype") === "ext4", `root filesystem is ${m.get("root-fstype")}, not ext4`, boot);
+  } else {
+    ctx.check(
+      m.get("root-fstype") === "overlay",
+      `root filesystem is ${m.get("root-fstype")}, not overlay`,
+      boot,
+    );
+  }
+  ctx.check(m.get("root-writable") === "yes", "/ is not writable", boot);
+  ctx.check(m.get("lower-device") !== "none", "no dm-verity device found in the booted system", boot);
+  ctx.check(
+    m.get("lower-boots") === "",
+    `the verity-protected lower layer holds boot markers: ${m.get("lower-boots")}`,
+    boot,
+  );
+  const blocks = m.blockSizes();
+  if (fde.encryptRootfs)
+    ctx.check(blocks.has("rootfs_decrypted"), "rootfs is encrypted but rootfs_decrypted is not open", boot);
+  else
+    ctx.check(!blocks.has("rootfs_decrypted"), "rootfs is not encrypted but rootfs_decrypted exists", boot);
+  if (fde.deltaLocation === "ram") {
+    ctx.check(!blocks.has("cryptpilot-delta"), "delta_location = ram but a delta LV exists", boot);
+  } else {
+    ctx.check(blocks.has("delta"), "the delta volume is not open as /dev/mapper/delta", boot);
+  }
+}
+
+/** Size of the delta LV in a boot (bytes), from the lsblk markers. */
+export function deltaSize(boot: BootResult): number {
+  return boot.markers.blockSizes().get("cryptpilot-delta") ?? 0;
+}
+
+/** Boot 2 after boot 1: a file written in boot 1 is there only with disk-persist. */
+export function expectPersistence(
+  ctx: ScenarioContext,
+  first: BootResult,
+  second: BootResult,
+  fde: FdeOptions,
+): void {
+  ctx.check(
+    first.markers.get("previous-boots") === "",
+    `a fresh image already had boot markers: ${first.markers.get("previous-boots")}`,
+    first,
+  );
+  const kept = second.markers.get("previous-boots");
+  if (fde.deltaLocation === "disk-persist") {
+    ctx.check(
+      kept === first.markers.get("this-boot"),
+      `disk-persist lost boot 1's file (previous-boots=${kept})`,
+      second,
+    );
+  } else {
+    ctx.check(
+      kept === "",
+      `delta_location = ${fde.deltaLocation} kept boot 1's file (previous-boots=${kept})`,
+      second,
+    );
+  }
+}

@@ -1,0 +1,47 @@
+import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
+import { growImage } from "../lib/disk.ts";
+import { type FdeOptions, fdeToml, keyOverride, rootfsKeyFor } from "../lib/fde.ts";
+import { defineScenario } from "../lib/scenario.ts";
+
+const fde: FdeOptions = {
+  deltaLocation: "disk-persist",
+  deltaBackend: "dm-snapshot",
+  integrity: true,
+  encryptRootfs: false,
+};
+
+export default defineScenario({
+  description:
+    "dm-snapshot, persistent delta with integrity, plain rootfs: data survives a reboot on an enlarged disk; a wrong delta key stops the boot and the data is still there with the right key",
+  async run(ctx) {
+    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const first = await ctx.boot(disk, { label: "first" });
+    expectFdeRoot(ctx, first, fde);
+
+    await growImage(disk, 512);
+    const second = await ctx.boot(disk, { label: "after-grow" });
+    expectFdeRoot(ctx, second, fde);
+    expectPersistence(ctx, first, second, fde);
+    ctx.check(
+      deltaSize(second) > deltaSize(first) + 256 * 2 ** 20,
+      `the delta did not grow with the disk (${deltaSize(first)} -> ${deltaSize(second)} bytes)`,
+      second,
+    );
+    const rootGrew = Number(second.markers.get("root-size")) > Number(first.markers.get("root-size"));
+    ctx.check(rootGrew, "the root filesystem did not grow with the delta", second);
+
+    const wrong = await ctx.boot(disk, {
+      label: "wrong-key",
+      append: [keyOverride("delta", "not-the-delta-key")],
+    });
+    ctx.expectStopped(wrong, /cannot open the persistent delta volume/, "the delta unlock error");
+
+    const third = await ctx.boot(disk, { label: "right-key-again" });
+    expectFdeRoot(ctx, third, fde);
+    ctx.check(
+      third.markers.get("previous-boots") === "1,2",
+      `data written before the wrong-key boot is gone (previous-boots=${third.markers.get("previous-boots")})`,
+      third,
+    );
+  },
+});
