@@ -20,6 +20,11 @@ export interface LuksFormatOptions {
   /** Skip the full-device integrity wipe (the caller only reads what it wrote first). */
   integrityNoWipe?: boolean;
   subsystem?: string;
+  /**
+   * The key is random and lives only in memory (otp): PBKDF2 with the minimum iterations instead
+   * of a benchmarked Argon2 (seconds and up to 1 GiB of memory per format and per open).
+   */
+  randomKey?: boolean;
 }
 
 /** Header parse result: undefined = no LUKS2 header at all; "" = LUKS2 without a subsystem. */
@@ -62,6 +67,7 @@ export function formatArgs(device: string, options: LuksFormatOptions): string[]
     if (options.integrityNoWipe) args.push("--integrity-no-wipe");
   }
   if (options.subsystem) args.push("--subsystem", options.subsystem);
+  if (options.randomKey) args.push("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000");
   args.push("--key-file=-", device);
   return args;
 }

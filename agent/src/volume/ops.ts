@@ -35,9 +35,10 @@ function assertNotInUse(vol: VolumeConfig): void {
   closeSync(fd);
 }
 
-const formatOptions = (vol: VolumeConfig, subsystem: string): luks.LuksFormatOptions => ({
+const formatOptions = (vol: VolumeConfig, subsystem: string, randomKey: boolean): luks.LuksFormatOptions => ({
   integrity: vol.integrity,
   subsystem,
+  randomKey,
 });
 
 /** Open under a throw-away name, run makefs, close again (init of a persistent volume). */
@@ -86,7 +87,7 @@ export async function initVolume(
   const provider = await providerFor(vol, configDir);
   const key = await provider.getKey();
   try {
-    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING));
+    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING, provider.temporary));
     await provider.afterFormat?.(vol.dev);
     if (vol.makefs !== undefined && !provider.temporary) await makeFsThroughTemporaryMapping(vol, key);
   } finally {
@@ -143,7 +144,7 @@ export async function openVolume(vol: VolumeConfig, configDir: string): Promise<
 async function openTemporary(vol: VolumeConfig, provider: KeyProvider): Promise<void> {
   const key = await provider.getKey();
   try {
-    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING));
+    await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING, true));
     await luks.open(vol.dev, vol.volume, key);
   } finally {
     key.fill(0);

@@ -174,6 +174,10 @@ describe("volume init on a LUKS2 file image", () => {
       expect(claim.stdout).toContain("claimed");
       expect(await readSubsystem(image("scratch"))).toBe(SUBSYSTEM_READY);
       expect(await statusOf(dir, "scratch")).toBe("ReadyToOpen");
+      // A random in-memory key needs no slow, memory-hard KDF (seconds and 1 GiB per open in a VM).
+      const dump = Bun.spawnSync(["cryptsetup", "luksDump", image("scratch")]).stdout.toString();
+      expect(dump).toMatch(/PBKDF:\s+pbkdf2/);
+      expect(dump).toMatch(/Iterations:\s+1000$/m);
     },
     SLOW,
   );
