@@ -5,9 +5,9 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
+import { baseImage } from "./base.ts";
 import { createContext } from "./context.ts";
 import { withLock } from "./lock.ts";
-import { shText } from "./proc.ts";
 import { killAllQemu } from "./qemu.ts";
 import type { BaseImage, Scenario } from "./scenario.ts";
 
@@ -23,24 +23,6 @@ async function loadScenarios(): Promise<Map<string, Scenario>> {
     scenarios.set(basename(file, ".ts"), mod.default);
   }
   return scenarios;
-}
-
-async function baseImage(): Promise<BaseImage> {
-  const started = Date.now();
-  const script = join(repo, "vm-test", "lib", "build-base-image.sh");
-  const proc = Bun.spawn([script], { stdout: "pipe", stderr: "inherit" });
-  const dir = (await new Response(proc.stdout).text()).trim().split("\n").at(-1) ?? "";
-  if ((await proc.exited) !== 0 || !dir) throw new Error("building the base image failed (output above)");
-  const seconds = (Date.now() - started) / 1000;
-  if (seconds > 5) console.log(`base image built in ${seconds.toFixed(0)} s`);
-  const kver = (await shText(["cat", join(dir, "kver")])).trim();
-  return {
-    dir,
-    disk: join(dir, "disk.raw"),
-    kernel: join(dir, "vmlinuz"),
-    initrd: join(dir, "initrd.img"),
-    kver,
-  };
 }
 
 async function main(): Promise<number> {
@@ -79,7 +61,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     console.log(`RUN  ${name}: ${scenario.description}`);
     try {
-      base ??= await baseImage();
+      base ??= await baseImage(repo);
       const image = base;
       // A second runner of the same scenario (another terminal, CI) waits instead of clobbering it.
       const lock = join(repo, "vm-test", "out", `.${name}.lock`);
