@@ -1,6 +1,6 @@
 /** Work inside the guest's root filesystem: install the agent, move /boot out, rebuild initrds in a chroot. */
 import { existsSync } from "node:fs";
-import { chmod, cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../command.ts";
 import { FdeError } from "../errors.ts";
@@ -43,6 +43,25 @@ export async function installAgent(root: string, assets: Assets): Promise<void> 
   await cp(assets.agentBinary, join(root, AGENT_PATH));
   await chmod(join(root, AGENT_PATH), 0o755);
   await mkdir(join(root, "etc/cryptpilot"), { recursive: true });
+  await installVolumesUnit(root, assets);
+}
+
+/**
+ * Data volumes (docs/volumes.md): the booted system's unit that opens auto_open volumes, enabled.
+ * It does nothing until /etc/cryptpilot/volumes holds a volume file.
+ */
+async function installVolumesUnit(root: string, assets: Assets): Promise<void> {
+  const unit = assets.moduleFiles["cryptpilot-volumes.service"];
+  if (unit === undefined) return;
+  await mkdir(join(root, "usr/lib/systemd/system"), { recursive: true });
+  await writeFile(join(root, "usr/lib/systemd/system/cryptpilot-volumes.service"), unit);
+  const wants = join(root, "etc/systemd/system/multi-user.target.wants");
+  await mkdir(wants, { recursive: true });
+  await rm(join(wants, "cryptpilot-volumes.service"), { force: true });
+  await symlink(
+    "/usr/lib/systemd/system/cryptpilot-volumes.service",
+    join(wants, "cryptpilot-volumes.service"),
+  );
 }
 
 /** Root entry of /etc/fstab -> /dev/mapper/rootfs (see rewriteFstab). */
