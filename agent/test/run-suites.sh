@@ -6,13 +6,16 @@ cd "$(dirname "$0")/../.."
 BUN=node_modules/.bin/bun
 passed=0 failed=0 skipped=0
 
-# Adds the "N pass / N fail / N skip" counts of a bun test log.
+# Adds the "N pass / N fail / N skip" counts of a bun test log. "N error" (a test file that threw
+# outside any test, e.g. at import) counts as failed too: those tests never ran.
 add_bun_counts() {
-  local log=$1 p f s
+  local log=$1 p f s e
   p=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | tr -dc 0-9)
   f=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | tr -dc 0-9)
   s=$(grep -Eo '^ *[0-9]+ skip$' "$log" | tail -1 | tr -dc 0-9)
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+  e=$(grep -Eo '^ *[0-9]+ errors?$' "$log" | tail -1 | tr -dc 0-9)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
+  bun_failed=$((${f:-0} + ${e:-0}))
 }
 
 suite() { echo; echo "=== $1 ==="; }
@@ -28,7 +31,8 @@ log=$(mktemp)
 $BUN test agent/test 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 add_bun_counts "$log"
-[ "$status" -eq 0 ] || [ "$(grep -Ec '^ *[1-9][0-9]* fail$' "$log")" -gt 0 ] || failed=$((failed + 1))
+# A non-zero exit that no count explains (a crash, a timeout) is one more failure.
+[ "$status" -eq 0 ] || [ "$bun_failed" -gt 0 ] || failed=$((failed + 1))
 
 if [ -x vm-test/run ]; then
   suite "VM scenarios (QEMU)"
