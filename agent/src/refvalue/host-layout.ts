@@ -57,14 +57,16 @@ export function hostLayout(): BootLayout {
   if (bootMount) {
     const tree = hostTree("/boot");
     layout.boot = { tree, rootFs: tree, separate: true, device: grubDeviceOf(bootMount.source) };
-  } else {
-    const root = hostTree("/");
-    layout.boot = {
-      tree: subTree(root, "/boot"),
-      rootFs: root,
-      separate: false,
-      device: grubDeviceOf(mountOf("/")?.source ?? ""),
-    };
+    return layout;
+  }
+  // /boot inside /: GRUB reads it only if / is a plain partition or an LVM LV. A UKI system (root
+  // on dm-verity, no /boot partition) needs no /boot, so the problem is reported only if needed.
+  const root = hostTree("/");
+  try {
+    const device = grubDeviceOf(mountOf("/")?.source ?? "");
+    layout.boot = { tree: subTree(root, "/boot"), rootFs: root, separate: false, device };
+  } catch (err) {
+    layout.bootMissing = `/boot is not a separate mount and GRUB cannot read the root filesystem: ${(err as Error).message}`;
   }
   return layout;
 }
