@@ -6,7 +6,7 @@ import { closeSync, constants, openSync } from "node:fs";
 import { run } from "../command.ts";
 import type { VolumeConfig } from "../config/volume.ts";
 import * as luks from "../disk/luks.ts";
-import { FdeError } from "../errors.ts";
+import { CommandError, FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { KeyProvider } from "../providers/provider.ts";
 import { makeFs, mountVolume, unmountVolume } from "./fs.ts";
@@ -127,9 +127,12 @@ export async function openVolume(vol: VolumeConfig, configDir: string): Promise<
       try {
         await luks.open(vol.dev, vol.volume, key);
       } catch (err) {
+        const wrongKey = err instanceof CommandError && err.code === 2;
         throw new FdeError(
-          `volume ${vol.volume}: cryptsetup could not open ${vol.dev} with the key from ${provider.describe()}`,
-          { cause: err, hint: "a wrong key exits with code 2; the volume is never re-formatted for it" },
+          wrongKey
+            ? `volume ${vol.volume}: the key from ${provider.describe()} does not unlock ${vol.dev} (wrong key); the volume is left as it is`
+            : `volume ${vol.volume}: cryptsetup could not open ${vol.dev}`,
+          { cause: err },
         );
       } finally {
         key.fill(0);
