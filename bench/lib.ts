@@ -43,13 +43,26 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+export interface CommandCost {
+  /** Median wall-clock milliseconds. */
+  wallMs: number;
+  /** Median CPU milliseconds (user + system): steadier than wall time on a busy machine. */
+  cpuMs: number;
+  /** Median peak resident set size in bytes. */
+  maxRss: number;
+}
+
 /**
- * Wall-clock milliseconds of running `argv` to completion, `runs` times after two warm-up runs,
- * interleaved with the other commands given so that CPU-frequency drift and noise from other
- * processes hit all of them alike. Returns the median per command. Throws if a command fails.
+ * Runs each of `commands` to completion `runs` times after two warm-up runs, interleaved so that
+ * CPU-frequency drift and noise from other processes hit all of them alike, and returns the
+ * medians per command. Throws if a command fails.
  */
-export function timeCommands(commands: string[][], runs: number, env?: Record<string, string>): number[] {
-  const samples: number[][] = commands.map(() => []);
+export function measureCommands(
+  commands: string[][],
+  runs: number,
+  env?: Record<string, string>,
+): CommandCost[] {
+  const samples = commands.map(() => ({ wall: [] as number[], cpu: [] as number[], rss: [] as number[] }));
   for (let i = -2; i < runs; i++) {
     commands.forEach((argv, k) => {
       const start = performance.now();
@@ -64,10 +77,21 @@ export function timeCommands(commands: string[][], runs: number, env?: Record<st
           `${argv.join(" ")} exited with ${result.exitCode}: ${result.stderr.toString().trim()}`,
         );
       }
-      if (i >= 0) samples[k]!.push(elapsed);
+      if (i < 0) return;
+      samples[k]!.wall.push(elapsed);
+      const usage = result.resourceUsage;
+      if (usage) {
+        samples[k]!.cpu.push(Number(usage.cpuTime.total) / 1000);
+        samples[k]!.rss.push(usage.maxRSS);
+      }
     });
   }
-  return samples.map(median);
+  return samples.map((s) => ({ wallMs: median(s.wall), cpuMs: median(s.cpu), maxRss: median(s.rss) }));
+}
+
+/** Median wall-clock milliseconds per command (see measureCommands). */
+export function timeCommands(commands: string[][], runs: number, env?: Record<string, string>): number[] {
+  return measureCommands(commands, runs, env).map((c) => c.wallMs);
 }
 
 export const scratchRoot = tmpdir();
