@@ -19,7 +19,7 @@ import {
   TpmReader,
   TpmWriter,
 } from "./marshal.ts";
-import { check, TpmError } from "./rc.ts";
+import { check, TPM_RC, TpmError, tpmBaseCode } from "./rc.ts";
 import { checkTctiDevice } from "./tcti.ts";
 
 export type Handle = number;
@@ -148,32 +148,37 @@ export class Esys {
   createPrimary(hierarchy: Handle, template: Uint8Array): { handle: Handle; publicArea: Uint8Array } {
     const handle = new Uint32Array(1);
     const pub = outPtr();
-    check(
-      "Esys_CreatePrimary",
-      tss2().esys.Esys_CreatePrimary(
-        this.c,
-        hierarchy,
-        ESYS_TR.PASSWORD,
-        ESYS_TR.NONE,
-        ESYS_TR.NONE,
-        this.toC(
-          "TPM2B_SENSITIVE_CREATE",
-          new TpmWriter().sized((w) => w.tpm2b(new Uint8Array(0)).tpm2b(new Uint8Array(0))).done(),
-        ),
-        this.toC("TPM2B_PUBLIC", new TpmWriter().tpm2b(template).done()),
-        this.toC("TPM2B_DATA", tpm2bEmpty()),
-        this.toC("TPML_PCR_SELECTION", encodePcrSelection([])),
-        handle,
-        pub,
-        null,
-        null,
-        null,
+    const rc = tss2().esys.Esys_CreatePrimary(
+      this.c,
+      hierarchy,
+      ESYS_TR.PASSWORD,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      this.toC(
+        "TPM2B_SENSITIVE_CREATE",
+        new TpmWriter().sized((w) => w.tpm2b(new Uint8Array(0)).tpm2b(new Uint8Array(0))).done(),
       ),
-      hierarchy === ESYS_TR.RH_ENDORSEMENT
-        ? "creating a key in the endorsement hierarchy"
-        : "creating the storage root key",
-      "a TPM whose owner/endorsement hierarchy has a password set is not supported",
+      this.toC("TPM2B_PUBLIC", new TpmWriter().tpm2b(template).done()),
+      this.toC("TPM2B_DATA", tpm2bEmpty()),
+      this.toC("TPML_PCR_SELECTION", encodePcrSelection([])),
+      handle,
+      pub,
+      null,
+      null,
+      null,
     );
+    if (rc !== 0) {
+      const base = tpmBaseCode(rc);
+      const badAuth = base === TPM_RC.BAD_AUTH || base === TPM_RC.AUTH_FAIL;
+      throw new TpmError(
+        "Esys_CreatePrimary",
+        rc,
+        hierarchy === ESYS_TR.RH_ENDORSEMENT
+          ? "creating a key in the endorsement hierarchy"
+          : "creating the storage root key",
+        badAuth ? "the hierarchy has a password set (tpm2_changeauth), which is not supported" : undefined,
+      );
+    }
     return { handle: handle[0]!, publicArea: new TpmReader(this.take("TPM2B_PUBLIC", pub)).tpm2b() };
   }
 

@@ -228,4 +228,12 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
       withTpm(tpm.tcti, (esys) => sealKey(esys, new Uint8Array(129), { bank: "sha256", pcrs: [7] })),
     ).rejects.toThrow(/1 to 128 bytes/);
   });
+
+  // Last: it sets an owner password for the rest of this file.
+  test("an owner hierarchy with a password is reported as such", async () => {
+    tool(["tpm2_changeauth", "-c", "owner", "ownerpass"]);
+    const err = await seal({ pcrs: [7] }).catch((e) => e);
+    expect(err.message).toContain("creating the storage root key: Esys_CreatePrimary failed");
+    expect(err.hint).toContain("has a password set");
+  });
 });
