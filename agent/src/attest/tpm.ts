@@ -17,13 +17,23 @@ import { existsSync, readFileSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import { ESYS_TR, type Esys, withTpm } from "../tpm/esys.ts";
-import { hex, type PcrBank, type PcrSelection, parseQuoteAttest, parseRsaSignature } from "../tpm/marshal.ts";
-import { akTemplate, parsePublic, rsaPublicKey } from "../tpm/public.ts";
+import {
+  hex,
+  type PcrBank,
+  type PcrSelection,
+  parseQuoteAttest,
+  parseRsaSignature,
+  TPM2_ALG,
+} from "../tpm/marshal.ts";
+import { akTemplate, parsePublic, rsaPublicKey, TPMA_OBJECT } from "../tpm/public.ts";
 import { resolveTcti } from "../tpm/tcti.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
 /** Both verifiers use 32 bytes of report data (truncated or zero-padded). */
 export const TPM_REPORT_DATA_SIZE = 32;
+
+/** Where guest-components' TPM attester keeps its AK. */
+const PERSISTENT_AK = 0x81010002;
 
 /** TCG EK Credential Profile NV indices of the EK certificate: RSA 2048, then ECC P-256. */
 const EK_CERT_INDICES = [0x01c00002, 0x01c0000a];
@@ -94,6 +104,31 @@ function ekCertPem(esys: Esys): string | null {
 }
 
 /**
+ * The provisioned AK at upstream's persistent handle when it is an RSASSA-SHA256 restricted
+ * signing key (a real TPM creates an RSA primary in seconds); otherwise the endorsement-hierarchy
+ * primary from akTemplate(), created for this quote.
+ */
+function attestationKey(esys: Esys): { handle: number; publicArea: Uint8Array; transient: boolean } {
+  const persistent = esys.fromTpmHandle(PERSISTENT_AK);
+  if (persistent !== undefined) {
+    const publicArea = esys.readPublic(persistent);
+    const area = parsePublic(publicArea);
+    const signing = TPMA_OBJECT.restricted | TPMA_OBJECT.sign;
+    if (
+      area.rsa?.scheme === TPM2_ALG.RSASSA &&
+      area.rsa.schemeHash === TPM2_ALG.SHA256 &&
+      (area.attributes & signing) === signing
+    ) {
+      return { handle: persistent, publicArea, transient: false };
+    }
+    log.warn(
+      `TPM handle 0x${PERSISTENT_AK.toString(16)} is not an RSASSA-SHA256 attestation key; creating one`,
+    );
+  }
+  return { ...esys.createPrimary(ESYS_TR.RH_ENDORSEMENT, akTemplate()), transient: true };
+}
+
+/**
  * Quote one bank, then read its PCRs; repeat if a PCR was extended in between (the values must
  * hash to the quote's pcrDigest or every verifier rejects them).
  */
@@ -124,12 +159,12 @@ export async function tpmEvidence(
       .filter((b): b is "sha1" | "sha256" => b === "sha1" || b === "sha256");
     if (!banks.includes("sha256"))
       throw new FdeError("the TPM has no SHA-256 PCR bank, which trustee's verifier needs");
-    const ak = esys.createPrimary(ESYS_TR.RH_ENDORSEMENT, akTemplate());
+    const ak = attestationKey(esys);
     try {
       const quotes = banks.map((bank) => ({ bank, ...quoteBank(esys, ak.handle, data, bank) }));
       return { quotes, akKey: rsaPublicKey(parsePublic(ak.publicArea)), ekCert: ekCertPem(esys) };
     } finally {
-      esys.flush(ak.handle);
+      if (ak.transient) esys.flush(ak.handle);
     }
   });
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");

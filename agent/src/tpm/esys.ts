@@ -483,21 +483,35 @@ export class Esys {
     };
   }
 
+  /** An ESYS_TR for a persistent object or NV index, or undefined when the TPM has none there. */
+  fromTpmHandle(tpmHandle: number): Handle | undefined {
+    const tr = new Uint32Array(1);
+    const rc = tss2().esys.Esys_TR_FromTPMPublic(
+      this.c,
+      tpmHandle,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      tr,
+    );
+    if (rc !== 0) {
+      log.debug(`tpm: nothing usable at handle 0x${tpmHandle.toString(16)}: 0x${rc.toString(16)}`);
+      return undefined;
+    }
+    return tr[0]!;
+  }
+
   /**
    * The contents of an NV index readable with owner authorization (an EK certificate), or
    * undefined when the index is not defined.
    */
   nvReadOwner(index: number): Uint8Array | undefined {
-    const nv = new Uint32Array(1);
-    const rc = tss2().esys.Esys_TR_FromTPMPublic(this.c, index, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, nv);
-    if (rc !== 0) {
-      log.debug(`tpm: NV index 0x${index.toString(16)} is not readable: 0x${rc.toString(16)}`);
-      return undefined;
-    }
+    const nv = this.fromTpmHandle(index);
+    if (nv === undefined) return undefined;
     const pubSlot = outPtr();
     check(
       "Esys_NV_ReadPublic",
-      tss2().esys.Esys_NV_ReadPublic(this.c, nv[0]!, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, pubSlot, null),
+      tss2().esys.Esys_NV_ReadPublic(this.c, nv, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, pubSlot, null),
     );
     const r = new TpmReader(new TpmReader(this.take("TPM2B_NV_PUBLIC", pubSlot)).tpm2b(), "TPMS_NV_PUBLIC");
     r.u32(); // nvIndex
@@ -513,7 +527,7 @@ export class Esys {
         tss2().esys.Esys_NV_Read(
           this.c,
           ESYS_TR.RH_OWNER,
-          nv[0]!,
+          nv,
           ESYS_TR.PASSWORD,
           ESYS_TR.NONE,
           ESYS_TR.NONE,

@@ -5,12 +5,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTpmAttester, reportData, type TpmEvidence, tpmEvidence } from "../../src/attest/tpm.ts";
-import { withTpm } from "../../src/tpm/esys.ts";
+import { ESYS_TR, withTpm } from "../../src/tpm/esys.ts";
 import { parseQuoteAttest } from "../../src/tpm/marshal.ts";
+import { akTemplate, parsePublic, rsaPublicKey } from "../../src/tpm/public.ts";
 import { verifyTpmEvidence } from "./checkquote.ts";
 import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
 
@@ -95,6 +96,53 @@ describe.skipIf(!hasSwtpm)("TPM evidence (swtpm_setup: EK certificate, SHA-256 b
     expect(cert.publicKey.asymmetricKeyType).toBe("rsa");
     expect(Object.keys(evidence.quote)).toEqual(["SHA256"]);
     expect((await verifyTpmEvidence(evidence, digest)).banks).toEqual(["sha256"]);
+  });
+});
+
+describe.skipIf(!hasSwtpm)("TPM evidence with a provisioned AK at 0x81010002 (upstream's handle)", () => {
+  let tpm: Swtpm;
+  let dir: string;
+  const tool = (args: string[]) => {
+    const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir });
+    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
+  };
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    dir = mkdtempSync(join(tmpdir(), "tpm-ak-"));
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the persistent AK signs the quotes (its public key is the evidence's)", async () => {
+    // Another template than ours (userwithauth|restricted|sign, unique from -u), made persistent.
+    writeFileSync(join(dir, "unique"), Buffer.concat([Buffer.from([1, 0]), Buffer.alloc(256, 7)]));
+    tool([
+      "tpm2_createprimary",
+      "-C",
+      "e",
+      "-G",
+      "rsa2048:rsassa-sha256:null",
+      "-a",
+      "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+      "-u",
+      "unique",
+      "-c",
+      "ak.ctx",
+    ]);
+    tool(["tpm2_evictcontrol", "-C", "o", "-c", "ak.ctx", "0x81010002"]);
+    tool(["tpm2_flushcontext", "-t"]);
+    tool(["tpm2_readpublic", "-c", "0x81010002", "-f", "pem", "-o", "ak.pem"]);
+    const evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: "/nonexistent" });
+    expect(evidence.ak_pubkey.trim()).toBe(readFileSync(join(dir, "ak.pem"), "utf8").trim());
+    await verifyTpmEvidence(evidence, digest);
+    const fresh = await withTpm(tpm.tcti, (esys) =>
+      rsaPublicKey(parsePublic(esys.createPrimary(ESYS_TR.RH_ENDORSEMENT, akTemplate()).publicArea)),
+    );
+    expect(fresh.export({ type: "spki", format: "pem" }).toString().trim()).not.toBe(
+      evidence.ak_pubkey.trim(),
+    );
   });
 });
 
