@@ -1,5 +1,5 @@
 /** The cached guest base image (built by build-base-image.sh on first use). */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BaseImage } from "./scenario.ts";
 
@@ -12,6 +12,8 @@ export async function baseImage(repo: string): Promise<BaseImage> {
   const seconds = (Date.now() - started) / 1000;
   if (seconds > 5) console.log(`base image built in ${seconds.toFixed(0)} s`);
   const kver = readFileSync(join(dir, "kver"), "utf8").trim();
+  // Marks the image as in use, so a rebuild by another run does not delete it under us.
+  writeFileSync(join(dir, "last-used"), `${new Date().toISOString()}\n`);
   return {
     dir,
     disk: join(dir, "disk.raw"),
