@@ -88,7 +88,7 @@ const command: Command = {
       wipeFreedSpace: values["wipe-freed-space"] ?? false,
       uki: values.uki ?? false,
       ukiAppendCmdline: values["uki-append-cmdline"] ?? "console=tty0 console=ttyS0,115200n8",
-      assets: await loadAssets(),
+      assets: loadAssets(),
     });
     return 0;
   },

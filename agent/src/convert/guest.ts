@@ -40,6 +40,12 @@ export async function installAgent(root: string, assets: Assets): Promise<void> 
     await writeFile(path, content);
     await chmod(path, name.endsWith(".sh") ? 0o755 : 0o644);
   }
+  // The udev rule also acts in the booted system: LABEL=/UUID= of the rootfs resolve only to /dev/mapper/rootfs.
+  for (const [name, content] of Object.entries(assets.moduleFiles)) {
+    if (!name.endsWith(".rules")) continue;
+    await mkdir(join(root, "usr/lib/udev/rules.d"), { recursive: true });
+    await writeFile(join(root, "usr/lib/udev/rules.d", name), content);
+  }
   await cp(assets.agentBinary, join(root, AGENT_PATH));
   await chmod(join(root, AGENT_PATH), 0o755);
   await mkdir(join(root, "etc/cryptpilot"), { recursive: true });
@@ -138,7 +144,7 @@ export interface DracutJob {
 }
 
 /** The dracut argv for one kernel (run inside the guest chroot). */
-export function dracutArgs(job: DracutJob, compress: string | undefined): string[] {
+export function dracutArgs(job: DracutJob): string[] {
   const args = [
     "--force",
     "--no-hostonly",
@@ -154,7 +160,6 @@ export function dracutArgs(job: DracutJob, compress: string | undefined): string
     "--kver",
     job.kernel.version,
   ];
-  if (compress) args.push("--compress", compress);
   if (job.uki) {
     args.push("--uefi", "--uefi-stub", job.uki.stub, "--kernel-image", `/boot/${job.kernel.image}`);
     args.push("--kernel-cmdline", job.uki.cmdline);
@@ -192,9 +197,8 @@ export async function runDracut(
     await mkdir(join(root, binds.extra.guest), { recursive: true });
     await bind(binds.extra.host, binds.extra.guest, ["--bind"]);
   }
-  const compress = existsSync(join(root, "usr/bin/zstd")) ? "zstd -q -3 -T0" : undefined;
   for (const job of jobs) {
-    await run("chroot", [root, "dracut", ...dracutArgs(job, compress)], {
+    await run("chroot", [root, "dracut", ...dracutArgs(job)], {
       env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C" },
       hint: `dracut in the guest failed for kernel ${job.kernel.version}: is the guest's dracut installed, and does dracut-module/91cryptpilot/module-setup.sh succeed?`,
     });

@@ -70,14 +70,15 @@ describe("kernels and dracut", () => {
   });
   test("dracut never strips (a stripped Bun binary is plain bun) and adds our module", () => {
     const k = { version: "6.1", image: "vmlinuz-6.1", initrd: "initrd.img-6.1" };
-    const args = dracutArgs({ kernel: k, output: "/boot/initrd.img-6.1" }, undefined);
+    const args = dracutArgs({ kernel: k, output: "/boot/initrd.img-6.1" });
     expect(args).toContain("--nostrip");
     expect(args.slice(args.indexOf("--add"), args.indexOf("--add") + 2)).toEqual(["--add", "cryptpilot"]);
     expect(args.at(-1)).toBe("/boot/initrd.img-6.1");
-    const uki = dracutArgs(
-      { kernel: k, output: "/o.efi", uki: { stub: "/s.stub", cmdline: "root=/dev/mapper/rootfs" } },
-      "zstd",
-    );
+    const uki = dracutArgs({
+      kernel: k,
+      output: "/o.efi",
+      uki: { stub: "/s.stub", cmdline: "root=/dev/mapper/rootfs" },
+    });
     expect(uki.join(" ")).toContain(
       "--uefi --uefi-stub /s.stub --kernel-image /boot/vmlinuz-6.1 --kernel-cmdline root=/dev/mapper/rootfs",
     );
