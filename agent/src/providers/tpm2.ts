@@ -3,7 +3,8 @@
  * kept as a "cryptpilot-tpm2" token in the volume's own LUKS2 header.
  *
  * - Enrolled volumes (rootfs, or any volume after `cryptpilot-fde tpm2 enroll`): read the token
- *   and unseal through a salted, encrypted policy session.
+ *   and unseal through a salted, encrypted policy session. Without one, a systemd-tpm2 token
+ *   (systemd-cryptenroll --tpm2-pcrs, no PIN) is unsealed the same way.
  * - A volume the boot code is about to format (delta on first boot: no LUKS header, or a
  *   "cryptpilot-initializing" header without a token): generate a random key and seal it to the
  *   current PCRs. After every format the boot code calls afterFormat, which writes the sealed
@@ -17,7 +18,16 @@ import { log } from "../log.ts";
 import { withTpm } from "../tpm/esys.ts";
 import { type SealedKey, sealKey, unsealKey } from "../tpm/seal.ts";
 import { resolveTcti } from "../tpm/tcti.ts";
-import { findTokens, sealedFromToken, storeToken, TOKEN_TYPE, tokenFromSealed } from "../tpm/token.ts";
+import {
+  findTokens,
+  SYSTEMD_TOKEN_TYPE,
+  sealedFromSystemdToken,
+  sealedFromToken,
+  storeToken,
+  systemdPassphrase,
+  TOKEN_TYPE,
+  tokenFromSealed,
+} from "../tpm/token.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 /** Size of a key generated for a fresh volume. */
@@ -64,18 +74,30 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       if (!formattable) throw new FdeError(`${device} is not a LUKS2 volume`);
       return sealFresh();
     }
-    const newest = (await findTokens(device)).at(-1);
-    if (!newest) {
-      // A first-boot format interrupted before the token was stored: the boot code formats again.
-      if (formattable && subsystem === SUBSYSTEM_INITIALIZING) return sealFresh();
-      throw new FdeError(`the LUKS2 header has no ${TOKEN_TYPE} token`, {
-        hint: `enroll the volume first: cryptpilot-fde tpm2 enroll --volume ${ctx.volume} --device ${device} < key`,
-      });
+    const tokens = await findTokens(device);
+    const newest = tokens.filter((t) => t.type === TOKEN_TYPE).at(-1);
+    const systemd = tokens.filter((t) => t.type === SYSTEMD_TOKEN_TYPE).at(-1);
+    if (newest) {
+      const sealed = sealedFromToken(newest.token, `${device} token ${newest.id}`);
+      const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
+      lastSealed = sealed;
+      return key;
     }
-    const sealed = sealedFromToken(newest.token, `${device} token ${newest.id}`);
-    const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
-    lastSealed = sealed;
-    return key;
+    if (systemd) {
+      // Enrolled with systemd-cryptenroll: its keyslot takes the unsealed secret in base64.
+      const sealed = sealedFromSystemdToken(systemd.token, `${device} token ${systemd.id}`);
+      const secret = await withTpm(tcti, (esys) => unsealKey(esys, sealed));
+      try {
+        return systemdPassphrase(secret);
+      } finally {
+        secret.fill(0);
+      }
+    }
+    // A first-boot format interrupted before the token was stored: the boot code formats again.
+    if (formattable && subsystem === SUBSYSTEM_INITIALIZING) return sealFresh();
+    throw new FdeError(`the LUKS2 header has no ${TOKEN_TYPE} (or ${SYSTEMD_TOKEN_TYPE}) token`, {
+      hint: `enroll the volume first: cryptpilot-fde tpm2 enroll --volume ${ctx.volume} --device ${device} < key`,
+    });
   }
 
   return {

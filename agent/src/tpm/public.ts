@@ -22,17 +22,23 @@ const A = TPMA_OBJECT;
 /**
  * The storage root key: an ECC P-256 primary under the owner hierarchy with the TCG Provisioning
  * Guidance SRK template (as systemd 254+ uses, and `tpm2_createprimary -C o -G
- * ecc256:null:aes128cfb -a 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda'`;
- * Debian 12's systemd 252 omits noDA, so its blobs have another parent).
+ * ecc256:null:aes128cfb -a 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda'`).
  * It is re-derived from the owner seed on every boot, so nothing needs to be persisted. ECC
  * because deriving an RSA primary means a prime search (hundreds of ms on a real TPM).
+ * `legacy`: the same without noDA, the primary systemd before 254 (Debian 12: 252) seals under.
  */
-export function srkTemplate(): Uint8Array {
+export function srkTemplate(legacy = false): Uint8Array {
   return new TpmWriter()
     .u16(TPM2_ALG.ECC)
     .u16(TPM2_ALG.SHA256)
     .u32(
-      A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.noDA | A.restricted | A.decrypt,
+      A.fixedTPM |
+        A.fixedParent |
+        A.sensitiveDataOrigin |
+        A.userWithAuth |
+        (legacy ? 0 : A.noDA) |
+        A.restricted |
+        A.decrypt,
     )
     .tpm2b(new Uint8Array(0))
     .u16(TPM2_ALG.AES)

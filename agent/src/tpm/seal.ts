@@ -34,6 +34,8 @@ export interface SealedKey {
   pin: boolean;
   /** PCR values at sealing time (public), to name the PCRs that changed when unsealing fails. */
   pcrValues: Record<string, string>;
+  /** Sealed under the pre-254 systemd primary (srkTemplate(true)): systemd-cryptenroll tokens. */
+  legacySrk?: boolean;
 }
 
 /** Thrown when the PCRs no longer match the sealed policy. */
@@ -122,12 +124,21 @@ export function splitBlob(blob: Uint8Array): { privateBlob: Uint8Array; publicBl
 
 function describeMismatch(esys: Esys, sealed: SealedKey): PcrPolicyMismatchError {
   const now = readValues(esys, sealed.bank, sealed.pcrs);
-  const changed = sealed.pcrs.filter((p, i) => sealed.pcrValues[String(p)] !== hex(now[i]!));
   const list = `${sealed.bank}:${sealed.pcrs.join(",")}`;
-  const detail =
-    changed.length > 0
-      ? `PCR ${changed.map((p) => `${p} is ${hex(now[sealed.pcrs.indexOf(p)]!)} (sealed to ${sealed.pcrValues[String(p)]})`).join("; PCR ")}`
-      : "the policy digest differs although the recorded PCR values match (the token was edited?)";
+  const recorded = sealed.pcrs.every((p) => sealed.pcrValues[String(p)] !== undefined);
+  const changed = recorded ? sealed.pcrs.filter((p, i) => sealed.pcrValues[String(p)] !== hex(now[i]!)) : [];
+  let detail: string;
+  if (!recorded) {
+    detail = `the token does not record the sealed values; now ${sealed.pcrs.map((p, i) => `PCR ${p} is ${hex(now[i]!)}`).join(", ")}`;
+  } else if (changed.length > 0) {
+    detail = changed
+      .map(
+        (p) => `PCR ${p} is ${hex(now[sealed.pcrs.indexOf(p)]!)} (sealed to ${sealed.pcrValues[String(p)]})`,
+      )
+      .join("; ");
+  } else {
+    detail = "the policy digest differs although the recorded PCR values match (the token was edited?)";
+  }
   return new PcrPolicyMismatchError(
     `TPM PCR policy mismatch: the key is sealed to PCRs ${list} and they have changed: ${detail}`,
     changed,
@@ -144,7 +155,7 @@ export function unsealKey(esys: Esys, sealed: SealedKey, pin?: string): Uint8Arr
     throw new FdeError("the key is sealed with a PIN, but no PIN was given (set pin in the tpm2 table)");
   }
   const { privateBlob, publicBlob } = splitBlob(sealed.blob);
-  const srk = esys.createPrimary(ESYS_TR.RH_OWNER, srkTemplate()).handle;
+  const srk = esys.createPrimary(ESYS_TR.RH_OWNER, srkTemplate(sealed.legacySrk)).handle;
   const handles: number[] = [];
   try {
     const object = esys.load(srk, ESYS_TR.PASSWORD, privateBlob, publicBlob);

@@ -42,10 +42,10 @@ export function tokenFromSealed(sealed: SealedKey, keyslot: number | undefined):
 const BANKS = ["sha1", "sha256", "sha384", "sha512"];
 
 /** Validate a token read from a header; `where` names the device and token id for messages. */
-export function sealedFromToken(json: unknown, where: string): SealedKey {
+export function sealedFromToken(json: unknown, where: string, type = TOKEN_TYPE): SealedKey {
   const t = json as Partial<Tpm2Token>;
   const bad = (field: string) =>
-    new FdeError(`${where}: the ${TOKEN_TYPE} token has an invalid or missing "${field}"`, {
+    new FdeError(`${where}: the ${type} token has an invalid or missing "${field}"`, {
       hint: "re-enroll with 'cryptpilot-fde tpm2 enroll'",
     });
   if (typeof t["tpm2-blob"] !== "string" || t["tpm2-blob"].length === 0) throw bad("tpm2-blob");
@@ -70,6 +70,52 @@ export function sealedFromToken(json: unknown, where: string): SealedKey {
   };
 }
 
+/** systemd-cryptenroll's token; the tpm2 provider also unlocks volumes enrolled with it. */
+export const SYSTEMD_TOKEN_TYPE = "systemd-tpm2";
+
+/**
+ * A systemd-tpm2 token as a sealed key. Supported: PCR policies without a PIN (systemd's PINs
+ * are salted and hashed before use) and without signed policies or pcrlock. The unsealed secret
+ * is not the passphrase itself: systemd uses its base64 encoding (see systemdPassphrase).
+ */
+export function sealedFromSystemdToken(json: unknown, where: string): SealedKey {
+  const t = json as Record<string, unknown>;
+  const unsupported = (what: string) =>
+    new FdeError(`${where}: this systemd-tpm2 token uses ${what}, which the tpm2 provider does not support`, {
+      hint: "re-enroll with 'cryptpilot-fde tpm2 enroll', or with systemd-cryptenroll --tpm2-pcrs=... and no PIN",
+    });
+  if (t["tpm2-pin"] === true) throw unsupported("a PIN");
+  if (t["tpm2-pubkey"] !== undefined && t["tpm2-pubkey"] !== null && t["tpm2-pubkey"] !== "") {
+    throw unsupported("a signed PCR policy (--tpm2-public-key)");
+  }
+  if (t.tpm2_pcrlock === true) throw unsupported("pcrlock");
+  if (t["tpm2-primary-alg"] !== undefined && t["tpm2-primary-alg"] !== "ecc") {
+    throw unsupported(`an ${String(t["tpm2-primary-alg"]).toUpperCase()} primary key`);
+  }
+  const pcrs = t["tpm2-hash-pcrs"] ?? t["tpm2-pcrs"];
+  return {
+    ...sealedFromToken(
+      {
+        "tpm2-blob": t["tpm2-blob"],
+        "tpm2-pcrs": pcrs,
+        "tpm2-pcr-bank": t["tpm2-pcr-bank"] ?? "sha256",
+        "tpm2-primary-alg": "ecc",
+        "tpm2-policy-hash": t["tpm2-policy-hash"],
+        "tpm2-pin": false,
+      },
+      where,
+      SYSTEMD_TOKEN_TYPE,
+    ),
+    // systemd 254+ records the SRK it used ("tpm2-srk", the TCG template); older ones derive a primary without noDA.
+    legacySrk: t["tpm2-srk"] === undefined,
+  };
+}
+
+/** The passphrase a systemd-tpm2 keyslot takes: the unsealed secret, base64-encoded. */
+export function systemdPassphrase(secret: Uint8Array): Uint8Array {
+  return new TextEncoder().encode(Buffer.from(secret).toString("base64"));
+}
+
 interface LuksMetadata {
   tokens?: Record<string, { type?: string }>;
 }
@@ -81,23 +127,25 @@ async function luksMetadata(device: string): Promise<LuksMetadata> {
   return JSON.parse(new TextDecoder().decode(stdout)) as LuksMetadata;
 }
 
-/** Ids of our tokens in the header, oldest first. */
-export async function findTokens(device: string): Promise<{ id: number; token: unknown }[]> {
+/** The cryptpilot-tpm2 and systemd-tpm2 tokens in the header, oldest first. */
+export async function findTokens(device: string): Promise<{ id: number; type: string; token: unknown }[]> {
   const meta = await luksMetadata(device);
   return Object.entries(meta.tokens ?? {})
-    .filter(([, token]) => token.type === TOKEN_TYPE)
-    .map(([id, token]) => ({ id: Number(id), token }))
+    .filter(([, token]) => token.type === TOKEN_TYPE || token.type === SYSTEMD_TOKEN_TYPE)
+    .map(([id, token]) => ({ id: Number(id), type: token.type!, token }))
     .sort((a, b) => a.id - b.id);
 }
 
+const ours = async (device: string) => (await findTokens(device)).filter((t) => t.type === TOKEN_TYPE);
+
 /** Store the token, replacing any previous cryptpilot-tpm2 token, and return its id. */
 export async function storeToken(device: string, token: Tpm2Token): Promise<number> {
-  const old = await findTokens(device);
+  const old = await ours(device);
   await run("cryptsetup", ["token", "import", "--json-file", "-", device], {
     stdin: JSON.stringify(token),
     hint: `cannot write the TPM token into the LUKS2 header of ${device}`,
   });
-  const added = (await findTokens(device)).find((t) => !old.some((o) => o.id === t.id));
+  const added = (await ours(device)).find((t) => !old.some((o) => o.id === t.id));
   if (!added) throw new FdeError(`cryptsetup did not store the TPM token in ${device}`);
   for (const { id } of old) await run("cryptsetup", ["token", "remove", "--token-id", String(id), device]);
   return added.id;

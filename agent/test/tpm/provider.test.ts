@@ -148,7 +148,7 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
       .getKey()
       .catch((e) => e);
     expect(err).toBeInstanceOf(KeyProviderError);
-    expect(err.message).toContain("has no cryptpilot-tpm2 token");
+    expect(err.message).toContain("has no cryptpilot-tpm2 (or systemd-tpm2) token");
     expect(err.hint).toContain("cryptpilot-fde tpm2 enroll --volume rootfs");
   });
 
@@ -213,6 +213,32 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(Buffer.from(next).equals(Buffer.from(key))).toBe(true);
   });
 
+  test.skipIf(!Bun.which("systemd-cryptenroll"))(
+    "a volume enrolled with systemd-cryptenroll (PCR policy, no PIN) is unlocked through its token",
+    async () => {
+      const file = luksImage(dir, "systemd.img", VOLUME_KEY);
+      const r = Bun.spawnSync(
+        ["systemd-cryptenroll", `--tpm2-device=${tpm.tcti}`, "--tpm2-pcrs=7+16", file],
+        { env: { ...process.env, PASSWORD: VOLUME_KEY } },
+      );
+      expect(r.exitCode).toBe(0);
+      expect(Object.values(tokens(file)).map((t) => t.type)).toEqual(["systemd-tpm2"]);
+      const key = await create(config(), { volume: "rootfs", configDir: dir, device: file }).getKey();
+      writeFileSync(join(dir, "sd.key"), key);
+      const open = sh([
+        "cryptsetup",
+        "open",
+        "--test-passphrase",
+        "-v",
+        "--key-file",
+        join(dir, "sd.key"),
+        file,
+      ]);
+      rmSync(join(dir, "sd.key"));
+      expect(open.stdout + open.stderr).toContain("Key slot 2 unlocked");
+    },
+  );
+
   // Last: it changes PCR 16 for the rest of this file.
   test("after a bound PCR is extended, getKey fails naming the PCR policy mismatch", async () => {
     await withTpm(tpm.tcti, (esys) => esys.pcrExtend(16, "sha256", new Uint8Array(32).fill(9)));
@@ -224,5 +250,16 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(err.message).toContain("TPM PCR policy mismatch");
     expect(err.message).toContain("PCR 16 is ");
     expect(err.hint).toContain("recovery passphrase");
+    if (Bun.which("systemd-cryptenroll")) {
+      const sd = await create(config(), {
+        volume: "rootfs",
+        configDir: dir,
+        device: join(dir, "systemd.img"),
+      })
+        .getKey()
+        .catch((e) => e);
+      expect(sd.message).toContain("TPM PCR policy mismatch: the key is sealed to PCRs sha256:7,16");
+      expect(sd.message).toContain("the token does not record the sealed values; now PCR 7 is");
+    }
   });
 });

@@ -15,7 +15,12 @@ import { akTemplate, parsePublic, sealedTemplate, srkTemplate, TPMA_OBJECT } fro
 import { tpmBaseCode } from "../../src/tpm/rc.ts";
 import { splitBlob } from "../../src/tpm/seal.ts";
 import { checkTctiDevice, DEFAULT_TCTI, resolveTcti } from "../../src/tpm/tcti.ts";
-import { sealedFromToken, TOKEN_TYPE } from "../../src/tpm/token.ts";
+import {
+  sealedFromSystemdToken,
+  sealedFromToken,
+  systemdPassphrase,
+  TOKEN_TYPE,
+} from "../../src/tpm/token.ts";
 
 describe("wire format", () => {
   test("TPML_PCR_SELECTION: bitmap per bank, round trip", () => {
@@ -139,5 +144,31 @@ describe("LUKS2 token", () => {
         `/dev/x token 3: the cryptpilot-tpm2 token has an invalid or missing "${field}"`,
       );
     }
+  });
+
+  test("systemd-tpm2 tokens: PCR policies only; the primary follows the systemd version", () => {
+    const sd = {
+      type: "systemd-tpm2",
+      keyslots: ["1"],
+      "tpm2-blob": valid["tpm2-blob"],
+      "tpm2-pcrs": [7],
+      "tpm2-pcr-bank": "sha256",
+      "tpm2-primary-alg": "ecc",
+      "tpm2-policy-hash": "cd".repeat(32),
+      "tpm2-pin": false,
+    };
+    expect(sealedFromSystemdToken(sd, "d").legacySrk).toBe(true);
+    expect(sealedFromSystemdToken({ ...sd, "tpm2-srk": "AAAA" }, "d").legacySrk).toBe(false);
+    expect(
+      sealedFromSystemdToken({ ...sd, "tpm2-pcrs": undefined, "tpm2-hash-pcrs": [4, 7] }, "d").pcrs,
+    ).toEqual([4, 7]);
+    expect(() => sealedFromSystemdToken({ ...sd, "tpm2-pin": true }, "/dev/x token 1")).toThrow(
+      "/dev/x token 1: this systemd-tpm2 token uses a PIN, which the tpm2 provider does not support",
+    );
+    expect(() => sealedFromSystemdToken({ ...sd, "tpm2-pubkey": "AAAA" }, "d")).toThrow(/signed PCR policy/);
+    expect(() => sealedFromSystemdToken({ ...sd, "tpm2-primary-alg": "rsa" }, "d")).toThrow(
+      /an RSA primary key/,
+    );
+    expect(new TextDecoder().decode(systemdPassphrase(Uint8Array.of(1, 2, 3)))).toBe("AQID");
   });
 });
