@@ -68,6 +68,8 @@ async function withKey<T>(p: KeyProvider, fn: (key: Uint8Array) => Promise<T>): 
   }
 }
 
+const COW_HEAD_BYTES = 1024 * 1024;
+
 const diskDelta = (fde: FdeConfig) => fde.rootfs.deltaLocation !== "ram";
 
 export function beforeSysrootSteps(fde: FdeConfig): Step<BeforeCtx>[] {
@@ -216,7 +218,9 @@ async function buildSnapshot(ctx: BeforeCtx): Promise<void> {
     recreated,
     blkidType: persistent && !recreated ? await blockdev.probeType(cow) : undefined,
   });
-  if (action === "zero") await blockdev.zeroHead(cow);
+  // More than the 8 KiB header chunk: on an unwiped integrity device every block the snapshot
+  // reads before writing it must have been written once.
+  if (action === "zero") await blockdev.zeroHead(cow, COW_HEAD_BYTES);
   log.info(
     `  COW ${cow}: ${action === "keep" ? "kept from the previous boot" : "new"}${persistent ? " (persistent)" : ""}`,
   );
