@@ -64,7 +64,7 @@ export function parseBundle(file: string, text: string): ConfigBundle {
   }
   const source = parseToml(file, text);
   const result = v.safeParse(BundleSchema, source.data, { abortEarly: false });
-  if (!result.success) throw new ConfigFileError(issuesFromValibot(file, text, result.issues));
+  if (!result.success) throw new ConfigFileError(issuesFromValibot(file, text, result.issues, BundleSchema));
   const { fde, global } = result.output;
   return { ...(fde ? { fde } : {}), global: global ?? { boot: { verbose: false } } };
 }

@@ -29,7 +29,7 @@ export function validate<TSchema extends v.GenericSchema>(
 ): v.InferOutput<TSchema> {
   const result = v.safeParse(schema, source.data, { abortEarly: false });
   if (result.success) return result.output;
-  throw new ConfigFileError(issuesFromValibot(source.file, source.text, result.issues));
+  throw new ConfigFileError(issuesFromValibot(source.file, source.text, result.issues, schema));
 }
 
 export const configFiles = (configDir: string) => ({

@@ -32,17 +32,45 @@ export class ConfigFileError extends ConfigError {
 
 type AnyIssue = v.BaseIssue<unknown>;
 
-export function describeIssue(issue: AnyIssue, key: string | undefined): string {
+/**
+ * The field names an object schema accepts at `path` (TOML keys), for "unknown field" messages.
+ * v.pipe() keeps its first schema's `entries`; v.optional() keeps the schema in `wrapped`.
+ */
+export function fieldsAt(schema: v.GenericSchema | undefined, path: readonly string[]): string[] | undefined {
+  let node = schema as { type?: string; entries?: Record<string, unknown>; wrapped?: unknown } | undefined;
+  const unwrap = () => {
+    while (node && node.wrapped !== undefined) node = node.wrapped as typeof node;
+  };
+  for (const key of path) {
+    unwrap();
+    node = node?.entries?.[key] as typeof node;
+  }
+  unwrap();
+  return node?.entries ? Object.keys(node.entries) : undefined;
+}
+
+/** The message for one valibot issue; `allowed` lists the fields of the table an unknown key is in. */
+export function describeIssue(issue: AnyIssue, key: string | undefined, allowed?: string[]): string {
   if (issue.type === "strict_object" && issue.expected === "never") {
-    return `unknown field '${key}'. Check the spelling against docs/key-providers.md and the README.`;
+    return allowed
+      ? `unknown field '${key}'; the fields here are: ${allowed.join(", ")}`
+      : `unknown field '${key}'. Check the spelling against docs/key-providers.md and the README.`;
   }
   if (issue.received === "undefined" && issue.kind === "schema") return "missing required field";
   if (issue.kind === "schema") return `expected ${issue.expected}, got ${issue.received}`;
   return issue.message;
 }
 
-/** Convert valibot issues (paths are TOML keys) into ConfigIssues with line numbers. */
-export function issuesFromValibot(file: string, text: string, issues: readonly AnyIssue[]): ConfigIssue[] {
+/**
+ * Convert valibot issues (paths are TOML keys) into ConfigIssues with line numbers. Given the
+ * schema that produced them, "unknown field" messages also list the accepted fields.
+ */
+export function issuesFromValibot(
+  file: string,
+  text: string,
+  issues: readonly AnyIssue[],
+  schema?: v.GenericSchema,
+): ConfigIssue[] {
   return issues.map((issue) => {
     const path = (issue.path ?? []).map((item) => String(item.key));
     const line = findKeyLine(text, path);
@@ -50,7 +78,7 @@ export function issuesFromValibot(file: string, text: string, issues: readonly A
       file,
       ...(line === undefined ? {} : { line }),
       ...(path.length > 0 ? { field: path.join(".") } : {}),
-      message: describeIssue(issue, path.at(-1)),
+      message: describeIssue(issue, path.at(-1), fieldsAt(schema, path.slice(0, -1))),
     };
   });
 }

@@ -5,7 +5,7 @@
  * type, toToml) and keep the three in step; docs/key-providers.md documents the result.
  */
 import * as v from "valibot";
-import { describeIssue } from "./issues.ts";
+import { describeIssue, fieldsAt } from "./issues.ts";
 
 /** Path item for issues raised inside rawTransform, so messages name the field and its line. */
 export function fieldPath(input: Record<string, unknown>, key: string): [v.ObjectPathItem] {
@@ -557,8 +557,13 @@ export const EncryptSchema = v.pipe(
       for (const issue of result.issues) {
         const inner = issue.path ?? [];
         // Described here, while the original issue type (e.g. strict_object) is still known.
+        const innerKeys = inner.map((item) => String(item.key));
         addIssue({
-          message: describeIssue(issue, inner.at(-1)?.key as string | undefined),
+          message: describeIssue(
+            issue,
+            innerKeys.at(-1),
+            fieldsAt(PROVIDER_SCHEMAS[name as ProviderType], innerKeys.slice(0, -1)),
+          ),
           path: [...fieldPath(table, name), ...inner],
         });
       }

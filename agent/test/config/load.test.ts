@@ -125,7 +125,8 @@ key_uri = "kbs:///default/mykey/data_partition"
       {
         line: 2,
         field: "rootfs.delta_size",
-        message: expect.stringContaining("unknown field 'delta_size'") as never,
+        message:
+          "unknown field 'delta_size'; the fields here are: delta_location, rw_overlay, delta_backend, encrypt",
       },
     ],
     [

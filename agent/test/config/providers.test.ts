@@ -71,6 +71,7 @@ describe("exec", () => {
     expect(bad('[encrypt.exec]\ncommand = "x"\nshell = true\n')).toMatchObject({
       line: 3,
       field: "encrypt.exec.shell",
+      message: "unknown field 'shell'; the fields here are: command, args, timeout_secs",
     });
   });
 });
