@@ -82,6 +82,7 @@ echo "console=ttyS0 panic=-1 rd.shell=0 rd.emergency=poweroff" >"$root/etc/kerne
 install -D -m 755 "$vmtest/guest/cptest-report" "$root/usr/local/sbin/cptest-report"
 install -D -m 755 "$vmtest/guest/cptest-key" "$root/usr/local/bin/cptest-key"
 install -D -m 644 "$vmtest/guest/cptest-report.service" "$root/etc/systemd/system/cptest-report.service"
+install -D -m 644 "$vmtest/guest/cptest-quick.target" "$root/etc/systemd/system/cptest-quick.target"
 chroot "$root" systemctl enable --quiet cptest-report.service
 # Nothing on the test guest should wait for or poll the network.
 chroot "$root" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \

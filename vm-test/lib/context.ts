@@ -105,7 +105,9 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
           initrd = join(kdir, `initrd-${label}.img`);
           await initrdWithFiles(original, opts.initrdFiles, initrd);
         }
-        const cmdline = opts.cmdline ?? [ROOT_CMDLINE, TEST_CMDLINE, ...(opts.append ?? [])].join(" ");
+        const quick = opts.quick ? ["systemd.unit=cptest-quick.target"] : [];
+        const cmdline =
+          opts.cmdline ?? [ROOT_CMDLINE, TEST_CMDLINE, ...quick, ...(opts.append ?? [])].join(" ");
         direct = { kernel, initrd, cmdline };
       }
       log(`boot ${boots} "${label}" (${opts.uefi ? "OVMF firmware" : `direct: ${direct?.cmdline}`})`);

@@ -45,6 +45,11 @@ export interface BootOptions {
   label: string;
   /** Boot through OVMF firmware (shim+GRUB or UKI on the ESP) instead of direct kernel boot. */
   uefi?: boolean;
+  /**
+   * Direct boots only: boot to cptest-quick.target (basic.target + the reporter) instead of the
+   * guest's default multi-user.target; faster when no multi-user service matters.
+   */
+  quick?: boolean;
   /** Kernel arguments added to the harness default (direct boots only). */
   append?: string[];
   /** Replaces the whole kernel command line (direct boots only). */

@@ -65,7 +65,7 @@ export default defineScenario({
       `after the kill the delta header should say cryptpilot-initializing, not ${subsystem ?? "(none)"}`,
     );
 
-    const recovered = await ctx.boot(disk, { label: "recovered" });
+    const recovered = await ctx.boot(disk, { label: "recovered", quick: true });
     ctx.check(
       /a previous initialisation was interrupted/.test(recovered.serial),
       "the stage did not report the interrupted initialisation",

@@ -9,10 +9,10 @@ export default defineScenario({
   description: "overlayfs, persistent delta, encrypted rootfs: data survives a reboot on an enlarged disk",
   async run(ctx) {
     const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
-    const first = await ctx.boot(disk, { label: "first" });
+    const first = await ctx.boot(disk, { label: "first", quick: true });
     expectFdeRoot(ctx, first, fde);
     await growImage(disk, 512);
-    const second = await ctx.boot(disk, { label: "after-grow" });
+    const second = await ctx.boot(disk, { label: "after-grow", quick: true });
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
     ctx.check(

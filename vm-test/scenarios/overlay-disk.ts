@@ -14,9 +14,9 @@ export default defineScenario({
     "overlayfs, delta on disk with integrity (wiped each boot), plain rootfs; then a broken fde.toml in the initrd stops the boot with the config error",
   async run(ctx) {
     const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
-    const first = await ctx.boot(disk, { label: "first" });
+    const first = await ctx.boot(disk, { label: "first", quick: true });
     expectFdeRoot(ctx, first, fde);
-    const second = await ctx.boot(disk, { label: "second" });
+    const second = await ctx.boot(disk, { label: "second", quick: true });
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
 

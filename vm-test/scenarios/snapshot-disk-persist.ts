@@ -15,11 +15,11 @@ export default defineScenario({
     "dm-snapshot, persistent delta with integrity, plain rootfs: data survives a reboot on an enlarged disk; a wrong delta key stops the boot and the data is still there with the right key",
   async run(ctx) {
     const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
-    const first = await ctx.boot(disk, { label: "first" });
+    const first = await ctx.boot(disk, { label: "first", quick: true });
     expectFdeRoot(ctx, first, fde);
 
     await growImage(disk, 512);
-    const second = await ctx.boot(disk, { label: "after-grow" });
+    const second = await ctx.boot(disk, { label: "after-grow", quick: true });
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
     ctx.check(
@@ -36,7 +36,7 @@ export default defineScenario({
     });
     ctx.expectStopped(wrong, /cannot open the persistent delta volume/, "the delta unlock error");
 
-    const third = await ctx.boot(disk, { label: "right-key-again" });
+    const third = await ctx.boot(disk, { label: "right-key-again", quick: true });
     expectFdeRoot(ctx, third, fde);
     ctx.check(
       third.markers.get("previous-boots") === "1,2",

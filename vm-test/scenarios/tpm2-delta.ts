@@ -101,7 +101,7 @@ export default defineScenario({
   description:
     "tpm2 provider with a swtpm TPM: delta key sealed on first boot, unsealed on the next, PCR 7 extended -> boot stops naming the PCR policy mismatch",
   skip: () => (Bun.which("swtpm") ? undefined : "swtpm is not installed"),
-  timeoutSec: 1800,
+  timeoutSec: 3600,
   async run(ctx) {
     const disk = await ctx.convert({ fde: FDE_TOML, rootfsKey: null });
     const stateDir = join(ctx.outDir, "tpm-state");
@@ -115,6 +115,7 @@ export default defineScenario({
         const files = { ...libs, ...extraFiles };
         return await ctx.boot(disk, {
           label,
+          timeoutSec: 1200,
           extraQemuArgs: tpm.qemuArgs,
           ...(Object.keys(files).length > 0 ? { initrdFiles: files } : {}),
         });
