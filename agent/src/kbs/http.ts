@@ -65,9 +65,22 @@ export function errorInfo(text: string): KbsErrorInfo {
   return excerpt ? { detail: excerpt } : {};
 }
 
+/** Bun's texts for socket errors are guesses ("Was there a typo in the url or port?"). */
+const SOCKET_ERRORS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ENETUNREACH: "network unreachable: no route to the broker (is the network up?)",
+  EHOSTUNREACH: "host unreachable",
+  ECONNRESET: "connection reset by the peer",
+  ETIMEDOUT: "connection timed out",
+  ENOTFOUND: "cannot resolve the host name",
+  EAI_AGAIN: "cannot resolve the host name (DNS not answering)",
+};
+
 function describeFailure(cause: unknown): string {
   const e = cause as Error & { code?: string };
   if (e?.name === "TimeoutError") return "timed out";
+  const known = e?.code ? SOCKET_ERRORS[e.code] : undefined;
+  if (known) return `${known} (${e.code})`;
   const message = String(e?.message ?? cause);
   return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }
