@@ -286,6 +286,55 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(new Bun.CryptoHasher("sha256").update(salt).update(top).digest("hex")).toBe(rootHash);
   }, 180_000);
 
+  test("-d/--device converts a block device in place", async () => {
+    const copy = join(dir, "device-backing.raw");
+    sh("cp", ["--sparse=always", source, copy]);
+    sh("truncate", ["-s", "700M", copy]);
+    const loop = sh("losetup", ["--find", "--show", copy]).trim();
+    try {
+      await convert({
+        input: loop,
+        output: loop,
+        device: true,
+        configDir: configDir(false),
+        bootPartSize: 64 * 1024 * 1024,
+        wipeFreedSpace: true,
+        uki: false,
+        ukiAppendCmdline: "",
+        assets: assets(dir),
+      });
+    } finally {
+      sh("losetup", ["-d", loop]);
+    }
+    const parts = partitions(copy);
+    expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "boot", "cryptpilot"]);
+    expect(parts[2]!.start + parts[2]!.size).toBe(699 * 1024 * 1024);
+    expect(Object.keys(readLvs(dir, copy, parts[2]!).lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
+  }, 120_000);
+
+  test("the CLI refuses a missing key choice and a config/flag mismatch with one paragraph", () => {
+    const main = join(import.meta.dir, "../../src/main.ts");
+    const runCli = (args: string[]) =>
+      Bun.spawnSync([process.execPath, main, "convert", ...args], { stderr: "pipe" });
+    const noKey = runCli(["--in", source, "--out", join(dir, "x.raw"), "-c", configDir(false)]);
+    expect(noKey.exitCode).toBe(2);
+    expect(noKey.stderr.toString()).toContain(
+      "exactly one of --rootfs-key-file, --rootfs-passphrase, --rootfs-no-encryption",
+    );
+    const mismatch = runCli([
+      "--in",
+      source,
+      "--out",
+      join(dir, "x.raw"),
+      "-c",
+      configDir(true),
+      "--rootfs-no-encryption",
+    ]);
+    expect(mismatch.exitCode).toBe(2);
+    expect(mismatch.stderr.toString()).toContain("has [rootfs.encrypt] but --rootfs-no-encryption was given");
+    expect(existsSync(join(dir, "x.raw"))).toBe(false);
+  });
+
   test("a failure leaves no DST, no DST.partial, no mounts and no loop devices", async () => {
     const failing = buildSourceImage(join(dir, "src-fail"), { failDracut: true });
     const out = join(dir, "out-fail.raw");
