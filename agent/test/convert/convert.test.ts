@@ -286,6 +286,37 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(new Bun.CryptoHasher("sha256").update(salt).update(top).digest("hex")).toBe(rootHash);
   }, 180_000);
 
+  test("--uki: [ESP with only EFI/BOOT/BOOTX64.EFI, PV], the UKI built by the guest's dracut --uefi", async () => {
+    const out = join(dir, "out-uki.raw");
+    await convert({
+      input: source,
+      output: out,
+      device: false,
+      configDir: configDir(false),
+      bootPartSize: 64 * 1024 * 1024,
+      wipeFreedSpace: false,
+      uki: true,
+      ukiAppendCmdline: "console=ttyS0",
+      assets: assets(dir),
+    });
+    const parts = partitions(out);
+    expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "cryptpilot"]);
+    const env = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+    const listing = execFileSync("mdir", ["-i", `${out}@@${parts[0]!.start}`, "-/", "-b", "::/"], {
+      env,
+    }).toString();
+    expect(listing.split("\n").filter((l) => /\.efi$/i.test(l.trim()))).toEqual(["::/EFI/BOOT/BOOTX64.EFI"]);
+    const uki = execFileSync("mtype", ["-i", `${out}@@${parts[0]!.start}`, "::/EFI/BOOT/BOOTX64.EFI"], {
+      env,
+    }).toString();
+    expect(uki).toContain("--uefi --uefi-stub");
+    expect(uki).toContain(
+      `--kernel-image /boot/vmlinuz-${KVER} --kernel-cmdline root=/dev/mapper/rootfs ro console=ttyS0 rd.lvm=0 rd.luks=0`,
+    );
+    expect(uki).toMatch(/root_hash = "[0-9a-f]{64}"/);
+    expect(Object.keys(readLvs(dir, out, parts[1]!).lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
+  }, 120_000);
+
   test("-d/--device converts a block device in place", async () => {
     const copy = join(dir, "device-backing.raw");
     sh("cp", ["--sparse=always", source, copy]);
