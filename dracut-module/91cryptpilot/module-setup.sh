@@ -29,6 +29,15 @@ cryptpilot_needs_network() {
     grep -Eq '^[[:space:]]*\[[^]#]*encrypt\.(kbs|kms|oidc)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(kbs|kms|oidc)"' "$fde"
 }
 
+# True when a provider may talk to a TPM: tpm2 (sealed keys), kbs (TPM evidence when the guest is
+# neither TDX nor SNP).
+cryptpilot_needs_tpm() {
+    local fde
+    fde="$(cryptpilot_config_dir)/fde.toml"
+    [[ -f $fde ]] || return 1
+    grep -Eq '^[[:space:]]*\[[^]#]*encrypt\.(tpm2|kbs)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(tpm2|kbs)"' "$fde"
+}
+
 # Commands of exec key providers (command = "..." in fde.toml), so their scripts reach the initrd.
 cryptpilot_exec_commands() {
     local fde
@@ -55,6 +64,9 @@ installkernel() {
         crc32c ext4 virtio-blk virtio-scsi virtio-pci
     if cryptpilot_needs_network; then
         hostonly='' instmods virtio-net net-failover failover
+    fi
+    if cryptpilot_needs_tpm; then
+        hostonly='' instmods tpm tpm_tis tpm_tis_core tpm_crb
     fi
     return 0
 }
@@ -103,6 +115,13 @@ install() {
         for f in "$dracutsysrootdir"/usr/lib/cryptpilot/bin/*; do
             [[ -f $f ]] && inst_multiple "${f#"${dracutsysrootdir-}"}"
         done
+    fi
+
+    # tpm2-tss for the agent's bun:ffi TPM access (dlopen by soname, found through the initrd's
+    # ld.so.cache); only the device TCTI: the initrd talks to /dev/tpmrm0.
+    if cryptpilot_needs_tpm; then
+        inst_libdir_file "libtss2-esys.so.0*" "libtss2-sys.so.1*" "libtss2-mu.so.0*" "libtss2-rc.so.0*" \
+            "libtss2-tctildr.so.0*" "libtss2-tcti-device.so.0*"
     fi
 
     # Configuration (convert also passes these with --include; both give the same files).

@@ -31,12 +31,14 @@ trap cleanup EXIT
 
 # Guest packages. dracut-network + isc-dhcp-client: initrd network for network key providers;
 # lz4: the initrd compression the cryptpilot module picks; cloud-guest-utils: growpart;
-# systemd-boot-efi + binutils: `dracut --uefi` (UKI) inside the guest root.
+# systemd-boot-efi + binutils: `dracut --uefi` (UKI) inside the guest root; libtss2-*: the
+# agent's TPM access (tpm2 provider, TPM evidence for KBS).
 packages=(
   linux-image-amd64 systemd systemd-sysv udev kmod dbus
   dracut dracut-core dracut-network isc-dhcp-client
   cryptsetup-bin lvm2 dmsetup e2fsprogs cloud-guest-utils fdisk util-linux mount procps
   lz4 zstd ca-certificates iproute2 less systemd-boot-efi binutils
+  libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-tcti-device0 libtss2-rc0
 )
 
 # Mirrors: the host's own Debian apt sources (no other network is reachable).
