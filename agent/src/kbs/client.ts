@@ -12,7 +12,7 @@ import { type SelectOptions, selectAttester } from "../attest/index.ts";
 import { log } from "../log.ts";
 import { canonicalJson } from "./canonical.ts";
 import { KbsError, type KbsStep } from "./errors.ts";
-import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy } from "./http.ts";
+import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy, systemCaBundle } from "./http.ts";
 import { decryptResource, generateTeeKeyPair, type TeeKeyAlgorithm, type TeeKeyPair } from "./keypair.ts";
 
 export const KBS_PROTOCOL_VERSION = "0.4.0";
@@ -28,7 +28,7 @@ export interface KbsClientConfig {
   attestUrl?: string;
   /** Forced TEE (`tee` setting); otherwise auto-detected. */
   tee?: string;
-  /** PEM trust anchors (kbs_root_cert contents). */
+  /** PEM trust anchors (kbs_root_cert contents); default: the system trust store. */
   ca?: string;
   retry: RetryPolicy;
   keyAlgorithm?: TeeKeyAlgorithm;
@@ -214,7 +214,7 @@ export async function getKbsResource(cfg: KbsClientConfig, path: string): Promis
   const ctx: HttpContext = {
     retry: cfg.retry,
     deadline: Date.now() + cfg.retry.totalTimeoutMs,
-    ca: cfg.ca,
+    ca: cfg.ca ?? systemCaBundle(),
     onRequest: cfg.onRequest,
   };
   const url = `${base(cfg.url)}/kbs/v0/resource/${path}`;

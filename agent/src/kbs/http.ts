@@ -3,6 +3,7 @@
  * exponential backoff and jitter until the attempt count or the overall deadline runs out;
  * everything else (401/403/404 policy answers included) is returned to the caller at once.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { log } from "../log.ts";
 import { KbsError, type KbsErrorInfo, type KbsStep } from "./errors.ts";
 
@@ -34,7 +35,7 @@ export interface HttpContext {
   retry: RetryPolicy;
   /** Absolute time (ms since epoch) after which no new attempt starts. */
   deadline: number;
-  /** PEM trust anchors replacing the default store (kbs_root_cert). */
+  /** PEM trust anchors (kbs_root_cert, else the system bundle; Bun's built-in roots when neither). */
   ca?: string;
   /** Counts every HTTP request sent, for tests and the benchmark. */
   onRequest?: (step: KbsStep) => void;
@@ -46,6 +47,25 @@ export interface KbsRequest {
   url: string;
   headers?: Record<string, string>;
   body?: string;
+}
+
+/** OpenSSL's conventional bundle locations (Debian/Ubuntu, Fedora/RHEL/Anolis, Alpine/others). */
+const SYSTEM_CA_FILES = [
+  "/etc/ssl/certs/ca-certificates.crt",
+  "/etc/pki/tls/certs/ca-bundle.crt",
+  "/etc/ssl/cert.pem",
+];
+
+/**
+ * The system trust store as a PEM bundle (SSL_CERT_FILE first, as OpenSSL does), or undefined
+ * when the machine has none (e.g. an initrd without certificates): then Bun's bundled Mozilla
+ * roots apply.
+ */
+export function systemCaBundle(env: Record<string, string | undefined> = process.env): string | undefined {
+  for (const file of [env.SSL_CERT_FILE, ...SYSTEM_CA_FILES]) {
+    if (file && existsSync(file)) return readFileSync(file, "utf8");
+  }
+  return undefined;
 }
 
 export function backoffDelay(policy: RetryPolicy, attempt: number, random = Math.random): number {

@@ -266,6 +266,18 @@ describe("TLS", () => {
     expect(b.url.startsWith("https://127.0.0.1:")).toBe(true);
     expect(await getKbsResource(cfg(b, { ca: pki.caPem }), "default/key/rootfs")).toEqual(KEY);
   });
+  test("without kbs_root_cert the system store applies (SSL_CERT_FILE, as OpenSSL reads it)", async () => {
+    const pki = makeTestPki(pkiDir());
+    const b = await broker({ tls: { cert: pki.certPem, key: pki.keyPem } });
+    const saved = process.env.SSL_CERT_FILE;
+    process.env.SSL_CERT_FILE = pki.caPath;
+    try {
+      expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    } finally {
+      if (saved === undefined) delete process.env.SSL_CERT_FILE;
+      else process.env.SSL_CERT_FILE = saved;
+    }
+  });
   test("another CA, or the system store, does not trust the broker: TLS failure named, retried then reported", async () => {
     const pki = makeTestPki(pkiDir());
     const other = makeTestPki(pkiDir(), "some other CA");
