@@ -11,7 +11,7 @@ import { runSteps, StepsFailed, seconds } from "./steps.ts";
 export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
 
 const FAIL_TAIL =
-  "The boot stops here: the root filesystem is not mounted without dm-verity. See 'journalctl -u cryptpilot-fde-*' in the emergency shell.";
+  "The boot stops here: there is no fallback to an unverified root filesystem. See 'journalctl -u cryptpilot-fde-*' in the emergency shell.";
 
 export async function runStage(stage: Stage, configDir: string): Promise<number> {
   const start = performance.now();
