@@ -44,28 +44,49 @@ export function create(config: ExecConfig, ctx: ProviderContext): KeyProvider {
     async getKey() {
       let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
       try {
+        // A process group of its own, so that a timeout also kills what the command started:
+        // a shell's children would otherwise keep stdout open and the read waiting.
         proc = Bun.spawn([config.command, ...config.args], {
           stdin: "ignore",
           stdout: "pipe",
           stderr: "pipe",
+          detached: true,
         });
       } catch (cause) {
         throw fail(`could not be started: ${(cause as Error).message}`);
       }
+      const killGroup = () => {
+        try {
+          process.kill(-proc.pid, "SIGKILL");
+        } catch {
+          proc.kill("SIGKILL");
+        }
+      };
       let timedOut = false;
+      let graceTimer: Timer | undefined;
+      let abandon: (value: undefined) => void = () => {};
+      const abandoned = new Promise<undefined>((resolve) => {
+        abandon = resolve;
+      });
       const timer = setTimeout(() => {
         timedOut = true;
-        proc.kill("SIGKILL");
+        killGroup();
+        // Something that left the group (a new session) may still hold stdout: stop waiting.
+        graceTimer = setTimeout(() => abandon(undefined), 1000);
       }, config.timeoutMs);
       try {
-        const [stdout, stderr, code] = await Promise.all([
-          readLimited(proc.stdout, MAX_OUTPUT).then((out) => {
-            if (out === undefined) proc.kill("SIGKILL");
-            return out;
-          }),
-          new Response(proc.stderr).text(),
-          proc.exited,
+        const finished = await Promise.race([
+          Promise.all([
+            readLimited(proc.stdout, MAX_OUTPUT).then((out) => {
+              if (out === undefined) killGroup();
+              return out;
+            }),
+            new Response(proc.stderr).text(),
+            proc.exited,
+          ]),
+          abandoned,
         ]);
+        const [stdout, stderr, code] = finished ?? [undefined, "", null];
         const detail = stderr.trim() ? `: ${stderr.trim().split("\n").slice(-5).join(" / ")}` : "";
         if (timedOut)
           throw fail(`did not finish within ${config.timeoutMs / 1000} s and was killed${detail}`);
@@ -76,6 +97,7 @@ export function create(config: ExecConfig, ctx: ProviderContext): KeyProvider {
         return stdout;
       } finally {
         clearTimeout(timer);
+        clearTimeout(graceTimer);
       }
     },
   };

@@ -75,6 +75,23 @@ describe("exec provider", () => {
     expect(err.message).toContain("did not finish within 0.3 s");
   });
 
+  test("the timeout also kills what the command started (a shell's children hold stdout)", async () => {
+    const started = Date.now();
+    const marker = join(dir, "child-survived");
+    const err = await rejection(exec("sh", ["-c", `sleep 3; touch ${marker}; echo key`], 300));
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(err.message).toContain("did not finish within 0.3 s");
+    await Bun.sleep(3500);
+    expect(await Bun.file(marker).exists()).toBe(false);
+  }, 15_000);
+
+  test("a process that left the group does not hold getKey past the timeout and a grace second", async () => {
+    const started = Date.now();
+    const err = await rejection(exec("sh", ["-c", "setsid sleep 4 & sleep 5"], 300));
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(err.message).toContain("did not finish");
+  }, 15_000);
+
   test("oversized output is rejected instead of read into memory", async () => {
     const err = await rejection(exec("yes"));
     expect(err.message).toContain("more than");
