@@ -8,7 +8,7 @@ import { ConfigError } from "../errors.ts";
 import { type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
 import { ConfigFileError, type ConfigIssue, issuesFromValibot } from "./issues.ts";
 import { type Metadata, MetadataSchema } from "./metadata.ts";
-import { readToml, type TomlSource } from "./toml.ts";
+import { parseToml, readToml, type TomlSource } from "./toml.ts";
 
 export { BUNDLE_HEADER, type ConfigBundle, dumpBundle, parseBundle } from "./bundle.ts";
 export type { FdeConfig, GlobalConfig } from "./fde.ts";
@@ -46,6 +46,17 @@ export async function loadFdeConfig(configDir: string): Promise<FdeConfig | unde
 export async function loadGlobalConfig(configDir: string): Promise<GlobalConfig> {
   const source = await readToml(configFiles(configDir).global);
   return source ? validate(GlobalSchema, source) : { boot: { verbose: false } };
+}
+
+/** fde.toml and global.toml given as text (e.g. read out of an initrd); `where` prefixes file names. */
+export function parseConfigTexts(files: { fde?: string; global?: string }, where: string): LoadedConfig {
+  const global =
+    files.global === undefined
+      ? { boot: { verbose: false } }
+      : validate(GlobalSchema, parseToml(`${where}/global.toml`, files.global));
+  const fde =
+    files.fde === undefined ? undefined : validate(FdeSchema, parseToml(`${where}/fde.toml`, files.fde));
+  return fde ? { fde, global } : { global };
 }
 
 export async function loadConfig(configDir: string): Promise<LoadedConfig> {

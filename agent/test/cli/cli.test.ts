@@ -218,6 +218,25 @@ for (const [label, prefix] of [
       expect(parseBundle("dump", r.stdout)).toEqual(await loadConfig(dir));
     });
 
+    test("config dump --initrd reads /etc/cryptpilot from a zstd initrd and prints the same bundle", async () => {
+      const dir = configDir({ "fde.toml": GOOD_FDE, "global.toml": "[boot]\nverbose = true\n" });
+      const tree = join(dir, "tree");
+      Bun.spawnSync(["mkdir", "-p", join(tree, "etc/cryptpilot")]);
+      Bun.spawnSync(["cp", join(dir, "fde.toml"), join(dir, "global.toml"), join(tree, "etc/cryptpilot/")]);
+      const initrd = join(dir, "initrd.img");
+      const pack = Bun.spawnSync(["sh", "-c", `find . | cpio -o -H newc --quiet | zstd -q > ${initrd}`], {
+        cwd: tree,
+      });
+      expect(pack.exitCode).toBe(0);
+      const fromInitrd = await cli("config", "dump", "--initrd", initrd);
+      expect(fromInitrd.code).toBe(0);
+      expect(fromInitrd.stdout).toBe((await cli("-c", dir, "config", "dump")).stdout);
+      const bad = await cli("config", "dump", "--initrd", join(dir, "fde.toml"));
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("is not an initrd");
+      noStack(bad);
+    });
+
     test("config dump --disk is not available yet (exit 3); without fde.toml exit 2", async () => {
       const disk = await cli("config", "dump", "--disk", "/dev/null");
       expect(disk.code).toBe(3);
