@@ -225,7 +225,7 @@ export async function logicalVolumes(image: string): Promise<LogicalVolume[]> {
       "b",
       "--nosuffix",
       "-o",
-      "lv_name,vg_name,seg_start_pe,seg_pe_ranges,vg_extent_size,pe_start,seg_size",
+      "lv_name,seg_pe_ranges,vg_extent_size,seg_size",
       "cryptpilot",
     ]);
     const pvs = JSON.parse(
