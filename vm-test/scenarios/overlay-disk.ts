@@ -25,6 +25,6 @@ export default defineScenario({
       label: "broken-config",
       initrdFiles: { "/etc/cryptpilot/fde.toml": broken },
     });
-    ctx.expectStopped(bad, /fde\.toml/, "the fde.toml error");
+    ctx.expectStopped(bad, /fde\.toml.*delta_location/, "the fde.toml error naming the field");
   },
 });
