@@ -45,11 +45,11 @@ const benchmark: Benchmark = {
     });
     const rootFiles: Record<string, Uint8Array> = {};
     for (let i = 0; i < 8; i++) rootFiles[`usr/share/blob${i}`] = readFileSync(random(t("r"), 64));
-    const root = ext4Image(t("root.img"), 3000, rootFiles);
+    const root = ext4Image(t("root.img"), 3500, rootFiles);
     const raw = diskImage(t("disk.img"), "gpt", [
       { sizeMiB: 64, type: ESP_GPT, name: "EFI System Partition", image: esp },
       { sizeMiB: 512, type: LINUX_GPT, name: "boot", image: boot },
-      { sizeMiB: 3000, type: LINUX_GPT, name: "root", image: root },
+      { sizeMiB: 3500, type: LINUX_GPT, name: "root", image: root },
     ]);
     const table = JSON.parse(sh(["sfdisk", "-J", raw])).partitiontable.partitions as { start: number }[];
     const qcow = t("disk.qcow2");

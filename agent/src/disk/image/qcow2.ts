@@ -6,7 +6,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { inflateRawSync, zstdDecompressSync } from "node:zlib";
 import { FdeError } from "../../errors.ts";
-import { ascii, type BlockSource, be32, be64, checkRange } from "./source.ts";
+import { ascii, type BlockSource, be32, be64, checkRange, FileSource } from "./source.ts";
 
 export const QCOW2_MAGIC = 0x514649fb;
 
@@ -103,25 +103,33 @@ export class Qcow2Source implements BlockSource {
     while (done < length) {
       const pos = offset + done;
       const inCluster = pos % this.clusterSize;
-      const n = Math.min(length - done, this.clusterSize - inCluster);
-      this.readInCluster(pos, inCluster, n, out.subarray(done, done + n));
+      const cluster = Math.floor(pos / this.clusterSize);
+      const entry = this.l2Entry(cluster);
+      let n = Math.min(length - done, this.clusterSize - inCluster);
+      const host = entry === undefined ? 0 : Number(entry & OFFSET_MASK);
+      if (entry !== undefined && entry & (1n << 62n)) {
+        out.set(this.compressedCluster(entry).subarray(inCluster, inCluster + n), done);
+      } else if (entry !== undefined && entry & 1n) {
+        // zero cluster: `out` is already zeroed
+      } else if (host === 0) {
+        this.readBacking(pos, out.subarray(done, done + n));
+      } else {
+        // Consecutive guest clusters usually sit back to back in the file: read them in one go.
+        let next = cluster + 1;
+        while (done + n < length) {
+          const e = this.l2Entry(next);
+          if (e === undefined || e & (1n << 62n) || e & 1n) break;
+          if (Number(e & OFFSET_MASK) !== host + (next - cluster) * this.clusterSize) break;
+          n = Math.min(length - done, n + this.clusterSize);
+          next++;
+        }
+        const target = out.subarray(done, done + n);
+        if (this.file instanceof FileSource) this.file.readInto(host + inCluster, target);
+        else target.set(this.file.read(host + inCluster, n));
+      }
       done += n;
     }
     return out;
-  }
-
-  private readInCluster(pos: number, inCluster: number, n: number, into: Uint8Array): void {
-    const entry = this.l2Entry(Math.floor(pos / this.clusterSize));
-    const host = entry === undefined ? 0 : Number(entry & OFFSET_MASK);
-    if (entry !== undefined && entry & (1n << 62n)) {
-      into.set(this.compressedCluster(entry).subarray(inCluster, inCluster + n));
-    } else if (entry !== undefined && entry & 1n) {
-      // zero cluster: `into` is already zeroed
-    } else if (host === 0) {
-      this.readBacking(pos, into);
-    } else {
-      into.set(this.file.read(host + inCluster, n));
-    }
   }
 
   private readBacking(pos: number, into: Uint8Array): void {

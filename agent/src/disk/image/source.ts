@@ -51,15 +51,20 @@ export class FileSource implements BlockSource {
   }
 
   read(offset: number, length: number): Uint8Array {
-    checkRange(this, offset, length);
     const buf = new Uint8Array(length);
+    this.readInto(offset, buf);
+    return buf;
+  }
+
+  /** Fill `target` from `offset` without an intermediate buffer (large file reads). */
+  readInto(offset: number, target: Uint8Array): void {
+    checkRange(this, offset, target.length);
     let done = 0;
-    while (done < length) {
-      const n = readSync(this.fd, buf, done, length - done, offset + done);
+    while (done < target.length) {
+      const n = readSync(this.fd, target, done, target.length - done, offset + done);
       if (n === 0) throw new FdeError(`${this.name}: unexpected end of file at offset ${offset + done}`);
       done += n;
     }
-    return buf;
   }
 
   close(): void {
