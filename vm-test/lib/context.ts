@@ -1,4 +1,6 @@
 /** The ScenarioContext the runner hands to each scenario. */
+
+import { createHash } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
@@ -6,9 +8,10 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { addFilesToRoot, copyImage, extractKernel, initrdWithFiles } from "./disk.ts";
 import { withLock } from "./lock.ts";
 import { runQemu } from "./qemu.ts";
@@ -20,6 +23,18 @@ export const TEST_CMDLINE = "console=ttyS0 panic=-1 rd.shell=0 rd.emergency=powe
 
 /** The product needs only root=/dev/mapper/rootfs on the kernel command line. */
 export const ROOT_CMDLINE = "root=/dev/mapper/rootfs";
+
+/** Conversions of this run by options: scenarios with the same layout share one. */
+const convertCache = new Map<string, Promise<string>>();
+
+/** Per runner process: other runners on the host keep their own. */
+function convertCacheDir(repo: string): string {
+  return join(repo, "vm-test", "out", `.convert-cache-${process.pid}`);
+}
+
+export function clearConvertCache(repo: string): void {
+  rmSync(convertCacheDir(repo), { recursive: true, force: true });
+}
 
 export function createContext(name: string, repo: string, base: BaseImage): ScenarioContext {
   const outDir = join(repo, "vm-test", "out", name);
@@ -39,26 +54,12 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
     throw new ScenarioFailure(boot ? `${message} (boot "${boot.label}", see ${boot.serialLog})` : message);
   };
 
-  const ctx: ScenarioContext = {
-    name,
-    outDir,
-    repo,
-    agent,
-    base,
-    log,
-
-    async sourceDisk(opts = {}) {
-      const disk = join(outDir, opts.name ?? "source.raw");
-      await copyImage(base.disk, disk);
-      if (opts.files) await addFilesToRoot(disk, opts.files);
-      return disk;
-    },
-
-    async convert(opts: ConvertOptions) {
-      if (!existsSync(agent)) fail(`${agent} is missing: run 'make build' first`);
-      const source = opts.source ?? (await ctx.sourceDisk());
-      const out = join(outDir, opts.out ?? "disk.raw");
-      const cfg = mkdtempSync(join(outDir, "config-"));
+  /** Runs `cryptpilot-fde convert` from `source` to `out`; its output goes to convert-*.log. */
+  const convertTo = async (opts: ConvertOptions, source: string, out: string) => {
+    if (!existsSync(agent)) fail(`${agent} is missing: run 'make build' first`);
+    mkdirSync(dirname(out), { recursive: true });
+    const cfg = mkdtempSync(join(outDir, "config-"));
+    try {
       writeFileSync(join(cfg, "fde.toml"), opts.fde);
       if (opts.global !== undefined) writeFileSync(join(cfg, "global.toml"), opts.global);
       // CPTEST_CONVERT_FROM_SOURCE=1 runs convert from agent/src (quicker while working on it; the
@@ -83,12 +84,65 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         new Response(proc.stderr).text(),
         proc.exited,
       ]);
-      writeFileSync(join(outDir, `convert-${opts.out ?? "disk.raw"}.log`), `${stdout}${stderr}`);
+      writeFileSync(join(outDir, `convert-${basename(out)}.log`), `${stdout}${stderr}`);
       if (code !== 0)
         fail(`convert exited ${code}:\n${`${stdout}${stderr}`.trim().split("\n").slice(-15).join("\n")}`);
       log(`convert done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-      if (opts.source === undefined) rmSync(source, { force: true });
+    } finally {
       rmSync(cfg, { recursive: true, force: true });
+    }
+  };
+
+  const ctx: ScenarioContext = {
+    name,
+    outDir,
+    repo,
+    agent,
+    base,
+    log,
+
+    async sourceDisk(opts = {}) {
+      const disk = join(outDir, opts.name ?? "source.raw");
+      await copyImage(base.disk, disk);
+      if (opts.files) await addFilesToRoot(disk, opts.files);
+      return disk;
+    },
+
+    async convert(opts: ConvertOptions) {
+      const out = join(outDir, opts.out ?? "disk.raw");
+      if (opts.source !== undefined) {
+        await convertTo(opts, opts.source, out);
+        return out;
+      }
+      const key = createHash("sha256")
+        .update(
+          JSON.stringify({
+            ...opts,
+            out: undefined,
+            agent: statSync(agent, { throwIfNoEntry: false })?.mtimeMs,
+          }),
+        )
+        .digest("hex")
+        .slice(0, 16);
+      let pending = convertCache.get(key);
+      if (pending) {
+        log("reusing this run's conversion with the same options");
+      } else {
+        const cached = join(convertCacheDir(repo), `${key}.raw`);
+        pending = (async () => {
+          const source = await ctx.sourceDisk();
+          try {
+            await convertTo(opts, source, cached);
+          } finally {
+            rmSync(source, { force: true });
+          }
+          return cached;
+        })();
+        convertCache.set(key, pending);
+        // A failed conversion is not cached: the next scenario tries (and reports) it again.
+        pending.catch(() => convertCache.delete(key));
+      }
+      await copyImage(await pending, out);
       return out;
     },
 

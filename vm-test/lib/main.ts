@@ -6,7 +6,7 @@
 import { readdirSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { baseImage } from "./base.ts";
-import { createContext } from "./context.ts";
+import { clearConvertCache, createContext } from "./context.ts";
 import { withLock } from "./lock.ts";
 import { killAllQemu } from "./qemu.ts";
 import type { BaseImage, Scenario } from "./scenario.ts";
@@ -19,8 +19,9 @@ async function loadScenarios(): Promise<Map<string, Scenario>> {
   for (const file of readdirSync(scenarioDir)
     .filter((f) => f.endsWith(".ts"))
     .sort()) {
-    const mod = (await import(join(scenarioDir, file))) as { default: Scenario };
-    scenarios.set(basename(file, ".ts"), mod.default);
+    const mod = (await import(join(scenarioDir, file))) as { default?: Scenario };
+    // Helper modules may sit next to the scenarios; a scenario's default export has run().
+    if (typeof mod.default?.run === "function") scenarios.set(basename(file, ".ts"), mod.default);
   }
   return scenarios;
 }
@@ -38,7 +39,9 @@ async function main(): Promise<number> {
     }
     return 0;
   }
-  const selected = names.includes("all") ? [...scenarios.keys()] : names;
+  const selected = names.includes("all")
+    ? [...scenarios.entries()].filter(([, s]) => s.inAll !== false).map(([n]) => n)
+    : names;
   for (const name of selected) {
     if (!scenarios.has(name)) {
       console.error(`unknown scenario '${name}' (vm-test/run --list shows them)`);
@@ -96,6 +99,7 @@ async function main(): Promise<number> {
       failed++;
     }
   }
+  if (!keep) clearConvertCache(repo);
   console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
   return failed > 0 ? 1 : 0;
 }
@@ -103,6 +107,7 @@ async function main(): Promise<number> {
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     killAllQemu();
+    clearConvertCache(repo);
     process.exit(130);
   });
 }

@@ -7,6 +7,8 @@ export interface Scenario {
   description: string;
   /** Returns a reason to skip (e.g. a missing tool), or undefined to run. */
   skip?: () => string | undefined | Promise<string | undefined>;
+  /** false: run only when named, not by `vm-test/run all` (e.g. harness self-tests). */
+  inAll?: boolean;
   /** Whole-scenario limit in seconds (default 3600; each boot also has its own timeout). */
   timeoutSec?: number;
   run(ctx: ScenarioContext): Promise<void>;
@@ -26,7 +28,10 @@ export interface BaseImage {
 }
 
 export interface ConvertOptions {
-  /** Input disk (default: a fresh copy of the base image). */
+  /**
+   * Input disk (default: a fresh copy of the base image; then the result is cached for this run,
+   * and a later convert with the same options gets a copy of it instead of converting again).
+   */
   source?: string;
   /** fde.toml and (optional) global.toml contents. */
   fde: string;

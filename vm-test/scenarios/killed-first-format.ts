@@ -1,6 +1,6 @@
 import { expectFdeRoot } from "../lib/checks.ts";
 import { logicalVolumes } from "../lib/disk.ts";
-import { type FdeOptions, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, type FdeOptions } from "../lib/fde.ts";
 import { shText } from "../lib/proc.ts";
 import { defineScenario, type ScenarioContext } from "../lib/scenario.ts";
 
@@ -44,12 +44,13 @@ export default defineScenario({
   description:
     "first boot killed while the delta is being formatted; the next boot re-initialises it and boots",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const { disk, initrdFiles } = await diskFor(ctx, fde);
     // Kill a little after the stage announces the format; the header must already be written.
     let subsystem: string | undefined;
     for (const delayMs of [8000, 20000]) {
       const killed = await ctx.boot(disk, {
         label: `killed-${delayMs / 1000}s`,
+        initrdFiles,
         killOn: { pattern: /initialising: no LUKS2 header/, delayMs },
       });
       ctx.check(
@@ -65,7 +66,7 @@ export default defineScenario({
       `after the kill the delta header should say cryptpilot-initializing, not ${subsystem ?? "(none)"}`,
     );
 
-    const recovered = await ctx.boot(disk, { label: "recovered", quick: true });
+    const recovered = await ctx.boot(disk, { label: "recovered", quick: true, initrdFiles });
     ctx.check(
       /a previous initialisation was interrupted/.test(recovered.serial),
       "the stage did not report the interrupted initialisation",

@@ -1,6 +1,6 @@
 import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import { growImage } from "../lib/disk.ts";
-import { type FdeOptions, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, type FdeOptions } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "overlayfs", encryptRootfs: true };
@@ -8,11 +8,11 @@ const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "overlayf
 export default defineScenario({
   description: "overlayfs, persistent delta, encrypted rootfs: data survives a reboot on an enlarged disk",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
-    const first = await ctx.boot(disk, { label: "first", quick: true });
+    const { disk, initrdFiles } = await diskFor(ctx, fde);
+    const first = await ctx.boot(disk, { label: "first", quick: true, initrdFiles });
     expectFdeRoot(ctx, first, fde);
     await growImage(disk, 512);
-    const second = await ctx.boot(disk, { label: "after-grow", quick: true });
+    const second = await ctx.boot(disk, { label: "after-grow", quick: true, initrdFiles });
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
     ctx.check(

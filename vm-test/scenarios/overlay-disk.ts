@@ -1,5 +1,5 @@
 import { expectFdeRoot, expectPersistence } from "../lib/checks.ts";
-import { type FdeOptions, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, type FdeOptions, fdeToml } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 const fde: FdeOptions = {
@@ -13,16 +13,17 @@ export default defineScenario({
   description:
     "overlayfs, delta on disk with integrity (wiped each boot), plain rootfs; then a broken fde.toml in the initrd stops the boot with the config error",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
-    const first = await ctx.boot(disk, { label: "first", quick: true });
+    const { disk, initrdFiles } = await diskFor(ctx, fde);
+    const first = await ctx.boot(disk, { label: "first", quick: true, initrdFiles });
     expectFdeRoot(ctx, first, fde);
-    const second = await ctx.boot(disk, { label: "second", quick: true });
+    const second = await ctx.boot(disk, { label: "second", quick: true, initrdFiles });
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
 
     const broken = fdeToml(fde).replace('delta_location = "disk"', 'delta_location = "sideways"');
     const bad = await ctx.boot(disk, {
       label: "broken-config",
+      quick: true,
       initrdFiles: { "/etc/cryptpilot/fde.toml": broken },
     });
     ctx.expectStopped(bad, /fde\.toml.*delta_location/, "the fde.toml error naming the field");

@@ -1,20 +1,15 @@
 import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import { growImage } from "../lib/disk.ts";
-import { type FdeOptions, fdeToml, keyOverride, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, keyOverride, PLAIN_IMAGE } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
-const fde: FdeOptions = {
-  deltaLocation: "disk-persist",
-  deltaBackend: "dm-snapshot",
-  integrity: true,
-  encryptRootfs: false,
-};
+const fde = PLAIN_IMAGE;
 
 export default defineScenario({
   description:
     "dm-snapshot, persistent delta with integrity, plain rootfs: data survives a reboot on an enlarged disk; a wrong delta key stops the boot and the data is still there with the right key",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const { disk } = await diskFor(ctx, fde);
     const first = await ctx.boot(disk, { label: "first", quick: true });
     expectFdeRoot(ctx, first, fde);
 
@@ -32,6 +27,7 @@ export default defineScenario({
 
     const wrong = await ctx.boot(disk, {
       label: "wrong-key",
+      quick: true,
       append: [keyOverride("delta", "not-the-delta-key")],
     });
     ctx.expectStopped(wrong, /cannot open the persistent delta volume/, "the delta unlock error");

@@ -1,21 +1,21 @@
 import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import { growImage } from "../lib/disk.ts";
-import { type FdeOptions, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, ENCRYPTED_IMAGE } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
-const fde: FdeOptions = { deltaLocation: "disk", deltaBackend: "dm-snapshot", encryptRootfs: true };
+const fde = ENCRYPTED_IMAGE;
 
 export default defineScenario({
   description:
-    "dm-snapshot, delta on disk (wiped each boot), encrypted rootfs; boot 1 direct reaches a running multi-user system, disk enlarged, boot 2 through OVMF + shim + GRUB",
+    "dm-snapshot, delta on disk (wiped each boot), encrypted rootfs: boot 1 (direct) reaches a running multi-user system; disk enlarged; boot 2 through OVMF + shim + GRUB",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const { disk } = await diskFor(ctx, fde);
     const first = await ctx.boot(disk, { label: "first" });
     expectFdeRoot(ctx, first, fde);
     const state = first.markers.get("system-running");
     ctx.check(
       state === "running",
-      `systemctl is-system-running says '${state}' (failed: ${first.markers.get("failed-units")})`,
+      `systemctl is-system-running says '${state}' (failed units: ${first.markers.get("failed-units")})`,
       first,
     );
 

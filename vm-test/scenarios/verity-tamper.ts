@@ -1,13 +1,11 @@
 import { flipByte, logicalVolumes } from "../lib/disk.ts";
-import { type FdeOptions, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { diskFor, PLAIN_IMAGE } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
-
-const fde: FdeOptions = { deltaLocation: "disk", deltaBackend: "dm-snapshot", encryptRootfs: false };
 
 export default defineScenario({
   description: "one byte flipped in the rootfs data: dm-verity error on the console, no switch-root",
   async run(ctx) {
-    const disk = await ctx.convert({ fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const { disk } = await diskFor(ctx, PLAIN_IMAGE);
     const rootfs = (await logicalVolumes(disk)).find((lv) => lv.name === "rootfs");
     ctx.check(rootfs !== undefined, "no rootfs LV in the converted image");
     // A byte of the ext4 superblock (4 KiB block 0): every boot reads it when the root is mounted.
