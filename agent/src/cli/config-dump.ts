@@ -1,8 +1,8 @@
 /** `config dump`: print the effective configuration as a cloud-init bundle, as upstream does. */
 import { readFile } from "node:fs/promises";
 import { dumpBundle, type LoadedConfig, loadConfig, parseConfigTexts } from "../config/index.ts";
-import { ConfigError, FdeError } from "../errors.ts";
-import { print } from "../log.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { log, print } from "../log.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
@@ -14,7 +14,8 @@ from the configuration directory.
 
 Options:
   --initrd FILE   read /etc/cryptpilot/ from an initrd image (cpio; uncompressed, gzip or zstd)
-  --disk PATH     read it from the initrd inside a disk image (not available yet)`;
+  --disk PATH     read it from the initrds of a disk image or block device (raw or qcow2; the
+                  UKI's .initrd, or the initrds in /boot), without root`;
 
 async function fromInitrd(file: string): Promise<LoadedConfig> {
   let image: Uint8Array;
@@ -31,6 +32,53 @@ async function fromInitrd(file: string): Promise<LoadedConfig> {
   );
 }
 
+/**
+ * The initrds a disk boots: the UKI's .initrd section, and every initrd in /boot (upstream follows
+ * the boot entries; converted images hold one initrd per kernel, all built with the same config).
+ */
+async function initrdsOnDisk(path: string): Promise<{ name: string; data: Uint8Array }[]> {
+  const { openImage } = await import("../disk/image/open.ts");
+  const { diskLayout } = await import("../refvalue/disk-layout.ts");
+  const { parsePe } = await import("../refvalue/pe.ts");
+  const layout = diskLayout(openImage(path));
+  const found: { name: string; data: Uint8Array }[] = [];
+  const uki = "/EFI/BOOT/BOOTX64.EFI";
+  if (layout.esp.kind(uki) === "file") {
+    const image = layout.esp.readFile(uki);
+    const section = parsePe(image, uki).sections.find((s) => s.name === ".initrd");
+    if (section) {
+      const { pointerToRawData: at, sizeOfRawData: size } = section;
+      found.push({ name: `${layout.esp.name}${uki} (.initrd)`, data: image.subarray(at, at + size) });
+    }
+  }
+  const boot = layout.boot?.tree;
+  for (const entry of boot?.list("/") ?? []) {
+    if (entry.kind === "file" && /^(initrd|initramfs)/.test(entry.name)) {
+      found.push({ name: `${boot!.name}/${entry.name}`, data: boot!.readFile(`/${entry.name}`) });
+    }
+  }
+  return found;
+}
+
+async function fromDisk(path: string): Promise<LoadedConfig> {
+  const { readInitrdConfig } = await import("../config/initrd.ts");
+  const initrds = await initrdsOnDisk(path);
+  if (initrds.length === 0) throw new ConfigError(`${path}: no initrd found in /boot or in a UKI on the ESP`);
+  for (const { name, data } of initrds) {
+    const files = await readInitrdConfig(data, name);
+    if (files["fde.toml"] !== undefined) {
+      log.debug(`using the configuration in ${name}`);
+      return parseConfigTexts(
+        { fde: files["fde.toml"], global: files["global.toml"] },
+        `${name}:/etc/cryptpilot`,
+      );
+    }
+  }
+  throw new ConfigError(
+    `${path}: none of its initrds (${initrds.map((i) => i.name).join(", ")}) holds /etc/cryptpilot/fde.toml`,
+  );
+}
+
 const command: Command = {
   name: ["config", "dump"],
   summary: "Print the effective FDE configuration as TOML",
@@ -40,22 +88,19 @@ const command: Command = {
       disk: { type: "string" },
       initrd: { type: "string" },
     });
-    if (values.disk !== undefined) {
-      throw new FdeError(
-        "config dump --disk is not available in this build yet: it needs the initrd locator of show-reference-value.",
-        {
-          exitCode: 3,
-          hint: "extract the initrd and use --initrd FILE, or dump the configuration directory (-c DIR)",
-        },
-      );
+    if (values.disk !== undefined && values.initrd !== undefined) {
+      throw new UsageError("config dump: give --disk or --initrd, not both");
     }
-    const source =
-      values.initrd === undefined
-        ? `${globals.configDir}/fde.toml`
-        : `${values.initrd}:/etc/cryptpilot/fde.toml`;
     const config =
-      values.initrd === undefined ? await loadConfig(globals.configDir) : await fromInitrd(values.initrd);
-    if (!config.fde) throw new ConfigError(`${source} does not exist; there is no FDE configuration to dump`);
+      values.disk !== undefined
+        ? await fromDisk(values.disk)
+        : values.initrd !== undefined
+          ? await fromInitrd(values.initrd)
+          : await loadConfig(globals.configDir);
+    if (!config.fde) {
+      const source = values.initrd === undefined ? globals.configDir : `${values.initrd}:/etc/cryptpilot`;
+      throw new ConfigError(`${source}/fde.toml does not exist; there is no FDE configuration to dump`);
+    }
     print(dumpBundle(config).replace(/\n$/, ""));
     return 0;
   },

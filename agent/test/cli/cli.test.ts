@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadConfig, parseBundle } from "../../src/config/index.ts";
 import { VERSION } from "../../src/version.ts";
+import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT, writeFiles } from "../refvalue/images.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -237,12 +238,36 @@ for (const [label, prefix] of [
       noStack(bad);
     });
 
-    test("config dump --disk is not available yet (exit 3); without fde.toml exit 2", async () => {
-      const disk = await cli("config", "dump", "--disk", "/dev/null");
-      expect(disk.code).toBe(3);
-      expect(disk.stderr).toContain("not available in this build yet");
+    test("config dump --disk reads the config from the initrd in a disk image's /boot", async () => {
+      const dir = configDir({});
+      const tree = join(dir, "initrd");
+      writeFiles(tree, { "etc/cryptpilot/fde.toml": GOOD_FDE, "usr/bin/true": "x" });
+      const initrd = join(dir, "initrd.img");
+      const pack = Bun.spawnSync(["sh", "-c", `find . | cpio -o -H newc --quiet | lz4 -l -q > ${initrd}`], {
+        cwd: tree,
+      });
+      expect(pack.exitCode).toBe(0);
+      const esp = fatImage(join(dir, "esp.img"), 40, { "EFI/debian/grubx64.efi": "not really" });
+      const boot = ext4Image(join(dir, "boot.img"), 16, {
+        "vmlinuz-6.1.0-test": "kernel",
+        "initrd.img-6.1.0-test": readFileSync(initrd),
+      });
+      const disk = diskImage(join(dir, "disk.raw"), "gpt", [
+        { sizeMiB: 40, type: ESP_GPT, image: esp },
+        { sizeMiB: 16, type: LINUX_GPT, image: boot },
+      ]);
+      const r = await cli("config", "dump", "--disk", disk);
+      expect(r.code).toBe(0);
+      expect(parseBundle("dump", r.stdout).fde).toEqual(
+        await loadConfig(configDir({ "fde.toml": GOOD_FDE })).then((c) => c.fde),
+      );
+      const both = await cli("config", "dump", "--disk", disk, "--initrd", initrd);
+      expect(both.code).toBe(2);
+      const plain = await cli("config", "dump", "--disk", boot);
+      expect(plain.code).not.toBe(0);
+      noStack(plain);
       expect((await cli("-c", configDir({}), "config", "dump")).code).toBe(2);
-    });
+    }, 30_000);
 
     test("fetch-key writes the exact bytes to a pipe and to a new 0600 file", async () => {
       const dir = configDir({ "fde.toml": GOOD_FDE });
