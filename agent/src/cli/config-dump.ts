@@ -13,7 +13,7 @@ upstream's "#cryptpilot-fde-config" header, ready to be used as cloud-init user 
 from the configuration directory.
 
 Options:
-  --initrd FILE   read /etc/cryptpilot/ from an initrd image (cpio; uncompressed, gzip or zstd)
+  --initrd FILE   read /etc/cryptpilot/ from an initrd image (cpio; uncompressed, gzip, zstd, lz4 -l)
   --disk PATH     read it from the initrds of a disk image or block device (raw or qcow2; the
                   UKI's .initrd, or the initrds in /boot), without root`;
 
