@@ -179,6 +179,8 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
         // dm-snapshot reads only what it wrote; mkfs.ext4 on an unwiped integrity device would read garbage tags.
         integrityNoWipe: ctx.fde.rootfs.deltaBackend === "dm-snapshot",
         subsystem: luks.SUBSYSTEM_INITIALIZING,
+        // A per-boot random key gains nothing from a slow, benchmarked PBKDF.
+        randomKey: p.temporary,
       });
       // tpm2: store the sealed key in the new header while it is still marked initializing.
       await p.afterFormat?.(N.LV_DELTA);

@@ -85,7 +85,6 @@ const command: Command = {
       rootfsKey,
       rootPartNum: partNum === undefined ? undefined : Number(partNum),
       bootPartSize: parseSize(values.boot_part_size ?? values["boot-part-size"] ?? "512M"),
-      wipeFreedSpace: values["wipe-freed-space"] ?? false,
       uki: values.uki ?? false,
       ukiAppendCmdline: values["uki-append-cmdline"] ?? "console=tty0 console=ttyS0,115200n8",
       assets: loadAssets(),

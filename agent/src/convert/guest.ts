@@ -179,17 +179,14 @@ export async function runDracut(
   jobs: DracutJob[],
 ): Promise<void> {
   const tag = "chroot";
-  const mounts: string[] = [];
   const bind = async (src: string, dst: string, opts: string[]) => {
     await run("mount", [...opts, src, join(root, dst)]);
-    mounts.push(join(root, dst));
   };
-  cleanup.push(tag, async () => {
-    for (const m of mounts.reverse()) await run("umount", ["-l", m]).catch(() => undefined);
-  });
+  cleanup.push(tag, () => unmountBelow(root));
   await bind("/proc", "proc", ["--bind"]);
-  await bind("/sys", "sys", ["--rbind"]);
-  await bind("/dev", "dev", ["--rbind"]);
+  // rslave: the recursive binds must not propagate back to the host's /sys and /dev.
+  await bind("/sys", "sys", ["--rbind", "--make-rslave"]);
+  await bind("/dev", "dev", ["--rbind", "--make-rslave"]);
   for (const dir of ["tmp", "var/tmp", "run"]) await bind("tmpfs", dir, ["-t", "tmpfs"]);
   await bind(binds.boot, "boot", ["--bind"]);
   await bind(binds.config, "etc/cryptpilot", ["--bind"]);
@@ -204,6 +201,18 @@ export async function runDracut(
     });
   }
   await cleanup.runOne(tag);
+}
+
+/** Lazily unmount everything mounted below DIR (not DIR itself), deepest first. */
+async function unmountBelow(dir: string): Promise<void> {
+  const prefix = `${dir}/`;
+  const points = (await readFile("/proc/self/mounts", "utf8"))
+    .split("\n")
+    .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((m): m is string => m?.startsWith(prefix) === true);
+  for (const m of [...new Set(points)].sort((a, b) => b.length - a.length)) {
+    await run("umount", ["-l", m]).catch(() => undefined);
+  }
 }
 
 export function requireRoot(): void {

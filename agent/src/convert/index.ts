@@ -35,6 +35,7 @@ import {
   type Kernel,
   mount,
   moveBootOut,
+  requireRoot,
   runDracut,
 } from "./guest.ts";
 import { alignUp, computeLayout, type Layout, MiB, pvMinSize, sfdiskScript } from "./layout.ts";
@@ -58,7 +59,6 @@ export interface ConvertOptions {
   rootfsKey?: Uint8Array;
   rootPartNum?: number;
   bootPartSize: number;
-  wipeFreedSpace: boolean;
   uki: boolean;
   ukiAppendCmdline: string;
   assets: Assets;
@@ -130,6 +130,7 @@ function steps(o: ConvertOptions): Step<Ctx>[] {
 }
 
 export async function convert(opts: ConvertOptions): Promise<void> {
+  requireRoot();
   const cleanup = new Cleanup();
   const work = await mkdtemp(join(process.env.TMPDIR ?? tmpdir(), "cryptpilot-convert-"));
   cleanup.push("work dir", () => rm(work, { recursive: true, force: true }));

@@ -26,7 +26,3 @@ export function snapshotTable(
 export async function create(name: string, table: string): Promise<void> {
   await run("dmsetup", ["create", name, "--table", table]);
 }
-
-export async function remove(name: string): Promise<void> {
-  await run("dmsetup", ["remove", name]);
-}

@@ -4,7 +4,7 @@
  * being formatted, "cryptpilot" once it is usable.
  */
 import { open as openFile } from "node:fs/promises";
-import { run, runText } from "../command.ts";
+import { run } from "../command.ts";
 
 export const SUBSYSTEM_READY = "cryptpilot";
 export const SUBSYSTEM_INITIALIZING = "cryptpilot-initializing";
@@ -132,26 +132,4 @@ export async function encryptOffline(
     ],
     { stdin: key },
   );
-}
-
-export interface LuksDump {
-  subsystem: string;
-  dataOffsetBytes: number;
-  sectorSize: number;
-  cipher: string;
-}
-
-/** Parse `cryptsetup luksDump` text (the first data segment). */
-export function parseLuksDump(text: string): LuksDump {
-  const field = (re: RegExp) => re.exec(text)?.[1]?.trim() ?? "";
-  return {
-    subsystem: field(/^Subsystem:\s*(.*)$/m).replace("(no subsystem)", ""),
-    dataOffsetBytes: Number(field(/^\s*offset:\s*(\d+) \[bytes\]/m)),
-    sectorSize: Number(field(/^\s*sector:\s*(\d+) \[bytes\]/m)),
-    cipher: field(/^\s*cipher:\s*(\S+)/m),
-  };
-}
-
-export async function dump(device: string): Promise<LuksDump> {
-  return parseLuksDump(await runText("cryptsetup", ["luksDump", device]));
 }

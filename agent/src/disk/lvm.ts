@@ -93,26 +93,16 @@ export async function lvCreateOffline(
 export interface PvInfo {
   peStartBytes: number;
   extentBytes: number;
-  freeExtents: number;
 }
 
 export async function pvInfo(ctx: LvmContext, device: string): Promise<PvInfo> {
   const out = await runText(
     "lvm",
-    [
-      "pvs",
-      "--noheadings",
-      "--units",
-      "b",
-      "--nosuffix",
-      "-o",
-      "pe_start,vg_extent_size,pv_pe_count,pv_pe_alloc_count",
-      device,
-    ],
+    ["pvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "pe_start,vg_extent_size", device],
     { env: env(ctx) },
   );
-  const [peStart, extent, count, alloc] = out.trim().split(/\s+/).map(Number);
-  return { peStartBytes: peStart!, extentBytes: extent!, freeExtents: count! - alloc! };
+  const [peStart, extent] = out.trim().split(/\s+/).map(Number);
+  return { peStartBytes: peStart!, extentBytes: extent! };
 }
 
 export interface LvSegment {

@@ -36,11 +36,6 @@ export async function format(dataDevice: string, hashDevice: string): Promise<Ve
   return parseVerityFormat(out);
 }
 
-/** Userspace check of every block against the root hash (no device-mapper needed). */
-export async function verify(dataDevice: string, hashDevice: string, rootHash: string): Promise<void> {
-  await run("veritysetup", ["verify", dataDevice, hashDevice, rootHash]);
-}
-
 export async function open(
   dataDevice: string,
   name: string,

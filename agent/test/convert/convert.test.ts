@@ -177,7 +177,6 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
       device: false,
       configDir: configDir(false),
       bootPartSize: 64 * 1024 * 1024,
-      wipeFreedSpace: false,
       uki: false,
       ukiAppendCmdline: "",
       assets: assets(dir),
@@ -244,7 +243,6 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
       configDir: configDir(true),
       rootfsKey: key,
       bootPartSize: 64 * 1024 * 1024,
-      wipeFreedSpace: false,
       uki: false,
       ukiAppendCmdline: "",
       assets: assets(dir),
@@ -294,7 +292,6 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
       device: false,
       configDir: configDir(false),
       bootPartSize: 64 * 1024 * 1024,
-      wipeFreedSpace: false,
       uki: true,
       ukiAppendCmdline: "console=ttyS0",
       assets: assets(dir),
@@ -329,7 +326,6 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
         device: true,
         configDir: configDir(false),
         bootPartSize: 64 * 1024 * 1024,
-        wipeFreedSpace: true,
         uki: false,
         ukiAppendCmdline: "",
         assets: assets(dir),
@@ -369,7 +365,11 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
   test("a failure leaves no DST, no DST.partial, no mounts and no loop devices", async () => {
     const failing = buildSourceImage(join(dir, "src-fail"), { failDracut: true });
     const out = join(dir, "out-fail.raw");
-    const loopsBefore = sh("losetup", ["-a"]);
+    // A private TMPDIR: other converts (the VM harness) may be running on this host at the same time.
+    const tmp = join(dir, "tmp-fail");
+    sh("mkdir", ["-p", tmp]);
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
     await expect(
       convert({
         input: failing,
@@ -377,7 +377,6 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
         device: false,
         configDir: configDir(false),
         bootPartSize: 64 * 1024 * 1024,
-        wipeFreedSpace: false,
         uki: false,
         ukiAppendCmdline: "",
         assets: assets(dir),
@@ -385,7 +384,9 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     ).rejects.toThrow(/rebuilding the guest's initrd.*dracut/s);
     expect(existsSync(out)).toBe(false);
     expect(existsSync(`${out}.partial`)).toBe(false);
-    expect(readFileSync("/proc/mounts", "utf8")).not.toContain("cryptpilot-convert-");
-    expect(sh("losetup", ["-a"])).toBe(loopsBefore);
+    process.env.TMPDIR = savedTmp;
+    expect(readFileSync("/proc/mounts", "utf8")).not.toContain(tmp);
+    expect(sh("losetup", ["-a"])).not.toContain(tmp);
+    expect(sh("ls", ["-A", tmp]).trim()).toBe("");
   }, 120_000);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { canGrow, parseMemTotal } from "../../src/disk/blockdev.ts";
-import { formatArgs, parseLuks2Subsystem, parseLuksDump } from "../../src/disk/luks.ts";
+import { formatArgs, parseLuks2Subsystem } from "../../src/disk/luks.ts";
 import { lvByteRanges, parseSegments } from "../../src/disk/lvm.ts";
 import { parseVerityFormat } from "../../src/disk/verity.ts";
 
@@ -29,17 +29,6 @@ describe("LUKS2", () => {
     const integ = formatArgs("/dev/x", { integrity: true, integrityNoWipe: true }).join(" ");
     expect(integ).toContain("--key-size 768 --integrity hmac-sha256 --integrity-no-wipe");
   });
-  test("luksDump text", () => {
-    const d = parseLuksDump(
-      "Subsystem:     \tcryptpilot\nData segments:\n  0: crypt\n\toffset: 16777216 [bytes]\n\tlength: (whole device)\n\tcipher: aes-xts-plain64\n\tsector: 4096 [bytes]\n",
-    );
-    expect(d).toEqual({
-      subsystem: "cryptpilot",
-      dataOffsetBytes: 16777216,
-      sectorSize: 4096,
-      cipher: "aes-xts-plain64",
-    });
-  });
 });
 
 describe("LVM and verity reports", () => {
@@ -49,7 +38,7 @@ describe("LVM and verity reports", () => {
       { lv: "rootfs", lvStartExtent: 0, pvStartExtent: 0, extents: 13 },
       { lv: "rootfs_hash", lvStartExtent: 0, pvStartExtent: 13, extents: 1 },
     ]);
-    const pv = { peStartBytes: 1048576, extentBytes: 4194304, freeExtents: 10 };
+    const pv = { peStartBytes: 1048576, extentBytes: 4194304 };
     expect(lvByteRanges(segs, "rootfs_hash", pv)).toEqual([
       { lvOffset: 0, pvOffset: 1048576 + 13 * 4194304, length: 4194304 },
     ]);
