@@ -80,6 +80,8 @@ interface Ctx {
   guestMount: string;
   bootUuid: string;
   rootHash?: string;
+  /** The source's separate /boot partition, if it had one (its GRUB searches move to the new one). */
+  oldBoot?: Partition;
   kernels: Kernel[];
   ukiFile?: string;
   rootfsLvFile?: string;
@@ -228,6 +230,7 @@ async function copySourceBootPartition(c: Ctx): Promise<void> {
     );
     const files = await readdir(dir);
     if (files.some((f) => f.startsWith("vmlinuz-"))) {
+      c.oldBoot = p;
       for (const f of files) {
         if (f === "lost+found" || f === "boot") continue;
         await run("cp", ["-a", join(dir, f), c.bootStaging]);
@@ -334,11 +337,7 @@ async function rewriteEntries(c: Ctx): Promise<void> {
   const s = c.bootStaging;
   for (const rel of ["grub/grub.cfg", "grub2/grub.cfg"]) {
     const p = join(s, rel);
-    if (existsSync(p))
-      await writeFile(
-        p,
-        rewriteGrubCfg(await readFile(p, "utf8"), c.root!, { uuid: c.bootUuid, label: "boot" }),
-      );
+    if (existsSync(p)) await writeFile(p, retargetGrubCfg(c, await readFile(p, "utf8")));
   }
   for (const rel of ["grub/grubenv", "grub2/grubenv", "grubenv"]) {
     const p = join(s, rel);
@@ -353,6 +352,13 @@ async function rewriteEntries(c: Ctx): Promise<void> {
   }
   // "/boot/..." paths in the entries resolve on the boot partition through this link.
   if (!existsSync(join(s, "boot"))) await symlink(".", join(s, "boot"));
+}
+
+/** grub.cfg searches that found the old root or old /boot now find the new boot partition. */
+function retargetGrubCfg(c: Ctx, text: string): string {
+  const newBoot = { uuid: c.bootUuid, label: "boot" };
+  const once = rewriteGrubCfg(text, c.root!, newBoot);
+  return c.oldBoot ? rewriteGrubCfg(once, c.oldBoot, newBoot) : once;
 }
 
 async function encryptRoot(c: Ctx): Promise<void> {
@@ -395,7 +401,7 @@ async function patchEspGrubCfgs(c: Ctx, image: string, offset: number): Promise<
   for (const file of files) {
     const text = new TextDecoder().decode((await mtools("mtype", [file], image, offset)).stdout);
     const local = join(c.work, "esp-grub.cfg");
-    await writeFile(local, rewriteGrubCfg(text, c.root!, { uuid: c.bootUuid, label: "boot" }));
+    await writeFile(local, retargetGrubCfg(c, text));
     await mtools("mcopy", ["-o", local, file], image, offset);
   }
 }

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convert } from "../../src/convert/index.ts";
 import { privateLvmConf } from "../../src/disk/lvm.ts";
-import { buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
+import { BOOT_UUID, buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn("convert tests skipped: they need root (loop devices, mount)");
@@ -283,6 +283,31 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     const top = hashBytes.subarray(4096, 8192);
     expect(new Bun.CryptoHasher("sha256").update(salt).update(top).digest("hex")).toBe(rootHash);
   }, 180_000);
+
+  test("a source with a separate /boot partition: its kernels move to the new boot partition, GRUB follows", async () => {
+    const src = buildSourceImage(join(dir, "src-sepboot"), { separateBoot: true });
+    const out = join(dir, "out-sepboot.raw");
+    await convert({
+      input: src,
+      output: out,
+      device: false,
+      configDir: configDir(false),
+      bootPartSize: 64 * 1024 * 1024,
+      uki: false,
+      ukiAppendCmdline: "",
+      assets: assets(dir),
+    });
+    const parts = partitions(out);
+    const boot = extract(out, parts[1]!.start, parts[1]!.size, join(dir, "boot-sep.ext4"));
+    expect(debugfsCat(boot, `/initrd.img-${KVER}`)).toContain("fake-initrd");
+    expect(debugfsCat(boot, "/grub/grub.cfg")).toContain("root=/dev/mapper/rootfs");
+    const bootUuid = /UUID="([^"]+)"/.exec(sh("blkid", ["-p", boot]))![1]!;
+    const espCfg = execFileSync("mtype", ["-i", `${out}@@${parts[0]!.start}`, "::/EFI/debian/grub.cfg"], {
+      env: { ...process.env, MTOOLS_SKIP_CHECK: "1" },
+    }).toString();
+    expect(espCfg).toContain(`search.fs_uuid ${bootUuid} root`);
+    expect(espCfg).not.toContain(BOOT_UUID);
+  }, 120_000);
 
   test("--uki: [ESP with only EFI/BOOT/BOOTX64.EFI, PV], the UKI built by the guest's dracut --uefi", async () => {
     const out = join(dir, "out-uki.raw");

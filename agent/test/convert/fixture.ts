@@ -26,7 +26,13 @@ for last; do :; done
 } > "$last"
 `;
 
-export function buildSourceImage(dir: string, opts: { failDracut?: boolean } = {}): string {
+export const BOOT_UUID = "8c1d7f8e-2b6a-4f0e-a3d2-9e5b4c3a2f10";
+
+/** separateBoot: kernels, initrd and grub.cfg on a third partition (ext4) instead of the root's /boot. */
+export function buildSourceImage(
+  dir: string,
+  opts: { failDracut?: boolean; separateBoot?: boolean } = {},
+): string {
   const tree = join(dir, "tree");
   for (const d of [
     "bin",
@@ -63,6 +69,16 @@ export function buildSourceImage(dir: string, opts: { failDracut?: boolean } = {
     join(tree, "boot/grub/grub.cfg"),
     `search --no-floppy --fs-uuid --set=root ${ROOT_UUID}\nmenuentry 'Debian' {\n\tlinux\t/boot/vmlinuz-${KVER} root=UUID=${ROOT_UUID} ro quiet\n\tinitrd\t/boot/initrd.img-${KVER}\n}\n`,
   );
+  const searchUuid = opts.separateBoot ? BOOT_UUID : ROOT_UUID;
+  let bootFs: string | undefined;
+  if (opts.separateBoot) {
+    const bootTree = join(dir, "boot-tree");
+    sh("mv", [join(tree, "boot"), bootTree]);
+    mkdirSync(join(tree, "boot/efi"), { recursive: true });
+    sh("rm", ["-rf", join(bootTree, "efi")]);
+    bootFs = join(dir, "boot.ext4");
+    sh("mkfs.ext4", ["-q", "-b", "4096", "-L", "oldboot", "-U", BOOT_UUID, "-d", bootTree, bootFs, "16M"]);
+  }
   mkdirSync(join(tree, "data"), { recursive: true });
   writeFileSync(join(tree, "data/hello.txt"), "hello from the guest\n");
 
@@ -73,19 +89,21 @@ export function buildSourceImage(dir: string, opts: { failDracut?: boolean } = {
   const espCfg = join(dir, "esp-grub.cfg");
   writeFileSync(
     espCfg,
-    `search.fs_uuid ${ROOT_UUID} root hd0,gpt2\nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n`,
+    `search.fs_uuid ${searchUuid} root hd0,gpt2\nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n`,
   );
   const mt = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
   execFileSync("mmd", ["-i", esp, "::/EFI", "::/EFI/debian"], { env: mt });
   execFileSync("mcopy", ["-i", esp, espCfg, "::/EFI/debian/grub.cfg"], { env: mt });
 
   const disk = join(dir, "source.raw");
-  sh("truncate", ["-s", `${1 + 32 + 64 + 1}M`, disk]);
+  sh("truncate", ["-s", `${1 + 32 + 64 + 16 + 1}M`, disk]);
+  const bootLine = bootFs ? `start=${97 * 2048}, size=${16 * 2048}, type=L\n` : "";
   sh(
     "sfdisk",
     ["-q", disk],
-    `label: gpt\nstart=2048, size=${32 * 2048}, type=U\nstart=${33 * 2048}, size=${64 * 2048}, type=L\n`,
+    `label: gpt\nstart=2048, size=${32 * 2048}, type=U\nstart=${33 * 2048}, size=${64 * 2048}, type=L\n${bootLine}`,
   );
+  if (bootFs) sh("dd", [`if=${bootFs}`, `of=${disk}`, "bs=1M", "seek=97", "conv=notrunc", "status=none"]);
   sh("dd", [`if=${esp}`, `of=${disk}`, "bs=1M", "seek=1", "conv=notrunc", "status=none"]);
   sh("dd", [`if=${root}`, `of=${disk}`, "bs=1M", "seek=33", "conv=notrunc", "status=none"]);
   return disk;
