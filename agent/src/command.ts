@@ -26,6 +26,7 @@ export interface RunResult {
 /** Run a program and return its output; throws CommandError on an exit code not in okCodes. */
 export async function run(cmd: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   log.debug(`running: ${cmd} ${args.join(" ")}`);
+  const started = performance.now();
   let proc: ReturnType<typeof Bun.spawn>;
   try {
     proc = Bun.spawn([cmd, ...args], {
@@ -58,6 +59,8 @@ export async function run(cmd: string, args: string[], options: RunOptions = {})
     proc.exited,
   ]);
   if (timer) clearTimeout(timer);
+  // With verbose on, the boot log gives each tool's own time next to the step's (agent overhead).
+  log.debug(`finished: ${cmd} ${args[0] ?? ""} (exit ${code}) in ${(performance.now() - started).toFixed(0)} ms`);
   if (timedOut) {
     throw new CommandError(cmd, null, `timed out after ${options.timeoutMs} ms\n${stderr}`, {
       hint: options.hint,
