@@ -9,7 +9,7 @@ import { type HashAlgo, newHasher, toHex } from "./hash.ts";
 import { parsePe } from "./pe.ts";
 
 /** The byte ranges [start, end) of `file` that the digest covers, in hashing order. */
-export function authenticodeRanges(file: Uint8Array, what: string): [number, number][] {
+function authenticodeRanges(file: Uint8Array, what: string): [number, number][] {
   const pe = parsePe(file, what);
   const ranges: [number, number][] = [[0, pe.checksumOffset]];
   if (pe.certDirOffset !== undefined) {

@@ -9,7 +9,6 @@ import { FdeError } from "../errors.ts";
 import { toHex } from "./hash.ts";
 
 export const EV_NO_ACTION = 0x3;
-export const EV_SEPARATOR = 0x4;
 export const EV_EVENT_TAG = 0x6;
 export const EV_IPL = 0xd;
 export const EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003;

@@ -37,7 +37,7 @@ interface Section {
 }
 
 /** Parse LVM's metadata text format (`key = value`, `name { ... }`, `[a, b]`, `# comments`). */
-export function parseLvmText(text: string): Section {
+function parseLvmText(text: string): Section {
   const tokens = text.match(/"(?:[^"\\]|\\.)*"|[{}[\]=,]|[^\s{}[\]=,"#]+|#[^\n]*/g) ?? [];
   let i = 0;
   const next = () => {
