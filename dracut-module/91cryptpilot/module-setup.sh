@@ -151,14 +151,25 @@ install() {
         echo "rd.neednet=1 ip=dhcp" >"$initdir/etc/cmdline.d/35-cryptpilot-network.conf"
         inst_simple "$moddir/cryptpilot-fde-before-sysroot-network.conf" \
             "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service.d/network.conf"
-        inst_simple "$moddir/cryptpilot-wait-network-online.service" \
-            "$systemdsystemunitdir/cryptpilot-wait-network-online.service"
-        inst_script "$moddir/cryptpilot-wait-network-online.sh" \
-            /usr/lib/cryptpilot/bin/cryptpilot-wait-network-online.sh
-        # convert may write the module's files without their mode bits.
-        chmod 0755 "$initdir/usr/lib/cryptpilot/bin/cryptpilot-wait-network-online.sh"
-        inst_hook initqueue/online 95 "$moddir/cryptpilot-network-online.sh"
-        "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-wait-network-online.service
+        if dracut_module_included "network-legacy"; then
+            # dhclient via udev/ifup orders nothing before network-online.target: hold it until
+            # the initqueue/online hook has seen an interface come up.
+            inst_simple "$moddir/cryptpilot-wait-network-online.service" \
+                "$systemdsystemunitdir/cryptpilot-wait-network-online.service"
+            inst_script "$moddir/cryptpilot-wait-network-online.sh" \
+                /usr/lib/cryptpilot/bin/cryptpilot-wait-network-online.sh
+            # convert may write the module's files without their mode bits.
+            chmod 0755 "$initdir/usr/lib/cryptpilot/bin/cryptpilot-wait-network-online.sh"
+            inst_hook initqueue/online 95 "$moddir/cryptpilot-network-online.sh"
+            "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-wait-network-online.service
+        else
+            # systemd-networkd (what dracut's network module picks on systemd distributions):
+            # it ignores ip= from /etc/cmdline.d, so configure DHCP on every Ethernet link here;
+            # systemd-networkd-wait-online then holds network-online.target until it has an address.
+            mkdir -p "$initdir/etc/systemd/network"
+            printf '[Match]\nType=ether\n\n[Network]\nDHCP=yes\n' \
+                >"$initdir/etc/systemd/network/90-cryptpilot-dhcp.network"
+        fi
         # CA bundle for HTTPS key brokers (the agent reads it when a config names no root cert).
         inst_multiple -o /etc/ssl/certs/ca-certificates.crt
     fi
