@@ -58,10 +58,13 @@ depends() {
 }
 
 installkernel() {
-    # hostonly='': needed whatever the build host has loaded.
+    # hostonly='': needed whatever the build host has loaded. af_alg + algif_*: cryptsetup checks
+    # ciphers through the kernel's userspace crypto API (luksFormat with hmac-sha256 integrity
+    # fails with "Check that kernel supports aes-xts-plain64" without algif_aead).
     hostonly='' instmods dm-mod dm-crypt dm-integrity dm-verity dm-snapshot dm-zero dm-bufio \
         zram overlay loop authenc hmac sha256 sha256-ssse3 xts aes aesni-intel cbc ecb \
-        crc32c ext4 virtio-blk virtio-scsi virtio-pci
+        crc32c crc32c-intel af_alg algif_skcipher algif_hash algif_aead ext4 \
+        virtio-blk virtio-scsi virtio-pci
     if cryptpilot_needs_network; then
         hostonly='' instmods virtio-net net-failover failover
     fi
