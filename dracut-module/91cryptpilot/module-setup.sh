@@ -59,8 +59,7 @@ depends() {
 
 installkernel() {
     # hostonly='': needed whatever the build host has loaded. af_alg + algif_*: cryptsetup checks
-    # ciphers through the kernel's userspace crypto API (luksFormat with hmac-sha256 integrity
-    # fails with "Check that kernel supports aes-xts-plain64" without algif_aead).
+    # ciphers (and hashes them for integrity) through the kernel's userspace crypto API.
     hostonly='' instmods dm-mod dm-crypt dm-integrity dm-verity dm-snapshot dm-zero dm-bufio \
         zram overlay loop authenc hmac sha256 sha256-ssse3 xts aes aesni-intel cbc ecb \
         crc32c crc32c-intel af_alg algif_skcipher algif_hash algif_aead ext4 \
