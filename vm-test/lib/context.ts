@@ -197,6 +197,11 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
 
     expectReported(boot: BootResult) {
       if (boot.markers.complete) return;
+      // The agent's failure paragraph says more than the last console lines.
+      const stage = boot.serial.match(
+        /cryptpilot-fde\[\d+\]: (cryptpilot-fde \S+ failed at step [^\n]*)/,
+      )?.[1];
+      if (stage) fail(`the boot stopped in the initrd: ${stage.trim()}`, boot);
       const tail = boot.serial.trim().split("\n").slice(-12).join("\n");
       fail(
         `the guest did not reach multi-user.target and report (${boot.end}); console ends with:\n${tail}`,
