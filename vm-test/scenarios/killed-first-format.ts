@@ -53,6 +53,8 @@ export default defineScenario({
         initrdFiles,
         killOn: { pattern: /initialising: no LUKS2 header/, delayMs },
       });
+      const failed = killed.serial.match(/(cryptpilot-fde \S+ failed at step [^\n]*)/)?.[1];
+      ctx.check(failed === undefined, `the first boot failed on its own before the kill: ${failed}`, killed);
       ctx.check(
         killed.end === "killed",
         `the first boot was not killed during the delta format (${killed.end})`,
