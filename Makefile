@@ -1,7 +1,8 @@
 # cryptpilot-fde. `make demo` runs the whole job end to end; `make test` runs every suite.
 BUN := node_modules/.bin/bun
 BIN := dist/cryptpilot-fde
-SRC := $(shell find agent/src -name '*.ts') package.json
+# The binary embeds the dracut module and hooks (convert installs them), so they are sources too.
+SRC := $(shell find agent/src -name '*.ts') package.json $(wildcard dracut-module/91cryptpilot/* hooks/*)
 
 .PHONY: all build deps lint unit vm-test test bench demo clean
 
