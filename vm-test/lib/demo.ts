@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { type Broker, startBroker } from "../kbs/broker.ts";
 import { baseImage } from "./base.ts";
-import { createContext } from "./context.ts";
+import { clearConvertCache, createContext } from "./context.ts";
 import { shText } from "./proc.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
@@ -84,6 +84,7 @@ ${kbs("delta")}`;
   } finally {
     tail.kill();
     await broker?.stop();
+    clearConvertCache(repo);
   }
 }
 
