@@ -270,6 +270,18 @@ describe("kms provider, IMDS variants", () => {
     });
   }
 
+  test("no RAM role bound: the metadata service's 404 is explained", async () => {
+    const w = await startWorld(await makeIssuer(), { ecsRoles: [] });
+    try {
+      const err = await failure(ramRoleConfig({ endpoint: w.url("kms"), imdsEndpoint: w.url("imds") }));
+      expect(err.message).toMatch(
+        /GET \/latest\/meta-data\/ram\/security-credentials\/ at http:\/\/127\.0\.0\.1:\d+: HTTP 404: no RAM role is bound to this ECS instance/,
+      );
+    } finally {
+      w.stop();
+    }
+  });
+
   test("several bound roles without ecs_ram_role_name: told to name one", async () => {
     const w = await startWorld(await makeIssuer(), { ecsRoles: ["RoleA", "RoleB"] });
     try {
