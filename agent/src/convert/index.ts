@@ -90,7 +90,9 @@ interface Ctx {
   partial: string;
 }
 
-const ukiCmdline = (append: string) => rewriteCmdline(`ro ${append}`);
+/** The UKI's command line: the guest's /etc/kernel/cmdline (kernel-install's file), then --uki-append-cmdline. */
+export const ukiCmdline = (guestCmdline: string, append: string) =>
+  rewriteCmdline(`ro ${guestCmdline.replace(/\s+/g, " ")} ${append}`);
 
 function steps(o: ConvertOptions): Step<Ctx>[] {
   const list: Step<Ctx>[] = [
@@ -314,7 +316,7 @@ async function rebuildInitrds(c: Ctx): Promise<void> {
         {
           kernel,
           output: "/run/cryptpilot-stub/uki.efi",
-          uki: { stub, cmdline: ukiCmdline(c.opts.ukiAppendCmdline) },
+          uki: { stub, cmdline: ukiCmdline(await guestKernelCmdline(c.guestMount), c.opts.ukiAppendCmdline) },
         },
       ],
     );
@@ -331,6 +333,11 @@ async function rebuildInitrds(c: Ctx): Promise<void> {
     log.info(`  initrds rebuilt for ${kernels.map((k) => k.version).join(", ")}`);
   }
   await c.cleanup.runOne("umount guest");
+}
+
+async function guestKernelCmdline(root: string): Promise<string> {
+  const path = join(root, "etc/kernel/cmdline");
+  return existsSync(path) ? (await readFile(path, "utf8")).trim() : "";
 }
 
 async function rewriteEntries(c: Ctx): Promise<void> {

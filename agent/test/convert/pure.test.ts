@@ -7,6 +7,7 @@ import {
   rewriteGrubenv,
 } from "../../src/convert/bootcfg.ts";
 import { dracutArgs, listKernels } from "../../src/convert/guest.ts";
+import { ukiCmdline } from "../../src/convert/index.ts";
 import { computeLayout, MiB, parseSize, pvMinSize, sfdiskScript } from "../../src/convert/layout.ts";
 import { chooseRoot, type PartitionTable, parseSfdiskJson } from "../../src/convert/source.ts";
 
@@ -46,6 +47,15 @@ describe("boot entries", () => {
     expect(
       rewriteFstab("# c\nUUID=a / ext4 errors=remount-ro 0 1\nUUID=b /boot/efi vfat umask=0077 0 1\n"),
     ).toBe("# c\n/dev/mapper/rootfs / auto defaults 0 0\nUUID=b /boot/efi vfat umask=0077 0 1\n");
+  });
+});
+
+describe("UKI command line", () => {
+  test("guest /etc/kernel/cmdline, then the appended arguments; root= always ours", () => {
+    expect(ukiCmdline("root=UUID=x console=ttyS0\npanic=-1\n", "console=tty0")).toBe(
+      "root=/dev/mapper/rootfs ro console=ttyS0 panic=-1 console=tty0 rd.lvm=0 rd.luks=0",
+    );
+    expect(ukiCmdline("", "")).toBe("root=/dev/mapper/rootfs ro rd.lvm=0 rd.luks=0");
   });
 });
 
