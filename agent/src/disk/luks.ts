@@ -15,7 +15,7 @@ const SUBSYSTEM_OFFSET = 208;
 const SUBSYSTEM_LENGTH = 48;
 
 export interface LuksFormatOptions {
-  /** dm-integrity with hmac(sha256) tags (768-bit volume key instead of 512). */
+  /** dm-integrity with hmac(sha256) tags (768-bit volume key: 512 for XTS plus 256 for the HMAC). */
   integrity?: boolean;
   /** Skip the full-device integrity wipe (the caller only reads what it wrote first). */
   integrityNoWipe?: boolean;
@@ -60,7 +60,8 @@ export function formatArgs(device: string, options: LuksFormatOptions): string[]
     "--sector-size",
     "4096",
     "--key-size",
-    options.integrity ? "768" : "512",
+    // The XTS part only: cryptsetup adds the HMAC key's 256 bits itself when --integrity is given.
+    "512",
   ];
   if (options.integrity) {
     args.push("--integrity", "hmac-sha256");
