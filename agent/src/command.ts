@@ -60,7 +60,9 @@ export async function run(cmd: string, args: string[], options: RunOptions = {})
   ]);
   if (timer) clearTimeout(timer);
   // With verbose on, the boot log gives each tool's own time next to the step's (agent overhead).
-  log.debug(`finished: ${cmd} ${args[0] ?? ""} (exit ${code}) in ${(performance.now() - started).toFixed(0)} ms`);
+  log.debug(
+    `finished: ${cmd} ${args[0] ?? ""} (exit ${code}) in ${(performance.now() - started).toFixed(0)} ms`,
+  );
   if (timedOut) {
     throw new CommandError(cmd, null, `timed out after ${options.timeoutMs} ms\n${stderr}`, {
       hint: options.hint,
