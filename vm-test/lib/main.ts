@@ -53,9 +53,17 @@ async function main(): Promise<number> {
   let failed = 0;
   let skipped = 0;
   let base: BaseImage | undefined;
+  // CPTEST_BUDGET_MIN: scenarios not started within this many minutes are skipped (and said so),
+  // so a CI run ends inside its time limit instead of being killed with no summary at all.
+  const budgetMin = Number(process.env.CPTEST_BUDGET_MIN ?? 0);
+  const runStarted = Date.now();
   for (const name of selected) {
     const scenario = scenarios.get(name)!;
-    const reason = await scenario.skip?.();
+    const elapsedMin = (Date.now() - runStarted) / 60_000;
+    const reason =
+      budgetMin > 0 && elapsedMin > budgetMin
+        ? `time budget: ${elapsedMin.toFixed(0)} of CPTEST_BUDGET_MIN=${budgetMin} minutes used`
+        : await scenario.skip?.();
     if (reason) {
       console.log(`SKIP ${name}: ${reason}`);
       skipped++;
