@@ -1,44 +1,97 @@
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBroker } from "../kbs/broker.ts";
 import { makeTestPki } from "../kbs/tls.ts";
 import { defineScenario } from "../lib/scenario.ts";
-import { freePort, kbsFdeToml } from "./kbs-http.ts";
+import { freePort, kbsFdeToml, NET_CMDLINE } from "./kbs-http.ts";
 
 // rootfs and delta keys from the test key broker over HTTPS, trust pinned with kbs_root_cert to
-// the broker's own CA (the guest has no other way to trust it).
+// the broker's own CA, with TPM evidence: the guest's (swtpm) TPM quotes the runtime-data digest
+// in the initrd and the broker verifies the quotes with tpm2_checkquote before releasing keys.
 
 const ROOTFS_KEY = "kbs-vm-rootfs-key-tls";
 
+function startSwtpm(stateDir: string, socket: string) {
+  mkdirSync(stateDir, { recursive: true });
+  const proc = Bun.spawn(
+    [
+      "swtpm",
+      "socket",
+      "--tpm2",
+      "--tpmstate",
+      `dir=${stateDir}`,
+      "--ctrl",
+      `type=unixio,path=${socket}`,
+      "--flags",
+      "startup-clear",
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
+  return {
+    qemuArgs: [
+      "-chardev",
+      `socket,id=chrtpm,path=${socket}`,
+      "-tpmdev",
+      "emulator,id=tpm0,chardev=chrtpm",
+      "-device",
+      "tpm-tis,tpmdev=tpm0",
+    ],
+    async ready() {
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(50);
+      if (!existsSync(socket)) throw new Error("swtpm did not create its control socket");
+    },
+    async stop() {
+      proc.kill();
+      await proc.exited;
+    },
+  };
+}
+
 export default defineScenario({
-  description: "kbs over HTTPS with kbs_root_cert pinning the broker's CA",
+  description:
+    "kbs over HTTPS (kbs_root_cert pins the broker's CA) with TPM evidence checked by tpm2_checkquote",
+  skip: () =>
+    Bun.which("swtpm") && Bun.which("tpm2_checkquote") ? undefined : "swtpm or tpm2-tools is not installed",
   timeoutSec: 1200,
   async run(ctx) {
     const pki = makeTestPki(mkdtempSync(join(tmpdir(), "kbs-pki-")));
     const port = await freePort();
     const pin = `kbs_root_cert = """\n${pki.caPem}"""\n`;
-    const disk = await ctx.convert({
-      fde: kbsFdeToml(`https://10.0.2.2:${port}`, pin),
-      rootfsKey: ROOTFS_KEY,
-    });
+    const fde = kbsFdeToml(`https://10.0.2.2:${port}`, pin).replaceAll('tee = "sample"', 'tee = "tpm"');
+    const disk = await ctx.convert({ fde, rootfsKey: ROOTFS_KEY });
     const broker = await startBroker({
       port,
       tls: { cert: pki.certPem, key: pki.keyPem },
+      allowTees: ["tpm"],
       resources: {
         "default/key/rootfs": new TextEncoder().encode(ROOTFS_KEY),
         "default/key/delta": crypto.getRandomValues(new Uint8Array(32)),
       },
     });
+    const tpm = startSwtpm(join(ctx.outDir, "tpm-state"), join(ctx.outDir, "swtpm.sock"));
     try {
-      const boot = await ctx.boot(disk, { label: "kbs-https", network: true });
+      await tpm.ready();
+      const boot = await ctx.boot(disk, {
+        label: "kbs-https-tpm",
+        quick: true,
+        network: true,
+        append: NET_CMDLINE,
+        extraQemuArgs: tpm.qemuArgs,
+      });
       ctx.expectReported(boot);
       ctx.check(
+        /attested to https:\/\/10\.0\.2\.2:\d+ as tpm/.test(boot.serial),
+        "no TPM attestation on the console",
+        boot,
+      );
+      ctx.check(
         broker.stats.attestations === 1 && broker.stats.resource === 2,
-        `broker saw ${JSON.stringify(broker.stats)}`,
+        `one attestation and two resource requests expected, broker saw ${JSON.stringify(broker.stats)}`,
         boot,
       );
     } finally {
+      await tpm.stop();
       await broker.stop();
     }
   },
