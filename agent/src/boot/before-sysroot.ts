@@ -218,7 +218,7 @@ async function buildSnapshot(ctx: BeforeCtx): Promise<void> {
   const action = cowAction({
     persistent,
     recreated,
-    blkidType: persistent && !recreated ? await blockdev.probeType(cow) : undefined,
+    blkidType: persistent && !recreated ? await blockdev.cowSignature(cow) : undefined,
   });
   // More than the 8 KiB header chunk: on an unwiped integrity device every block the snapshot
   // reads before writing it must have been written once.

@@ -27,6 +27,28 @@ export async function probeType(device: string): Promise<string | undefined> {
   return code === 0 && type ? type : undefined;
 }
 
+/** dm-snapshot's persistent COW header starts with "SnAp" (what blkid calls DM_snapshot_cow). */
+export function hasSnapshotCowMagic(head: Uint8Array): boolean {
+  return head[0] === 0x53 && head[1] === 0x6e && head[2] === 0x41 && head[3] === 0x70;
+}
+
+/**
+ * The signature on a COW device: its own header is read directly, because a full blkid probe
+ * also reads the end of the device, which on an unwiped dm-integrity volume was never written
+ * and fails with I/O errors (blkid then reports nothing, and the COW would be wiped).
+ */
+export async function cowSignature(device: string): Promise<string | undefined> {
+  const fh = await openFile(device, "r");
+  try {
+    const head = new Uint8Array(512);
+    await fh.read(head, 0, head.length, 0);
+    if (hasSnapshotCowMagic(head)) return "DM_snapshot_cow";
+  } finally {
+    await fh.close();
+  }
+  return probeType(device);
+}
+
 /** Overwrite the first `bytes` of a device with zeros (and flush), e.g. to invalidate an old COW header. */
 export async function zeroHead(device: string, bytes = 4096): Promise<void> {
   const fh = await openFile(device, "r+");

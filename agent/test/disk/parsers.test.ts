@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { canGrow, parseMemTotal } from "../../src/disk/blockdev.ts";
+import { canGrow, hasSnapshotCowMagic, parseMemTotal } from "../../src/disk/blockdev.ts";
 import { formatArgs, parseLuks2Subsystem } from "../../src/disk/luks.ts";
 import { lvByteRanges, parseSegments } from "../../src/disk/lvm.ts";
 import { parseVerityFormat } from "../../src/disk/verity.ts";
@@ -55,6 +55,10 @@ describe("LVM and verity reports", () => {
       hashBlockSize: 4096,
     });
     expect(() => parseVerityFormat("nothing")).toThrow(/no sha256 root hash/);
+  });
+  test("dm-snapshot COW header magic", () => {
+    expect(hasSnapshotCowMagic(new Uint8Array([0x53, 0x6e, 0x41, 0x70, 1, 0, 0, 0]))).toBe(true);
+    expect(hasSnapshotCowMagic(new Uint8Array(512))).toBe(false);
   });
   test("sizes", () => {
     expect(parseMemTotal("MemTotal:        2030592 kB\nMemFree: 1 kB\n")).toBe(2030592 * 1024);
