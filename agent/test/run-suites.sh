@@ -36,7 +36,7 @@ add_bun_counts "$log"
 
 if [ -x vm-test/run ]; then
   suite "VM scenarios (QEMU)"
-  vm-test/run all 2>&1 | tee "$log"
+  vm-test/run ci 2>&1 | tee "$log"
   status=${PIPESTATUS[0]}
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
   if [ -n "$line" ]; then

@@ -89,6 +89,10 @@ chroot "$root" systemctl enable --quiet cptest-report.service
 # Nothing on the test guest should wait for or poll the network.
 chroot "$root" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
   e2scrub_reap.service fstrim.timer 2>/dev/null || true
+# cptest-report writes its markers straight to ttyS0. A serial getty there (spawned because the
+# kernel console is ttyS0) hangs the tty up when it starts, and the report is cut off after its first
+# lines; the harness reads only the serial log, so no login prompt is needed.
+chroot "$root" systemctl mask --quiet serial-getty@ttyS0.service
 # LVM monitoring (dmeventd) is for mirrors and thin pools; it only slows the test guest's boot.
 chroot "$root" systemctl mask --quiet lvm2-monitor.service dm-event.socket lvm2-lvmpolld.socket
 
