@@ -4,15 +4,26 @@ BIN := dist/cryptpilot-fde
 # The binary embeds the dracut module and hooks (convert installs them), so they are sources too.
 SRC := $(shell find agent/src -name '*.ts') package.json $(wildcard dracut-module/91cryptpilot/* hooks/*)
 
-.PHONY: all build deps lint unit vm-test test bench demo clean
+.PHONY: all build apt-deps deps lint unit vm-test test bench demo clean
 
 all: build
+
+# Debian packages the build, tests and demo use (.ci/apt-packages): installed when missing and
+# running as root, otherwise listed with the command to install them.
+apt-deps:
+	@missing=""; for p in $$(grep -v '^#' .ci/apt-packages); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing"; echo "install them with: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-deps: node_modules/.installed
+deps: apt-deps node_modules/.installed
 
 # One self-contained executable. The x64 (not -baseline) target: in Bun 1.4 both embed the same
 # SSE4.2 runtime and pick AVX2 at run time, so it runs on TDX/SNP hosts and under QEMU TCG -cpu max.
