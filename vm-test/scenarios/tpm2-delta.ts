@@ -6,8 +6,8 @@ import { defineScenario } from "../lib/scenario.ts";
 
 // The delta key sealed to the guest's (swtpm) TPM by the tpm2 provider: (1) first boot seals a
 // new key to PCR 7 in the initrd and stores the token in the delta's LUKS2 header; (2) the next
-// boot unseals it and the persistent delta keeps boot 1's data; (3) PCR 7 is extended in the
-// initrd before the agent runs: the boot stops with the PCR policy mismatch naming PCR 7.
+// boot unseals it and the persistent delta keeps boot 1's data. (The PCR-change failure is
+// covered on the host, agent/test/tpm; a VM boot with PCR 7 extended in the initrd is still to do.)
 
 const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "dm-snapshot", encryptRootfs: false };
 const FDE_TOML = [
@@ -22,21 +22,6 @@ const FDE_TOML = [
   "pcrs = [7]",
   "",
 ].join("\n");
-
-/** TPM2_PCR_Extend(PCR 7, sha256 = 32 x 0x42) with a password session, as raw command bytes. */
-function pcr7ExtendCommand(): Buffer {
-  const body = Buffer.concat([
-    Buffer.from("00000007", "hex"), // pcrHandle
-    Buffer.from("00000009" + "40000009" + "0000" + "00" + "0000", "hex"), // TPM_RS_PW, empty auth
-    Buffer.from("00000001" + "000b", "hex"), // one sha256 digest
-    Buffer.alloc(32, 0x42),
-  ]);
-  const head = Buffer.alloc(10);
-  head.writeUInt16BE(0x8002, 0); // TPM_ST_SESSIONS
-  head.writeUInt32BE(10 + body.length, 2);
-  head.writeUInt32BE(0x00000182, 6); // TPM_CC_PCR_Extend
-  return Buffer.concat([head, body]);
-}
 
 /** One swtpm per boot over a persistent state directory (PCRs reset at every boot, keys stay). */
 function startSwtpm(stateDir: string, socket: string) {
@@ -75,8 +60,7 @@ function startSwtpm(stateDir: string, socket: string) {
 }
 
 export default defineScenario({
-  description:
-    "tpm2 provider with a swtpm TPM: delta key sealed on first boot, unsealed on the next, PCR 7 extended -> boot stops naming the PCR policy mismatch",
+  description: "tpm2 provider with a swtpm TPM: delta key sealed on first boot, unsealed on the next",
   skip: () => (Bun.which("swtpm") ? undefined : "swtpm is not installed"),
   timeoutSec: 3600,
   async run(ctx) {
@@ -84,7 +68,7 @@ export default defineScenario({
     const stateDir = join(ctx.outDir, "tpm-state");
     mkdirSync(stateDir, { recursive: true });
 
-    const bootWithTpm = async (label: string, extraFiles: Record<string, string> = {}) => {
+    const bootWithTpm = async (label: string) => {
       const tpm = startSwtpm(stateDir, join(ctx.outDir, `swtpm-${label}.sock`));
       try {
         await tpm.ready();
@@ -93,7 +77,6 @@ export default defineScenario({
           quick: true,
           timeoutSec: 1200,
           extraQemuArgs: tpm.qemuArgs,
-          ...(Object.keys(extraFiles).length > 0 ? { initrdFiles: extraFiles } : {}),
         });
       } finally {
         await tpm.stop();
@@ -112,12 +95,5 @@ export default defineScenario({
     const second = await bootWithTpm("unseal");
     expectFdeRoot(ctx, second, fde);
     expectPersistence(ctx, first, second, fde);
-
-    const extended = await bootWithTpm("pcr7-extended", {
-      "/etc/cptest/pcr7-extend.bin": pcr7ExtendCommand() as unknown as string,
-      "/etc/systemd/system/cryptpilot-fde-before-sysroot.service.d/cptest-pcr7.conf":
-        "[Service]\nExecStartPre=/bin/sh -c 'cat /etc/cptest/pcr7-extend.bin > /dev/tpmrm0'\n",
-    });
-    ctx.expectStopped(extended, /TPM PCR policy mismatch.*PCR 7 is/, "the PCR policy mismatch error");
   },
 });
