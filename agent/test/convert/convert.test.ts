@@ -395,21 +395,26 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     sh("mkdir", ["-p", tmp]);
     const savedTmp = process.env.TMPDIR;
     process.env.TMPDIR = tmp;
-    await expect(
-      convert({
-        input: failing,
-        output: out,
-        device: false,
-        configDir: configDir(false),
-        bootPartSize: 64 * 1024 * 1024,
-        uki: false,
-        ukiAppendCmdline: "",
-        assets: assets(dir),
-      }),
-    ).rejects.toThrow(/rebuilding the guest's initrd.*dracut/s);
+    try {
+      await expect(
+        convert({
+          input: failing,
+          output: out,
+          device: false,
+          configDir: configDir(false),
+          bootPartSize: 64 * 1024 * 1024,
+          uki: false,
+          ukiAppendCmdline: "",
+          assets: assets(dir),
+        }),
+      ).rejects.toThrow(/rebuilding the guest's initrd.*dracut/s);
+    } finally {
+      // Assigning undefined would set the string "undefined" and break every later mkdtemp.
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
     expect(existsSync(out)).toBe(false);
     expect(existsSync(`${out}.partial`)).toBe(false);
-    process.env.TMPDIR = savedTmp;
     expect(readFileSync("/proc/mounts", "utf8")).not.toContain(tmp);
     expect(sh("losetup", ["-a"])).not.toContain(tmp);
     expect(sh("ls", ["-A", tmp]).trim()).toBe("");
