@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import type { FdeOptions } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
+import { withSwtpm } from "../lib/swtpm.ts";
 
 // The delta key sealed to the guest's (swtpm) TPM by the tpm2 provider: (1) first boot seals a
 // new key to PCR 7 in the initrd and stores the token in the delta's LUKS2 header; (2) the next
@@ -23,42 +23,6 @@ const FDE_TOML = [
   "",
 ].join("\n");
 
-/** One swtpm per boot over a persistent state directory (PCRs reset at every boot, keys stay). */
-function startSwtpm(stateDir: string, socket: string) {
-  const proc = Bun.spawn(
-    [
-      "swtpm",
-      "socket",
-      "--tpm2",
-      "--tpmstate",
-      `dir=${stateDir}`,
-      "--ctrl",
-      `type=unixio,path=${socket}`,
-      "--flags",
-      "startup-clear",
-    ],
-    { stdout: "ignore", stderr: "inherit" },
-  );
-  return {
-    qemuArgs: [
-      "-chardev",
-      `socket,id=chrtpm,path=${socket}`,
-      "-tpmdev",
-      "emulator,id=tpm0,chardev=chrtpm",
-      "-device",
-      "tpm-tis,tpmdev=tpm0",
-    ],
-    async ready() {
-      for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(50);
-      if (!existsSync(socket)) throw new Error("swtpm did not create its control socket");
-    },
-    async stop() {
-      proc.kill();
-      await proc.exited;
-    },
-  };
-}
-
 export default defineScenario({
   description: "tpm2 provider with a swtpm TPM: delta key sealed on first boot, unsealed on the next",
   skip: () => (Bun.which("swtpm") ? undefined : "swtpm is not installed"),
@@ -66,22 +30,12 @@ export default defineScenario({
   async run(ctx) {
     const disk = await ctx.convert({ fde: FDE_TOML, rootfsKey: null });
     const stateDir = join(ctx.outDir, "tpm-state");
-    mkdirSync(stateDir, { recursive: true });
 
-    const bootWithTpm = async (label: string) => {
-      const tpm = startSwtpm(stateDir, join(ctx.outDir, `swtpm-${label}.sock`));
-      try {
-        await tpm.ready();
-        return await ctx.boot(disk, {
-          label,
-          quick: true,
-          timeoutSec: 1200,
-          extraQemuArgs: tpm.qemuArgs,
-        });
-      } finally {
-        await tpm.stop();
-      }
-    };
+    // One swtpm per boot over the same state: PCRs reset at every boot, the sealing keys stay.
+    const bootWithTpm = (label: string) =>
+      withSwtpm(stateDir, join(ctx.outDir, `swtpm-${label}.sock`), (tpm) =>
+        ctx.boot(disk, { label, quick: true, timeoutSec: 1200, extraQemuArgs: tpm.qemuArgs }),
+      );
 
     const first = await bootWithTpm("seal");
     expectFdeRoot(ctx, first, fde);
