@@ -439,6 +439,36 @@ describe("fault modes", () => {
     );
     expect(b.stats.attestations).toBe(1);
   });
+  for (const status of [401, 403, 404]) {
+    test(`HTTP ${status} is final: one request, error names URL, step, status, KBS type and detail`, async () => {
+      let requests = 0;
+      const server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        fetch: () => {
+          requests++;
+          return Response.json(
+            {
+              type: "https://github.com/confidential-containers/kbs/errors/AttestationFailed",
+              detail: "nope",
+            },
+            { status },
+          );
+        },
+      });
+      try {
+        const url = `http://127.0.0.1:${server.port}`;
+        const e = await failure(getKbsResource(cfg({ url }), "default/key/rootfs"));
+        expect(e.message).toContain(
+          `auth request to ${url}/kbs/v0/auth was refused: HTTP ${status} AttestationFailed: nope`,
+        );
+        expect(e.status).toBe(status);
+        expect(requests).toBe(1);
+      } finally {
+        await server.stop(true);
+      }
+    });
+  }
   test("wrong URL path: 404 InvalidRequestPath, not retried", async () => {
     const b = await broker();
     const e = await failure(getKbsResource(cfg(b, { url: `${b.url}/prefix` }), "default/key/rootfs"));
