@@ -2,8 +2,8 @@
  * Fault modes of every test service, seen through our clients (short backoff, same retry rules),
  * and the servers' replay/skew checks exercised with hand-built requests.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { AliyunWorld, FaultMode, Service } from "../../../vm-test/aliyun/servers.ts";
+import { beforeAll, describe, expect, test } from "bun:test";
+import type { FaultMode, Service } from "../../../vm-test/aliyun/servers.ts";
 import { type ClientKey, loadClientKey, parseClientKeyFile } from "../../src/aliyun/client-key.ts";
 import { GetSecretValueRequest } from "../../src/aliyun/dkms-proto.ts";
 import { AliyunError } from "../../src/aliyun/errors.ts";
@@ -12,37 +12,24 @@ import { getSecretValue, signedHeaders } from "../../src/aliyun/instance-api.ts"
 import { getSecretValueRpc } from "../../src/aliyun/kms-rpc.ts";
 import { percentEncode, rpcSignature, rpcTimestamp, type StsCredentials } from "../../src/aliyun/rpc.ts";
 import { assumeRoleWithOidc } from "../../src/aliyun/sts.ts";
-import {
-  FAST_RETRY,
-  type Issuer,
-  makeIssuer,
-  OIDC_PROVIDER_ARN,
-  ROLE_ARN,
-  SETUP_TIMEOUT_MS,
-  startWorld,
-  testMaterial,
-} from "./world.ts";
+import { FAST_RETRY, OIDC_PROVIDER_ARN, ROLE_ARN, testMaterial, useWorld } from "./world.ts";
 
-let issuer: Issuer;
-let world: AliyunWorld;
+const env = useWorld({ slowMs: 2500 });
 let key: ClientKey;
 let creds: StsCredentials;
 
 beforeAll(async () => {
-  issuer = await makeIssuer();
-  world = await startWorld(issuer, { slowMs: 2500 });
   const m = testMaterial();
   key = await loadClientKey(parseClientKeyFile(m.clientKey.json, "client_key"), m.clientKey.password);
   creds = await sts();
-}, SETUP_TIMEOUT_MS);
-afterAll(() => world?.stop());
+});
 
 async function sts(): Promise<StsCredentials> {
   return assumeRoleWithOidc({
-    endpoint: world.url("sts"),
+    endpoint: env.world.url("sts"),
     roleArn: ROLE_ARN,
     oidcProviderArn: OIDC_PROVIDER_ARN,
-    oidcToken: await issuer.token(),
+    oidcToken: await env.issuer.token(),
     retry: FAST_RETRY,
   });
 }
@@ -50,16 +37,16 @@ async function sts(): Promise<StsCredentials> {
 const calls: Record<Service, () => Promise<unknown>> = {
   instance: () =>
     getSecretValue(
-      { endpoint: world.url("instance"), caPem: testMaterial().caPem, key, retry: FAST_RETRY },
+      { endpoint: env.world.url("instance"), caPem: testMaterial().caPem, key, retry: FAST_RETRY },
       "disk-key",
     ),
   kms: () =>
     getSecretValueRpc(
-      { endpoint: world.url("kms"), regionId: "cn-beijing", credentials: creds, retry: FAST_RETRY },
+      { endpoint: env.world.url("kms"), regionId: "cn-beijing", credentials: creds, retry: FAST_RETRY },
       "disk-key",
     ),
   sts,
-  imds: () => new Imds(world.url("imds"), FAST_RETRY).regionId(),
+  imds: () => new Imds(env.world.url("imds"), FAST_RETRY).regionId(),
 };
 
 async function rejection(service: Service): Promise<AliyunError> {
@@ -103,13 +90,13 @@ describe("fault modes: bounded retries and clear errors", () => {
   for (const [mode, perService] of Object.entries(expected)) {
     for (const [service, pattern] of Object.entries(perService)) {
       test(`${service} ${mode}`, async () => {
-        world.setFault(service as Service, { mode: mode as FaultMode });
+        env.world.setFault(service as Service, { mode: mode as FaultMode });
         try {
           const err = await rejection(service as Service);
           expect(err.message).toMatch(pattern);
           expect(err.attempts).toBe(3);
         } finally {
-          world.setFault(service as Service, undefined);
+          env.world.setFault(service as Service, undefined);
         }
         // Service back to normal: the same call succeeds.
         await calls[service as Service]();
@@ -119,17 +106,17 @@ describe("fault modes: bounded retries and clear errors", () => {
 
   test("a fault that clears within the retry budget is ridden out", async () => {
     for (const service of ["instance", "kms", "sts", "imds"] as const) {
-      world.setFault(service, { mode: "5xx", times: 2 });
+      env.world.setFault(service, { mode: "5xx", times: 2 });
       await calls[service]();
     }
   });
 
   test("one slow answer (timeout) is retried: kms, sts, imds", async () => {
     for (const service of ["kms", "sts", "imds"] as const) {
-      world.setFault(service, { mode: "slow", times: 1 });
-      const before = world.requests.length;
+      env.world.setFault(service, { mode: "slow", times: 1 });
+      const before = env.world.requests.length;
       await calls[service]();
-      expect(world.requests.length).toBeGreaterThan(before);
+      expect(env.world.requests.length).toBeGreaterThan(before);
     }
   }, 15_000);
 
@@ -141,7 +128,7 @@ describe("fault modes: bounded retries and clear errors", () => {
         "HTTP 400 SignatureDoesNotMatch: Specified signature is not matched with our calculation. (request id",
       ],
     ] as const) {
-      world.setFault(service, { mode: "bad-signature" });
+      env.world.setFault(service, { mode: "bad-signature" });
       try {
         const err = await rejection(service);
         expect(err.message).toContain(code);
@@ -149,7 +136,7 @@ describe("fault modes: bounded retries and clear errors", () => {
         // The gateway echoes its string-to-sign, which holds the security token: not in our message.
         expect(err.message).not.toContain(creds.securityToken.slice(0, 20));
       } finally {
-        world.setFault(service, undefined);
+        env.world.setFault(service, undefined);
       }
     }
   });
@@ -176,7 +163,7 @@ describe("server-side replay and clock checks", () => {
       .join("&");
   }
   const post = async (query: string) => {
-    const res = await fetch(`${world.url("kms")}?${query}`, { method: "POST" });
+    const res = await fetch(`${env.world.url("kms")}?${query}`, { method: "POST" });
     return { status: res.status, body: (await res.json()) as Record<string, string> };
   };
 
@@ -202,7 +189,7 @@ describe("server-side replay and clock checks", () => {
   test("an instance request with a Date 20 minutes off is refused (RequestTimeTooSkewed)", async () => {
     const body = GetSecretValueRequest.encode({ SecretName: "disk-key", FetchExtendedConfig: true });
     const headers = signedHeaders(key, "GetSecretValue", body, new Date(Date.now() - 20 * 60_000));
-    const res = await fetch(world.url("instance"), {
+    const res = await fetch(env.world.url("instance"), {
       method: "POST",
       headers,
       body,
@@ -216,7 +203,7 @@ describe("server-side replay and clock checks", () => {
     const body = GetSecretValueRequest.encode({ SecretName: "disk-key", FetchExtendedConfig: true });
     const headers = signedHeaders(key, "GetSecretValue", body);
     const other = GetSecretValueRequest.encode({ SecretName: "oidc-key", FetchExtendedConfig: true });
-    const res = await fetch(world.url("instance"), {
+    const res = await fetch(env.world.url("instance"), {
       method: "POST",
       headers,
       body: other,

@@ -1,31 +1,19 @@
 /** The kms provider against the test KMS instance, gateway and IMDS, both auth modes and both config forms. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeCa } from "../../../vm-test/aliyun/material.ts";
-import type { AliyunWorld } from "../../../vm-test/aliyun/servers.ts";
 import type { KmsConfig } from "../../src/config/providers.ts";
-import { ConfigError, KeyProviderError } from "../../src/errors.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/kms.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
-import { ECS_ROLE, makeIssuer, SETUP_TIMEOUT_MS, startWorld, testMaterial } from "./world.ts";
+import { ECS_ROLE, keyFailure, testMaterial, useWorld, withWorld } from "./world.ts";
 
 const KEY = "rootfs passphrase";
-let world: AliyunWorld;
-let dir: string;
-
-beforeAll(async () => {
-  world = await startWorld(await makeIssuer());
-  dir = mkdtempSync(join(tmpdir(), "kms-provider-"));
-}, SETUP_TIMEOUT_MS);
-afterAll(() => {
-  world?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const ctx = () => ({ volume: "rootfs", configDir: dir });
+const env = useWorld();
+const ctx = () => ({ volume: "rootfs", configDir: env.dir });
+const failure = (config: KmsConfig) => keyFailure(create(config, ctx()));
 
 function clientKeyConfig(extra: Partial<KmsConfig> = {}): KmsConfig {
   const m = testMaterial();
@@ -37,7 +25,7 @@ function clientKeyConfig(extra: Partial<KmsConfig> = {}): KmsConfig {
     clientKey: m.clientKey.json,
     clientKeyPassword: m.clientKey.passwordFile,
     kmsCertPem: m.caPem,
-    endpoint: world.url("instance"),
+    endpoint: env.world.url("instance"),
     ...extra,
   };
 }
@@ -48,21 +36,10 @@ function ramRoleConfig(extra: Partial<KmsConfig> = {}): KmsConfig {
     kmsInstanceId: "kst-unused",
     secretName: "disk-key",
     authMode: "ecs_ram_role",
-    endpoint: world.url("kms"),
-    imdsEndpoint: world.url("imds"),
+    endpoint: env.world.url("kms"),
+    imdsEndpoint: env.world.url("imds"),
     ...extra,
   };
-}
-
-async function failure(config: KmsConfig): Promise<KeyProviderError> {
-  const err = await create(config, ctx())
-    .getKey()
-    .then(
-      () => undefined,
-      (e) => e,
-    );
-  expect(err).toBeInstanceOf(KeyProviderError);
-  return err as KeyProviderError;
 }
 
 describeProviderConformance("kms", () => {
@@ -93,28 +70,28 @@ describe("kms provider, client key", () => {
 
   test("client_key, client_key_password_file and kms_cert_pem as paths relative to the config dir", async () => {
     const m = testMaterial();
-    writeFileSync(join(dir, "ck.json"), m.clientKey.json);
-    writeFileSync(join(dir, "pw.txt"), m.clientKey.passwordFile);
-    writeFileSync(join(dir, "ca.pem"), m.caPem);
+    writeFileSync(join(env.dir, "ck.json"), m.clientKey.json);
+    writeFileSync(join(env.dir, "pw.txt"), m.clientKey.passwordFile);
+    writeFileSync(join(env.dir, "ca.pem"), m.caPem);
     const config = clientKeyConfig({
       clientKey: "ck.json",
       clientKeyPassword: undefined,
       clientKeyPasswordFile: "pw.txt",
-      kmsCertPem: join(dir, "ca.pem"),
+      kmsCertPem: join(env.dir, "ca.pem"),
     });
     expect(new TextDecoder().decode(await create(config, ctx()).getKey())).toBe(KEY);
   });
 
   test("documented form: client_key_id finds the console-named files in the config dir", async () => {
     const m = testMaterial();
-    const sub = mkdtempSync(join(dir, "documented-"));
+    const sub = mkdtempSync(join(env.dir, "documented-"));
     const config: KmsConfig = {
       type: "kms",
       kmsInstanceId: m.kmsInstanceId,
       authMode: "client_key",
       clientKeyId: m.clientKey.keyId,
       clientKeyPasswordFromKms: "alias/ClientKey_x",
-      endpoint: world.url("instance"),
+      endpoint: env.world.url("instance"),
     };
     const c = { volume: "rootfs", configDir: sub };
     expect(() => create(config, c)).toThrow(ConfigError);
@@ -140,15 +117,15 @@ describe("kms provider, client key", () => {
   });
 
   test("TLS is pinned to kms_cert_pem: a certificate from another CA is refused without retrying", async () => {
-    const other = makeCa(mkdtempSync(join(dir, "ca-")), "other", "Another CA");
-    const before = world.requests.length;
+    const other = makeCa(mkdtempSync(join(env.dir, "ca-")), "other", "Another CA");
+    const before = env.world.requests.length;
     const started = Date.now();
     const err = await failure(clientKeyConfig({ kmsCertPem: other.certPem }));
     expect(err.message).toContain("TLS server certificate not trusted");
     expect(err.hint).toContain("kms_cert_pem");
     // A retry would first wait 500 ms, then 1, 2 and 4 s.
     expect(Date.now() - started).toBeLessThan(3000);
-    expect(world.requests.length).toBe(before);
+    expect(env.world.requests.length).toBe(before);
   });
 
   test("a secret that is not base64 text is refused (cryptpilot base64-decodes KMS secrets)", async () => {
@@ -158,39 +135,38 @@ describe("kms provider, client key", () => {
   });
 
   test("unknown secret: HTTP 404 Forbidden.KeyNotFound, not retried", async () => {
-    const before = world.requests.length;
+    const before = env.world.requests.length;
     const err = await failure(clientKeyConfig({ secretName: "missing" }));
     expect(err.message).toMatch(
       /GetSecretValue at https:\/\/127\.0\.0\.1:\d+\/: HTTP 404 Forbidden\.KeyNotFound: The specified secret missing is not found/,
     );
-    expect(world.requests.length).toBe(before + 1);
+    expect(env.world.requests.length).toBe(before + 1);
   });
 
   test("bad signature: HTTP 401 SignatureNotMatch with a hint, not retried", async () => {
-    world.setFault("instance", { mode: "bad-signature" });
+    env.world.setFault("instance", { mode: "bad-signature" });
     try {
-      const before = world.requests.length;
+      const before = env.world.requests.length;
       const err = await failure(clientKeyConfig());
       expect(err.message).toContain("HTTP 401 SignatureNotMatch");
       expect(err.hint).toContain("signature was rejected");
-      expect(world.requests.length).toBe(before + 1);
+      expect(env.world.requests.length).toBe(before + 1);
     } finally {
-      world.setFault("instance", undefined);
+      env.world.setFault("instance", undefined);
     }
   });
 
   test("transient 5xx: retried with backoff, then the key", async () => {
-    world.setFault("instance", { mode: "5xx", times: 2 });
-    const before = world.requests.length;
+    env.world.setFault("instance", { mode: "5xx", times: 2 });
+    const before = env.world.requests.length;
     expect(new TextDecoder().decode(await create(clientKeyConfig(), ctx()).getKey())).toBe(KEY);
-    expect(world.requests.slice(before).map((r) => r.status)).toEqual([503, 503, 200]);
+    expect(env.world.requests.slice(before).map((r) => r.status)).toEqual([503, 503, 200]);
   });
 });
 
 describe("kms provider, instance demanding a TLS client certificate", () => {
   test("the client key's certificate is presented (as the official SDK does)", async () => {
-    const w = await startWorld(await makeIssuer(), { instanceRequireClientCert: true });
-    try {
+    await withWorld({ instanceRequireClientCert: true }, async (w) => {
       const key = await create(clientKeyConfig({ endpoint: w.url("instance") }), ctx()).getKey();
       expect(new TextDecoder().decode(key)).toBe(KEY);
       // Without a certificate that server refuses the handshake; the default one answers.
@@ -199,19 +175,17 @@ describe("kms provider, instance demanding a TLS client certificate", () => {
           () => "answered",
           () => "refused",
         );
-      expect(await bare(world.url("instance"))).toBe("answered");
+      expect(await bare(env.world.url("instance"))).toBe("answered");
       expect(await bare(w.url("instance"))).toBe("refused");
-    } finally {
-      w.stop();
-    }
+    });
   });
 });
 
 describe("kms provider, ECS RAM role", () => {
   test("discovers region and role over IMDSv2 and signs with the role's STS credentials", async () => {
-    const before = world.requests.length;
+    const before = env.world.requests.length;
     expect(new TextDecoder().decode(await create(ramRoleConfig(), ctx()).getKey())).toBe(KEY);
-    const seen = world.requests.slice(before);
+    const seen = env.world.requests.slice(before);
     expect(seen.map((r) => `${r.service} ${r.action}`)).toEqual([
       "imds PUT /latest/api/token",
       "imds GET /latest/meta-data/region-id",
@@ -225,9 +199,9 @@ describe("kms provider, ECS RAM role", () => {
   });
 
   test("explicit role and region skip discovery", async () => {
-    const before = world.requests.length;
+    const before = env.world.requests.length;
     await create(ramRoleConfig({ ecsRamRoleName: ECS_ROLE, regionId: "cn-beijing" }), ctx()).getKey();
-    expect(world.requests.slice(before).map((r) => r.action)).toEqual([
+    expect(env.world.requests.slice(before).map((r) => r.action)).toEqual([
       "PUT /latest/api/token",
       `GET /latest/meta-data/ram/security-credentials/${ECS_ROLE}`,
       "GetSecretValue",
@@ -235,7 +209,7 @@ describe("kms provider, ECS RAM role", () => {
   });
 
   test("expired role credentials: InvalidSecurityToken.Expired, named clearly", async () => {
-    world.setFault("imds", { mode: "expired-token" });
+    env.world.setFault("imds", { mode: "expired-token" });
     try {
       const err = await failure(ramRoleConfig({ ecsRamRoleName: ECS_ROLE, regionId: "cn-beijing" }));
       expect(err.message).toContain(
@@ -243,7 +217,7 @@ describe("kms provider, ECS RAM role", () => {
       );
       expect(err.hint).toContain("security token");
     } finally {
-      world.setFault("imds", undefined);
+      env.world.setFault("imds", undefined);
     }
   });
 });
@@ -255,8 +229,7 @@ describe("kms provider, IMDS variants", () => {
   ] as const;
   for (const [name, opts, v2] of cases) {
     test(name, async () => {
-      const w = await startWorld(await makeIssuer(), opts);
-      try {
+      await withWorld(opts, async (w) => {
         const key = await create(
           ramRoleConfig({ endpoint: w.url("kms"), imdsEndpoint: w.url("imds") }),
           ctx(),
@@ -264,32 +237,24 @@ describe("kms provider, IMDS variants", () => {
         expect(new TextDecoder().decode(key)).toBe(KEY);
         const gets = w.requests.filter((r) => r.action.startsWith("GET"));
         expect(gets.every((r) => Boolean(r.headers["x-aliyun-ecs-metadata-token"]) === v2)).toBe(true);
-      } finally {
-        w.stop();
-      }
+      });
     });
   }
 
   test("no RAM role bound: the metadata service's 404 is explained", async () => {
-    const w = await startWorld(await makeIssuer(), { ecsRoles: [] });
-    try {
+    await withWorld({ ecsRoles: [] }, async (w) => {
       const err = await failure(ramRoleConfig({ endpoint: w.url("kms"), imdsEndpoint: w.url("imds") }));
       expect(err.message).toMatch(
         /GET \/latest\/meta-data\/ram\/security-credentials\/ at http:\/\/127\.0\.0\.1:\d+: HTTP 404: no RAM role is bound to this ECS instance/,
       );
-    } finally {
-      w.stop();
-    }
+    });
   });
 
   test("several bound roles without ecs_ram_role_name: told to name one", async () => {
-    const w = await startWorld(await makeIssuer(), { ecsRoles: ["RoleA", "RoleB"] });
-    try {
+    await withWorld({ ecsRoles: ["RoleA", "RoleB"] }, async (w) => {
       const err = await failure(ramRoleConfig({ endpoint: w.url("kms"), imdsEndpoint: w.url("imds") }));
       expect(err.message).toContain("2 RAM roles are bound (RoleA, RoleB)");
       expect(err.hint).toContain("ecs_ram_role_name");
-    } finally {
-      w.stop();
-    }
+    });
   });
 });

@@ -1,41 +1,24 @@
 /** The oidc provider: token command -> STS AssumeRoleWithOIDC -> KMS GetSecretValue, against the test servers. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { AliyunWorld } from "../../../vm-test/aliyun/servers.ts";
 import type { OidcConfig } from "../../src/config/providers.ts";
-import { ConfigError, KeyProviderError } from "../../src/errors.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/oidc.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
-import {
-  type Issuer,
-  makeIssuer,
-  OIDC_PROVIDER_ARN,
-  ROLE_ARN,
-  SETUP_TIMEOUT_MS,
-  startWorld,
-} from "./world.ts";
+import { keyFailure, OIDC_PROVIDER_ARN, ROLE_ARN, useWorld } from "./world.ts";
 
 const KEY = "delta passphrase";
-let issuer: Issuer;
-let world: AliyunWorld;
-let dir: string;
+const env = useWorld();
 let token: string;
-const ctx = () => ({ volume: "delta", configDir: dir });
+const ctx = () => ({ volume: "delta", configDir: env.dir });
+const failure = (c: OidcConfig) => keyFailure(create(c, ctx()));
 
 beforeAll(async () => {
-  issuer = await makeIssuer();
-  world = await startWorld(issuer);
-  dir = mkdtempSync(join(tmpdir(), "oidc-provider-"));
-  token = await issuer.token();
+  token = await env.issuer.token();
   // A trailing newline, as most token tools print: it must not reach STS.
-  writeFileSync(join(dir, "token"), `${token}\n`);
-}, SETUP_TIMEOUT_MS);
-afterAll(() => {
-  world?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  writeFileSync(join(env.dir, "token"), `${token}\n`);
 });
 
 function config(
@@ -44,29 +27,18 @@ function config(
 ): OidcConfig {
   return {
     type: "oidc",
-    tokenCommand: { command: "cat", args: [join(dir, "token")], timeoutMs: 5000 },
+    tokenCommand: { command: "cat", args: [join(env.dir, "token")], timeoutMs: 5000 },
     keyId: "oidc-key",
     aliyun: {
       oidcProviderArn: OIDC_PROVIDER_ARN,
       roleArn: ROLE_ARN,
       regionId: "cn-beijing",
-      stsEndpoint: world.url("sts"),
-      endpoint: world.url("kms"),
+      stsEndpoint: env.world.url("sts"),
+      endpoint: env.world.url("kms"),
       ...aliyun,
     },
     ...extra,
   };
-}
-
-async function failure(c: OidcConfig): Promise<KeyProviderError> {
-  const err = await create(c, ctx())
-    .getKey()
-    .then(
-      () => undefined,
-      (e) => e,
-    );
-  expect(err).toBeInstanceOf(KeyProviderError);
-  return err as KeyProviderError;
 }
 
 describeProviderConformance("oidc", () => ({
@@ -78,11 +50,11 @@ describeProviderConformance("oidc", () => ({
 
 describe("oidc provider", () => {
   test("the token goes to STS trimmed, anonymously, and the STS credentials sign GetSecretValue", async () => {
-    const before = world.requests.length;
+    const before = env.world.requests.length;
     const p = await createProvider(config(), ctx());
     expect(p.describe()).toBe(`oidc secret "oidc-key" via role ${ROLE_ARN} (cn-beijing)`);
     expect(new TextDecoder().decode(await p.getKey())).toBe(KEY);
-    const [sts, kms] = world.requests.slice(before);
+    const [sts, kms] = env.world.requests.slice(before);
     expect(sts!.params?.OIDCToken).toBe(token);
     expect(sts!.params?.Signature).toBeUndefined();
     expect(sts!.params?.RoleSessionName).toBe("zero-trust-session");
@@ -104,22 +76,25 @@ describe("oidc provider", () => {
   });
 
   test("expired OIDC token: 401 AuthenticationFail.OIDCToken.Expired, not retried", async () => {
-    writeFileSync(join(dir, "expired"), await issuer.token({ exp: Math.floor(Date.now() / 1000) - 30 }));
-    const before = world.requests.length;
+    writeFileSync(
+      join(env.dir, "expired"),
+      await env.issuer.token({ exp: Math.floor(Date.now() / 1000) - 30 }),
+    );
+    const before = env.world.requests.length;
     const err = await failure(
-      config({ tokenCommand: { command: "cat", args: [join(dir, "expired")], timeoutMs: 5000 } }),
+      config({ tokenCommand: { command: "cat", args: [join(env.dir, "expired")], timeoutMs: 5000 } }),
     );
     expect(err.message).toMatch(
       /AssumeRoleWithOIDC at http:\/\/127\.0\.0\.1:\d+\/: HTTP 401 AuthenticationFail\.OIDCToken\.Expired: This JsonWebToken is expired\./,
     );
     expect(err.hint).toContain("OIDC token was rejected");
-    expect(world.requests.length).toBe(before + 1);
+    expect(env.world.requests.length).toBe(before + 1);
   });
 
   test("wrong audience, unknown provider, untrusted role: the STS reason is reported", async () => {
-    writeFileSync(join(dir, "aud"), await issuer.token({ aud: "someone-else" }));
+    writeFileSync(join(env.dir, "aud"), await env.issuer.token({ aud: "someone-else" }));
     const audience = await failure(
-      config({ tokenCommand: { command: "cat", args: [join(dir, "aud")], timeoutMs: 5000 } }),
+      config({ tokenCommand: { command: "cat", args: [join(env.dir, "aud")], timeoutMs: 5000 } }),
     );
     expect(audience.message).toContain("AuthenticationFail.OIDCToken.AudienceNotMatch");
     const provider = await failure(config({}, { oidcProviderArn: "acs:ram::1:oidc-provider/nope" }));
@@ -129,13 +104,13 @@ describe("oidc provider", () => {
   });
 
   test("token signed by a key the provider does not publish: InvalidSignature", async () => {
-    world.setFault("sts", { mode: "bad-signature", times: 1 });
+    env.world.setFault("sts", { mode: "bad-signature", times: 1 });
     const err = await failure(config());
     expect(err.message).toContain("AuthenticationFail.OIDCToken.InvalidSignature");
   });
 
   test("STS hands out credentials that are already expired: KMS says so", async () => {
-    world.setFault("sts", { mode: "expired-token", times: 1 });
+    env.world.setFault("sts", { mode: "expired-token", times: 1 });
     const err = await failure(config());
     expect(err.message).toMatch(/GetSecretValue at .*: HTTP 400 InvalidSecurityToken\.Expired/);
   });
@@ -159,10 +134,10 @@ describe("oidc provider", () => {
   });
 
   test("transient STS throttling is retried, then the key", async () => {
-    world.setFault("sts", { mode: "throttle", times: 1 });
-    const before = world.requests.length;
+    env.world.setFault("sts", { mode: "throttle", times: 1 });
+    const before = env.world.requests.length;
     expect(new TextDecoder().decode(await create(config(), ctx()).getKey())).toBe(KEY);
-    expect(world.requests.slice(before).map((r) => `${r.service} ${r.status}`)).toEqual([
+    expect(env.world.requests.slice(before).map((r) => `${r.service} ${r.status}`)).toEqual([
       "sts 400",
       "sts 200",
       "kms 200",

@@ -5,35 +5,19 @@
  * (No official npm SDK exists for the KMS instance API; its checks are covered by the spec's test
  * vectors in wire.test.ts.)
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import Kms, { GetSecretValueRequest } from "@alicloud/kms20160120";
 import { Config } from "@alicloud/openapi-core/dist/utils";
 import { Config as RpcConfig } from "@alicloud/rpc-client";
 import Sts, { AssumeRoleWithOIDCRequest } from "@alicloud/sts20150401";
-import type { AliyunWorld } from "../../../vm-test/aliyun/servers.ts";
-import {
-  type Issuer,
-  makeIssuer,
-  OIDC_PROVIDER_ARN,
-  ROLE_ARN,
-  SETUP_TIMEOUT_MS,
-  startWorld,
-} from "./world.ts";
+import { OIDC_PROVIDER_ARN, ROLE_ARN, useWorld } from "./world.ts";
 
-let issuer: Issuer;
-let world: AliyunWorld;
-
-beforeAll(async () => {
-  issuer = await makeIssuer();
-  world = await startWorld(issuer);
-}, SETUP_TIMEOUT_MS);
-afterAll(() => world?.stop());
-
+const env = useWorld();
 const hostOf = (url: string) => new URL(url).host;
 
 async function sdkAssumeRole(token: string) {
   const sts = new Sts(
-    new Config({ endpoint: hostOf(world.url("sts")), protocol: "http", regionId: world.regionId }),
+    new Config({ endpoint: hostOf(env.world.url("sts")), protocol: "http", regionId: env.world.regionId }),
   );
   return sts.assumeRoleWithOIDC(
     new AssumeRoleWithOIDCRequest({
@@ -47,16 +31,16 @@ async function sdkAssumeRole(token: string) {
 
 describe("official Alibaba Cloud SDKs against the test servers", () => {
   test("@alicloud/sts20150401 AssumeRoleWithOIDC, then @alicloud/kms20160120 GetSecretValue with the STS credentials", async () => {
-    const res = await sdkAssumeRole(await issuer.token());
+    const res = await sdkAssumeRole(await env.issuer.token());
     const c = res.body!.credentials!;
     expect(c.accessKeyId).toStartWith("STS.");
     expect(res.body!.assumedRoleUser!.arn).toContain("assumed-role/testoidc/sdk-check");
 
     const kms = new Kms(
       new RpcConfig({
-        endpoint: hostOf(world.url("kms")),
+        endpoint: hostOf(env.world.url("kms")),
         protocol: "http",
-        regionId: world.regionId,
+        regionId: env.world.regionId,
         accessKeyId: c.accessKeyId,
         accessKeySecret: c.accessKeySecret,
         securityToken: c.securityToken,
@@ -65,20 +49,20 @@ describe("official Alibaba Cloud SDKs against the test servers", () => {
     );
     const secret = await kms.getSecretValue(new GetSecretValueRequest({ secretName: "oidc-key" }));
     expect(secret.secretData).toBe("delta passphrase");
-    const accepted = world.requests.filter((r) => r.service === "kms" && r.status === 200);
+    const accepted = env.world.requests.filter((r) => r.service === "kms" && r.status === 200);
     expect(accepted.at(-1)?.params?.SignatureMethod).toBe("HMAC-SHA1");
   });
 
   test("the servers reject the SDK's requests for the same reasons the real services would", async () => {
-    const expired = issuer.token({ exp: Math.floor(Date.now() / 1000) - 60 });
+    const expired = env.issuer.token({ exp: Math.floor(Date.now() / 1000) - 60 });
     await expect(sdkAssumeRole(await expired)).rejects.toThrow(/AuthenticationFail\.OIDCToken\.Expired/);
 
-    const c = (await sdkAssumeRole(await issuer.token())).body!.credentials!;
+    const c = (await sdkAssumeRole(await env.issuer.token())).body!.credentials!;
     const kms = new Kms(
       new RpcConfig({
-        endpoint: hostOf(world.url("kms")),
+        endpoint: hostOf(env.world.url("kms")),
         protocol: "http",
-        regionId: world.regionId,
+        regionId: env.world.regionId,
         accessKeyId: c.accessKeyId,
         accessKeySecret: `${c.accessKeySecret}tampered`,
         securityToken: c.securityToken,

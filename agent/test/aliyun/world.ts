@@ -1,9 +1,14 @@
 /** Shared setup for the aliyun tests: fresh credentials, an OIDC issuer and the test servers. */
 
+import { afterAll, beforeAll, expect } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Issuer, makeIssuer as makeOidcIssuer } from "../../../vm-test/aliyun/issuer.ts";
 import { type Material, makeMaterial } from "../../../vm-test/aliyun/material.ts";
 import { AliyunWorld, type WorldOptions } from "../../../vm-test/aliyun/servers.ts";
 import type { RetryPolicy } from "../../src/aliyun/http.ts";
+import { KeyProviderError } from "../../src/errors.ts";
 
 export type { Issuer };
 
@@ -46,4 +51,50 @@ export async function startWorld(issuer: Issuer, extra: Partial<WorldOptions> = 
     slowMs: 3000,
     ...extra,
   });
+}
+
+/** What `useWorld` sets up; the fields are filled in by its beforeAll. */
+export interface TestEnv {
+  issuer: Issuer;
+  world: AliyunWorld;
+  /** A fresh temporary directory (config dir of the test), removed afterwards. */
+  dir: string;
+}
+
+/** Registers the file's setup (issuer, servers, temp dir) and teardown; use the fields in tests. */
+export function useWorld(extra: Partial<WorldOptions> = {}): TestEnv {
+  const env = {} as TestEnv;
+  beforeAll(async () => {
+    env.issuer = await makeIssuer();
+    env.world = await startWorld(env.issuer, extra);
+    env.dir = mkdtempSync(join(tmpdir(), "aliyun-test-"));
+  }, SETUP_TIMEOUT_MS);
+  afterAll(() => {
+    env.world?.stop();
+    if (env.dir) rmSync(env.dir, { recursive: true, force: true });
+  });
+  return env;
+}
+
+/** The KeyProviderError a provider's getKey() rejects with (fails the test if it resolves). */
+export async function keyFailure(provider: { getKey(): Promise<unknown> }): Promise<KeyProviderError> {
+  const err = await provider.getKey().then(
+    () => undefined,
+    (e) => e,
+  );
+  expect(err).toBeInstanceOf(KeyProviderError);
+  return err as KeyProviderError;
+}
+
+/** Runs `fn` against a separately configured set of servers, stopped afterwards. */
+export async function withWorld<T>(
+  extra: Partial<WorldOptions>,
+  fn: (world: AliyunWorld) => Promise<T>,
+): Promise<T> {
+  const world = await startWorld(await makeIssuer(), extra);
+  try {
+    return await fn(world);
+  } finally {
+    world.stop();
+  }
 }
