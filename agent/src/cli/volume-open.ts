@@ -8,7 +8,7 @@ import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
 const USAGE = `Usage: cryptpilot-fde [-c DIR] volume open VOLUME...
-       cryptpilot-fde [-c DIR] volume open --auto
+       cryptpilot-fde [-c DIR] volume open --auto [--initrd]
 
 Opens each volume as /dev/mapper/VOLUME with the key from its provider, then mounts it (or
 enables it as swap) when its file has a [mount] table. otp volumes are formatted with a fresh
@@ -19,6 +19,9 @@ Options:
   --auto   open every volume with auto_open = true (what cryptpilot-volumes.service runs at
            boot). A volume that fails, or a volume file that is invalid, is reported and the
            others are still opened.
+  --initrd with --auto: only the volumes with open_in_initrd = true, and without mounting
+           them (what cryptpilot-volumes-initrd.service runs in the initrd, before root;
+           cryptpilot-volumes.service mounts them per [mount] in the booted system).
 
 Exit status: 0 all opened, 1 a volume failed (the others are still opened), 2 bad config.`;
 
@@ -30,13 +33,15 @@ const command: Command = {
     const { values, positionals } = parseCommandArgs(
       "volume open",
       args,
-      { auto: { type: "boolean" } },
+      { auto: { type: "boolean" }, initrd: { type: "boolean" } },
       true,
     );
     const auto = values.auto === true;
+    const initrd = values.initrd === true;
     if (auto === positionals.length > 0) {
       throw new UsageError("volume open: name the volumes to open, or pass --auto (not both)");
     }
+    if (initrd && !auto) throw new UsageError("volume open: --initrd goes with --auto");
     const { openVolume } = await import("../volume/ops.ts");
     let volumes: VolumeConfig[];
     let badFiles = 0;
@@ -44,16 +49,21 @@ const command: Command = {
       const checked = await checkVolumes(globals.configDir);
       for (const issue of checked.issues) log.error(`skipping an invalid volume file: ${formatIssue(issue)}`);
       badFiles = new Set(checked.issues.map((i) => i.file)).size;
-      volumes = checked.volumes.filter((vol) => vol.autoOpen);
-      const manual = checked.volumes.filter((vol) => !vol.autoOpen).map((vol) => vol.volume);
-      if (manual.length > 0) print(`not auto-opened (auto_open = false): ${manual.join(", ")}`);
-      if (volumes.length === 0 && badFiles === 0) print("no volume has auto_open = true; nothing to open");
+      const wanted = (vol: VolumeConfig) => (initrd ? vol.openInInitrd : vol.autoOpen);
+      volumes = checked.volumes.filter(wanted);
+      const others = checked.volumes.filter((vol) => !wanted(vol)).map((vol) => vol.volume);
+      const field = initrd ? "open_in_initrd" : "auto_open";
+      if (others.length > 0)
+        print(
+          `not ${initrd ? "opened in the initrd" : "auto-opened"} (${field} = false): ${others.join(", ")}`,
+        );
+      if (volumes.length === 0 && badFiles === 0) print(`no volume has ${field} = true; nothing to open`);
     } else {
       volumes = [];
       for (const name of positionals) volumes.push(await loadVolume(globals.configDir, name));
     }
     const { failed } = await forEachVolume(volumes, globals.verbose, (vol) =>
-      openVolume(vol, globals.configDir),
+      openVolume(vol, globals.configDir, { mount: !initrd }),
     );
     return failed.length > 0 || badFiles > 0 ? 1 : 0;
   },

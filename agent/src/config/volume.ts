@@ -1,7 +1,8 @@
 /**
  * Data volumes: one file per volume in `<config-dir>/volumes/*.toml`, upstream cryptpilot-crypt's
  * format (`volume`, `dev`, `auto_open`, `makefs`, `integrity`, `[encrypt.<provider>]`) plus our
- * optional `[mount]` table (an /etc/fstab line's mount point and options). The key provider
+ * optional `open_in_initrd` (opened before root by the initrd unit) and `[mount]` table (an
+ * /etc/fstab line's mount point and options). The key provider
  * tables are the same schemas as fde.toml's, so every provider, otp included, is accepted.
  */
 import { readdir } from "node:fs/promises";
@@ -30,6 +31,8 @@ export interface VolumeConfig {
   /** The underlying (encrypted) block device. */
   dev: string;
   autoOpen: boolean;
+  /** Opened in the initrd, before root (cryptpilot-volumes-initrd.service); only with autoOpen. */
+  openInInitrd: boolean;
   makefs?: MakeFs;
   integrity: boolean;
   encrypt: ProviderConfig;
@@ -73,6 +76,7 @@ export const VolumeSchema = v.pipe(
     volume: VolumeName,
     dev: v.pipe(v.string(), v.regex(/^\/\S+$/, "must be an absolute device path, e.g. /dev/vdb")),
     auto_open: v.optional(v.boolean(), false),
+    open_in_initrd: v.optional(v.boolean(), false),
     makefs: v.optional(v.picklist(MAKEFS_TYPES)),
     integrity: v.optional(v.boolean(), false),
     encrypt: EncryptSchema,
@@ -80,6 +84,14 @@ export const VolumeSchema = v.pipe(
   }),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
     const t = dataset.value;
+    if (t.open_in_initrd && !t.auto_open) {
+      // An explicit pair: a volume opened at boot shows as auto-opened everywhere (show, --auto).
+      addIssue({
+        message: "open_in_initrd = true needs auto_open = true (the initrd opens it at every boot)",
+        path: fieldPath(t, "open_in_initrd"),
+      });
+      return NEVER;
+    }
     const swapMount = t.mount?.mountpoint === "swap";
     if (t.mount && swapMount !== (t.makefs === "swap")) {
       addIssue({
@@ -100,6 +112,7 @@ function normalise(file: string, t: v.InferOutput<typeof VolumeSchema>): VolumeC
     volume: t.volume,
     dev: t.dev,
     autoOpen: t.auto_open,
+    openInInitrd: t.open_in_initrd,
     integrity: t.integrity,
     encrypt: t.encrypt,
   };

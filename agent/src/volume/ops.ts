@@ -35,7 +35,15 @@ function assertNotInUse(vol: VolumeConfig): void {
   closeSync(fd);
 }
 
-const formatOptions = (vol: VolumeConfig, subsystem: string, randomKey: boolean): luks.LuksFormatOptions => ({
+/**
+ * luksFormat options of a volume. Integrity volumes are always wiped (no --integrity-no-wipe):
+ * makefs and the filesystem may read sectors nobody wrote, which would fail their tag check.
+ */
+export const formatOptions = (
+  vol: VolumeConfig,
+  subsystem: string,
+  randomKey: boolean,
+): luks.LuksFormatOptions => ({
   integrity: vol.integrity,
   subsystem,
   randomKey,
@@ -99,11 +107,23 @@ export async function initVolume(
     : `initialised ${vol.dev} (key from ${provider.describe()}${vol.makefs ? `, ${vol.makefs}` : ""})`;
 }
 
+export interface OpenOptions {
+  /**
+   * Mount per `[mount]` (default). The initrd leaves it to cryptpilot-volumes.service: the
+   * mount points belong to the real root, which is not there yet.
+   */
+  mount?: boolean;
+}
+
 /**
  * Open the volume as /dev/mapper/<volume> (and mount it per `[mount]`). otp volumes are
  * formatted with a fresh key and makefs every time; persistent ones are opened, never formatted.
  */
-export async function openVolume(vol: VolumeConfig, configDir: string): Promise<string> {
+export async function openVolume(
+  vol: VolumeConfig,
+  configDir: string,
+  options: OpenOptions = {},
+): Promise<string> {
   const device = mapperPath(vol.volume);
   const facts = await probeDevice(vol.volume, vol.dev);
   let done: string;
@@ -140,7 +160,7 @@ export async function openVolume(vol: VolumeConfig, configDir: string): Promise<
       done = `opened with the ${provider.name} key`;
     }
   }
-  if (vol.mount) done += `, ${await mountVolume(device, vol.mount)}`;
+  if (vol.mount && options.mount !== false) done += `, ${await mountVolume(device, vol.mount)}`;
   return done;
 }
 

@@ -278,6 +278,30 @@ describe("volume show / check / usage", () => {
     expect(result.stderr).toContain(`volume a: ${image("a")} is not an initialised cryptpilot volume`);
   });
 
+  test("open --auto --initrd: only open_in_initrd volumes; config check names a bad open_in_initrd", async () => {
+    const { dir, image } = setup({
+      a: `auto_open = true\n${EXEC}`,
+      early: `auto_open = true\nopen_in_initrd = true\n${EXEC}`,
+    });
+    const result = await cli(["-c", dir, "volume", "open", "--auto", "--initrd"]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("not opened in the initrd (open_in_initrd = false): a");
+    expect(result.stderr).toContain(
+      `volume early: ${image("early")} is not an initialised cryptpilot volume`,
+    );
+    expect(result.stderr).not.toContain("volume a:");
+    writeFileSync(
+      join(dir, "volumes", "early.toml"),
+      `volume = "early"\ndev = "/dev/x"\nopen_in_initrd = true\n${EXEC}`,
+    );
+    const bad = await cli(["-c", dir, "config", "check", "--skip-check-passphrase"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      "early.toml line 3: open_in_initrd: open_in_initrd = true needs auto_open = true",
+    );
+    expect((await cli(["-c", dir, "volume", "open", "a", "--initrd"])).code).toBe(2);
+  });
+
   test("usage errors exit 2", async () => {
     const { dir } = setup({ a: EXEC });
     expect((await cli(["-c", dir, "volume", "open"])).code).toBe(2);

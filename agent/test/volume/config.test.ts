@@ -46,6 +46,7 @@ describe("volume files", () => {
         volume: "scratch",
         dev: "/dev/vdb",
         autoOpen: false,
+        openInInitrd: false,
         integrity: false,
         encrypt: { type: "otp" },
       },
@@ -65,6 +66,24 @@ describe("volume files", () => {
       integrity: true,
       mount: { mountpoint: "swap", options: "defaults" },
     });
+  });
+
+  test("open_in_initrd: with auto_open it loads, without it the file is refused naming the field", async () => {
+    const [vol] = await loadVolumes(
+      configDir({
+        "v.toml": `volume = "var"\ndev = "/dev/vdd"\nauto_open = true\nopen_in_initrd = true\n[encrypt.otp]\n`,
+      }),
+    );
+    expect(vol).toMatchObject({ volume: "var", autoOpen: true, openInInitrd: true });
+    const [issue] = await issuesOf(
+      `volume = "var"\ndev = "/dev/vdd"\nopen_in_initrd = true\n[encrypt.otp]\n`,
+    );
+    expect(issue).toMatchObject({ line: 3, field: "open_in_initrd" });
+    expect(issue!.message).toContain("needs auto_open = true");
+    const [typo] = await issuesOf(
+      `volume = "var"\ndev = "/dev/vdd"\nopen_in_initrd = "yes"\n[encrypt.otp]\n`,
+    );
+    expect(typo).toMatchObject({ line: 3, field: "open_in_initrd" });
   });
 
   test("upstream's example files load unchanged (kbs documented names, oidc with [encrypt.oidc.kms])", async () => {
