@@ -29,6 +29,21 @@ async function sdkAssumeRole(token: string) {
   );
 }
 
+/** The official KMS SDK client signing with STS credentials (`tamper` spoils the secret). */
+function sdkKms(c: { accessKeyId?: string; accessKeySecret?: string; securityToken?: string }, tamper = "") {
+  return new Kms(
+    new RpcConfig({
+      endpoint: hostOf(env.world.url("kms")),
+      protocol: "http",
+      regionId: env.world.regionId,
+      accessKeyId: c.accessKeyId,
+      accessKeySecret: `${c.accessKeySecret}${tamper}`,
+      securityToken: c.securityToken,
+      type: "sts",
+    }),
+  );
+}
+
 describe("official Alibaba Cloud SDKs against the test servers", () => {
   test("@alicloud/sts20150401 AssumeRoleWithOIDC, then @alicloud/kms20160120 GetSecretValue with the STS credentials", async () => {
     const res = await sdkAssumeRole(await env.issuer.token());
@@ -36,17 +51,7 @@ describe("official Alibaba Cloud SDKs against the test servers", () => {
     expect(c.accessKeyId).toStartWith("STS.");
     expect(res.body!.assumedRoleUser!.arn).toContain("assumed-role/testoidc/sdk-check");
 
-    const kms = new Kms(
-      new RpcConfig({
-        endpoint: hostOf(env.world.url("kms")),
-        protocol: "http",
-        regionId: env.world.regionId,
-        accessKeyId: c.accessKeyId,
-        accessKeySecret: c.accessKeySecret,
-        securityToken: c.securityToken,
-        type: "sts",
-      }),
-    );
+    const kms = sdkKms(c);
     const secret = await kms.getSecretValue(new GetSecretValueRequest({ secretName: "oidc-key" }));
     expect(secret.secretData).toBe("delta passphrase");
     const accepted = env.world.requests.filter((r) => r.service === "kms" && r.status === 200);
@@ -58,17 +63,7 @@ describe("official Alibaba Cloud SDKs against the test servers", () => {
     await expect(sdkAssumeRole(await expired)).rejects.toThrow(/AuthenticationFail\.OIDCToken\.Expired/);
 
     const c = (await sdkAssumeRole(await env.issuer.token())).body!.credentials!;
-    const kms = new Kms(
-      new RpcConfig({
-        endpoint: hostOf(env.world.url("kms")),
-        protocol: "http",
-        regionId: env.world.regionId,
-        accessKeyId: c.accessKeyId,
-        accessKeySecret: `${c.accessKeySecret}tampered`,
-        securityToken: c.securityToken,
-        type: "sts",
-      }),
-    );
+    const kms = sdkKms(c, "tampered");
     await expect(kms.getSecretValue(new GetSecretValueRequest({ secretName: "oidc-key" }))).rejects.toThrow(
       /SignatureDoesNotMatch/,
     );
