@@ -1,6 +1,15 @@
 /** fde.toml builders and test keys for scenarios (keys come from the guest's cptest-key script). */
 import type { ScenarioContext } from "./scenario.ts";
 
+/**
+ * Key names for cptest-key. Its keys ("cptest-fixed-key-NAME") for these are 32 bytes or longer,
+ * so LUKS2 gives them the minimal PBKDF of machine keys (disk/luks.ts pbkdfFor), as a real random
+ * provider key gets; PASSPHRASE_KEY is short, a passphrase that keeps cryptsetup's argon2id.
+ */
+export const ROOTFS_KEY = "rootfs-5c1e9a07d3b8";
+export const DELTA_KEY = "delta-8e42b6d09a1f";
+export const PASSPHRASE_KEY = "pass";
+
 /** The key the guest's /usr/local/bin/cptest-key prints for `name` (unless cptest.key.NAME= overrides it). */
 export function testKey(name: string): string {
   return `cptest-fixed-key-${name}`;
@@ -20,8 +29,10 @@ export interface FdeOptions {
   deltaLocation: "disk" | "disk-persist" | "ram";
   deltaBackend: "dm-snapshot" | "overlayfs";
   integrity?: boolean;
-  /** Encrypt the rootfs with the key testKey("rootfs") (convert then needs the same key). */
+  /** Encrypt the rootfs with the key testKey(ROOTFS_KEY) (convert then needs the same key). */
   encryptRootfs: boolean;
+  /** The delta's key name (default DELTA_KEY). */
+  deltaKey?: string;
 }
 
 /** fde.toml in upstream cryptpilot's format. */
@@ -31,17 +42,17 @@ export function fdeToml(o: FdeOptions): string {
     `delta_location = "${o.deltaLocation}"`,
     `delta_backend = "${o.deltaBackend}"`,
     "",
-    ...(o.encryptRootfs ? [execProvider("rootfs.encrypt", "rootfs")] : []),
+    ...(o.encryptRootfs ? [execProvider("rootfs.encrypt", ROOTFS_KEY)] : []),
     "[delta]",
     `integrity = ${o.integrity ? "true" : "false"}`,
     "",
-    execProvider("delta.encrypt", "delta"),
+    execProvider("delta.encrypt", o.deltaKey ?? DELTA_KEY),
   ].join("\n");
 }
 
 /** The rootfs key argument for ctx.convert() matching fdeToml(o). */
 export function rootfsKeyFor(o: FdeOptions): string | null {
-  return o.encryptRootfs ? testKey("rootfs") : null;
+  return o.encryptRootfs ? testKey(ROOTFS_KEY) : null;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import { growImage } from "../lib/disk.ts";
-import { diskFor, keyOverride, PLAIN_IMAGE } from "../lib/fde.ts";
+import { DELTA_KEY, diskFor, keyOverride, PLAIN_IMAGE } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 const fde = PLAIN_IMAGE;
@@ -28,7 +28,7 @@ export default defineScenario({
     const wrong = await ctx.boot(disk, {
       label: "wrong-key",
       quick: true,
-      append: [keyOverride("delta", "not-the-delta-key")],
+      append: [keyOverride(DELTA_KEY, "not-the-delta-key")],
     });
     ctx.expectStopped(wrong, /cannot open the persistent delta volume/, "the delta unlock error");
 

@@ -5,6 +5,7 @@
  */
 import { open as openFile } from "node:fs/promises";
 import { run } from "../command.ts";
+import { log } from "../log.ts";
 
 export const SUBSYSTEM_READY = "cryptpilot";
 export const SUBSYSTEM_INITIALIZING = "cryptpilot-initializing";
@@ -21,10 +22,40 @@ export interface LuksFormatOptions {
   integrityNoWipe?: boolean;
   subsystem?: string;
   /**
-   * The key is random and lives only in memory (otp): PBKDF2 with the minimum iterations instead
-   * of a benchmarked Argon2 (seconds and up to 1 GiB of memory per format and per open).
+   * The key is random whatever its length: the minimal PBKDF even below HIGH_ENTROPY_KEY_BYTES.
+   * (Every random key in the product is at least 32 bytes, so pbkdfFor already picks it.)
    */
   randomKey?: boolean;
+}
+
+/** From this length on a key is taken as random (a machine key), not a passphrase. */
+export const HIGH_ENTROPY_KEY_BYTES = 32;
+
+export interface PbkdfChoice {
+  /** cryptsetup arguments (none: its default, a benchmarked argon2id). */
+  args: string[];
+  /** Which KDF and why, for the log (no key material). */
+  summary: string;
+}
+
+/**
+ * The key slot's KDF. A KDF only slows down guessing a low-entropy passphrase; a key of 32 bytes or
+ * more is taken as random (as systemd-cryptenroll does for its TPM2/FIDO2 token keys), and 2^256
+ * guesses stay out of reach without stretching. So such keys get PBKDF2 with cryptsetup's minimum
+ * of 1000 iterations instead of a benchmarked argon2id (tens of seconds under emulation and up to
+ * 1 GiB of memory, at every format and every open). A shorter key keeps the default argon2id.
+ */
+export function pbkdfFor(keyBytes: number, randomKey = false): PbkdfChoice {
+  if (randomKey || keyBytes >= HIGH_ENTROPY_KEY_BYTES) {
+    return {
+      args: ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
+      summary: `key slot KDF: pbkdf2, 1000 iterations (${randomKey ? "random key" : `key of ${HIGH_ENTROPY_KEY_BYTES} bytes or more, taken as random`})`,
+    };
+  }
+  return {
+    args: [],
+    summary: `key slot KDF: argon2id, cryptsetup default (key shorter than ${HIGH_ENTROPY_KEY_BYTES} bytes, taken as a passphrase)`,
+  };
 }
 
 /** Header parse result: undefined = no LUKS2 header at all; "" = LUKS2 without a subsystem. */
@@ -49,7 +80,12 @@ export async function readSubsystem(device: string): Promise<string | undefined>
   }
 }
 
-export function formatArgs(device: string, options: LuksFormatOptions): string[] {
+/** `pbkdf` defaults to the choice for an unknown (zero-length) key: a passphrase's argon2id. */
+export function formatArgs(
+  device: string,
+  options: LuksFormatOptions,
+  pbkdf: PbkdfChoice = pbkdfFor(0, options.randomKey),
+): string[] {
   const args = [
     "luksFormat",
     "--batch-mode",
@@ -68,8 +104,7 @@ export function formatArgs(device: string, options: LuksFormatOptions): string[]
     if (options.integrityNoWipe) args.push("--integrity-no-wipe");
   }
   if (options.subsystem) args.push("--subsystem", options.subsystem);
-  if (options.randomKey) args.push("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000");
-  args.push("--key-file=-", device);
+  args.push(...pbkdf.args, "--key-file=-", device);
   return args;
 }
 
@@ -78,7 +113,9 @@ export async function format(
   key: Uint8Array,
   options: LuksFormatOptions = {},
 ): Promise<void> {
-  await run("cryptsetup", formatArgs(device, options), {
+  const pbkdf = pbkdfFor(key.length, options.randomKey);
+  log.info(`  ${device}: ${pbkdf.summary}`);
+  await run("cryptsetup", formatArgs(device, options, pbkdf), {
     stdin: key,
     hint: `check that ${device} exists, is not in use and is large enough for a LUKS2 header`,
   });
@@ -110,6 +147,8 @@ export async function encryptOffline(
   reduceBytes: number,
   subsystem = SUBSYSTEM_READY,
 ): Promise<void> {
+  const pbkdf = pbkdfFor(key.length);
+  log.info(`  ${pbkdf.summary}`);
   await run(
     "cryptsetup",
     [
@@ -128,6 +167,7 @@ export async function encryptOffline(
       subsystem,
       "--reduce-device-size",
       `${reduceBytes / 1024 / 1024}M`,
+      ...pbkdf.args,
       "--key-file=-",
       file,
     ],

@@ -259,6 +259,8 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(dump).toMatch(/Subsystem:\s+cryptpilot\n/);
     expect(dump).toMatch(/cipher: aes-xts-plain64/);
     expect(dump).toMatch(/sector: 4096 \[bytes\]/);
+    // A 15-byte key is a passphrase: cryptsetup's argon2id, not the minimal pbkdf2 of random keys.
+    expect(dump).toMatch(/PBKDF:\s+argon2id\n/);
     const offset = Number(/offset: (\d+) \[bytes\]/.exec(dump)![1]);
     const mk = sh(
       "cryptsetup",

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { canGrow, hasSnapshotCowMagic, parseMemTotal } from "../../src/disk/blockdev.ts";
-import { formatArgs, parseLuks2Subsystem } from "../../src/disk/luks.ts";
+import { formatArgs, parseLuks2Subsystem, pbkdfFor } from "../../src/disk/luks.ts";
 import { lvByteRanges, parseSegments } from "../../src/disk/lvm.ts";
 import { parseVerityFormat } from "../../src/disk/verity.ts";
 
@@ -22,13 +22,29 @@ describe("LUKS2", () => {
     expect(parseLuks2Subsystem(v1)).toBeUndefined();
   });
   test("format arguments: key on stdin, 4096-byte sectors, integrity key size", () => {
-    const plain = formatArgs("/dev/x", { subsystem: "cryptpilot-initializing" });
+    const plain = formatArgs("/dev/x", { subsystem: "cryptpilot-initializing" }, pbkdfFor(64));
     expect(plain).toContain("--key-file=-");
     expect(plain.join(" ")).toContain("--cipher aes-xts-plain64 --sector-size 4096 --key-size 512");
     expect(plain.join(" ")).toContain("--subsystem cryptpilot-initializing");
-    const integ = formatArgs("/dev/x", { integrity: true, integrityNoWipe: true }).join(" ");
+    const integ = formatArgs("/dev/x", { integrity: true, integrityNoWipe: true }, pbkdfFor(64)).join(" ");
     // cryptsetup adds the 256-bit HMAC key to --key-size itself (768 here makes XTS reject the key).
     expect(integ).toContain("--key-size 512 --integrity hmac-sha256 --integrity-no-wipe");
+  });
+  test("PBKDF: minimal pbkdf2 for keys of 32 bytes or more, cryptsetup's argon2id for passphrases", () => {
+    const fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+    const args = (keyBytes: number, randomKey?: boolean) =>
+      formatArgs("/dev/x", { subsystem: "cryptpilot", randomKey }, pbkdfFor(keyBytes, randomKey));
+    for (const n of [32, 64, 4096]) {
+      expect(args(n).join(" ")).toContain(`${fast.join(" ")} --key-file=- /dev/x`);
+      expect(pbkdfFor(n).summary).toContain("pbkdf2, 1000 iterations");
+    }
+    for (const n of [1, 20, 31]) {
+      expect(args(n)).not.toContain("--pbkdf");
+      expect(args(n)).not.toContain("--pbkdf-force-iterations");
+      expect(pbkdfFor(n).summary).toContain("argon2id");
+    }
+    // An explicitly random key (otp) is fast whatever its length.
+    expect(args(16, true).join(" ")).toContain(fast.join(" "));
   });
 });
 
