@@ -6,7 +6,7 @@
 #   cryptpilot-fde-before-sysroot.service, cryptpilot-fde-after-sysroot.service,
 #   cryptpilot-fde-before-sysroot-network.conf, cryptpilot-wait-network-online.service,
 #   cryptpilot-wait-network-online.sh, cryptpilot-network-online.sh,
-#   12-cryptpilot-hide-intermediate-devices.rules, lvm.conf
+#   12-cryptpilot-hide-intermediate-devices.rules, lvm.conf, cryptpilot-volumes-initrd.service
 # Inputs (environment, optional):
 #   CRYPTPILOT_CONFIG_DIR  directory with fde.toml, global.toml, metadata.toml (/etc/cryptpilot)
 #   CRYPTPILOT_BIN         the agent binary to install as /usr/bin/cryptpilot-fde (/usr/bin/cryptpilot-fde)
@@ -20,30 +20,86 @@ cryptpilot_config_dir() {
     echo "${dracutsysrootdir-}${CRYPTPILOT_CONFIG_DIR:-/etc/cryptpilot}"
 }
 
-# True when fde.toml names a key provider that needs the network: the upstream table form
-# ([delta.encrypt.kbs]) or the documented type form (type = "kbs").
-cryptpilot_needs_network() {
+# Data volume files with open_in_initrd = true (docs/volumes.md): opened in the initrd, before root.
+cryptpilot_initrd_volumes() {
+    local f
+    for f in "$(cryptpilot_config_dir)"/volumes/*.toml; do
+        if [[ -f $f ]] && grep -Eq '^[[:space:]]*open_in_initrd[[:space:]]*=[[:space:]]*true([[:space:]#]|$)' "$f"; then
+            echo "$f"
+        fi
+    done
+}
+
+# The files whose key providers run in the initrd: fde.toml and the open_in_initrd volume files.
+cryptpilot_provider_files() {
     local fde
     fde="$(cryptpilot_config_dir)/fde.toml"
-    [[ -f $fde ]] || return 1
-    grep -Eq '^[[:space:]]*\[[^]#]*encrypt\.(kbs|kms|oidc)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(kbs|kms|oidc)"' "$fde"
+    [[ -f $fde ]] && echo "$fde"
+    cryptpilot_initrd_volumes
+}
+
+# The initrd boots a cryptpilot FDE root: fde.toml exists, or no volume either (then the boot
+# stage reports the missing fde.toml). An initrd for open_in_initrd volumes alone leaves root alone.
+cryptpilot_fde_root() {
+    [[ -f "$(cryptpilot_config_dir)/fde.toml" ]] || [[ -z "$(cryptpilot_initrd_volumes)" ]]
+}
+
+# True when FILE... (default: every provider file) names a key provider that needs the network:
+# the upstream table form ([delta.encrypt.kbs]) or the documented type form (type = "kbs").
+cryptpilot_needs_network() {
+    local -a files=("$@")
+    ((${#files[@]})) || mapfile -t files < <(cryptpilot_provider_files)
+    ((${#files[@]})) || return 1
+    grep -Eqs '^[[:space:]]*\[[^]#]*encrypt\.(kbs|kms|oidc)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(kbs|kms|oidc)"' "${files[@]}"
 }
 
 # True when a provider may talk to a TPM: tpm2 (sealed keys), kbs (TPM evidence when the guest is
 # neither TDX nor SNP).
 cryptpilot_needs_tpm() {
-    local fde
-    fde="$(cryptpilot_config_dir)/fde.toml"
-    [[ -f $fde ]] || return 1
-    grep -Eq '^[[:space:]]*\[[^]#]*encrypt\.(tpm2|kbs)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(tpm2|kbs)"' "$fde"
+    local -a files
+    mapfile -t files < <(cryptpilot_provider_files)
+    ((${#files[@]})) || return 1
+    grep -Eqs '^[[:space:]]*\[[^]#]*encrypt\.(tpm2|kbs)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(tpm2|kbs)"' "${files[@]}"
 }
 
-# Commands of exec key providers (command = "..." in fde.toml), so their scripts reach the initrd.
+# Commands of exec key providers (command = "..." in the provider files), so their scripts reach
+# the initrd.
 cryptpilot_exec_commands() {
-    local fde
-    fde="$(cryptpilot_config_dir)/fde.toml"
-    [[ -f $fde ]] || return 0
-    sed -nE 's/^[[:space:]]*command[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$fde"
+    local -a files
+    mapfile -t files < <(cryptpilot_provider_files)
+    ((${#files[@]})) || return 0
+    sed -nE 's/^[[:space:]]*command[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "${files[@]}"
+}
+
+# The initrd volumes' unit with its drop-ins: after each volume's device, after the network when a
+# volume's provider needs it. Volume files go to /etc/cryptpilot/volumes in the initrd.
+cryptpilot_install_initrd_volumes() {
+    local -a vols devices=()
+    local f dev dropins
+    mapfile -t vols < <(cryptpilot_initrd_volumes)
+    ((${#vols[@]})) || return 0
+    for f in "${vols[@]}"; do
+        inst_simple "$f" "/etc/cryptpilot/volumes/${f##*/}"
+        dev="$(sed -nE 's/^[[:space:]]*dev[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$f" | head -n 1)"
+        [[ -n $dev ]] && devices+=("$(systemd-escape --path --suffix=device "$dev")")
+    done
+    # makefs of otp volumes (mkfs.ext4 is installed for the FDE stages anyway).
+    inst_multiple -o mkswap mkfs.xfs mkfs.vfat
+    if ! inst_simple "$moddir/cryptpilot-volumes-initrd.service" \
+        "$systemdsystemunitdir/cryptpilot-volumes-initrd.service"; then
+        derror "cryptpilot: $moddir/cryptpilot-volumes-initrd.service missing (open_in_initrd in ${vols[*]})"
+        return 1
+    fi
+    dropins="$initdir$systemdsystemunitdir/cryptpilot-volumes-initrd.service.d"
+    mkdir -p "$dropins"
+    if ((${#devices[@]})); then
+        printf '[Unit]\nWants=%s\nAfter=%s\n' "${devices[*]}" "${devices[*]}" >"$dropins/devices.conf"
+    fi
+    if cryptpilot_needs_network "${vols[@]}"; then
+        inst_simple "$moddir/cryptpilot-fde-before-sysroot-network.conf" \
+            "$systemdsystemunitdir/cryptpilot-volumes-initrd.service.d/network.conf"
+    fi
+    "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-volumes-initrd.service
 }
 
 depends() {
@@ -108,7 +164,7 @@ install() {
     while IFS= read -r cmd; do
         [[ -n $cmd ]] || continue
         if ! inst_multiple "$cmd"; then
-            derror "cryptpilot: exec key provider command '$cmd' (fde.toml) not found"
+            derror "cryptpilot: exec key provider command '$cmd' (fde.toml or a volume file) not found"
             return 1
         fi
     done < <(cryptpilot_exec_commands)
@@ -136,23 +192,29 @@ install() {
     inst_simple "$moddir/12-cryptpilot-hide-intermediate-devices.rules" \
         "$udevrulesdir/12-cryptpilot-hide-intermediate-devices.rules"
 
-    inst_simple "$moddir/cryptpilot-fde-before-sysroot.service" \
-        "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service"
-    inst_simple "$moddir/cryptpilot-fde-after-sysroot.service" \
-        "$systemdsystemunitdir/cryptpilot-fde-after-sysroot.service"
-    "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable \
-        cryptpilot-fde-before-sysroot.service cryptpilot-fde-after-sysroot.service
+    cryptpilot_install_initrd_volumes || return 1
 
-    # The agent, not dracut, opens our LVM and LUKS volumes; dracut must not ask for a LUKS
-    # passphrase or activate the VG on its own. The delta format on a first boot can take longer
-    # than dracut's default 180 s root-device wait, so wait up to 15 minutes.
     mkdir -p "$initdir/etc/cmdline.d"
-    echo "rd.luks=0 rd.lvm=0 rd.md=0 rd.dm=0 rd.retry=900" >"$initdir/etc/cmdline.d/90-cryptpilot.conf"
+    if cryptpilot_fde_root; then
+        inst_simple "$moddir/cryptpilot-fde-before-sysroot.service" \
+            "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service"
+        inst_simple "$moddir/cryptpilot-fde-after-sysroot.service" \
+            "$systemdsystemunitdir/cryptpilot-fde-after-sysroot.service"
+        "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable \
+            cryptpilot-fde-before-sysroot.service cryptpilot-fde-after-sysroot.service
+
+        # The agent, not dracut, opens our LVM and LUKS volumes; dracut must not ask for a LUKS
+        # passphrase or activate the VG on its own. The delta format on a first boot can take longer
+        # than dracut's default 180 s root-device wait, so wait up to 15 minutes.
+        echo "rd.luks=0 rd.lvm=0 rd.md=0 rd.dm=0 rd.retry=900" >"$initdir/etc/cmdline.d/90-cryptpilot.conf"
+    fi
 
     if cryptpilot_needs_network; then
         echo "rd.neednet=1 ip=dhcp" >"$initdir/etc/cmdline.d/35-cryptpilot-network.conf"
-        inst_simple "$moddir/cryptpilot-fde-before-sysroot-network.conf" \
-            "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service.d/network.conf"
+        if cryptpilot_fde_root && cryptpilot_needs_network "$cfg/fde.toml"; then
+            inst_simple "$moddir/cryptpilot-fde-before-sysroot-network.conf" \
+                "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service.d/network.conf"
+        fi
         if dracut_module_included "network-legacy"; then
             # dhclient via udev/ifup orders nothing before network-online.target: hold it until
             # the initqueue/online hook has seen an interface come up.

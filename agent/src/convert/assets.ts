@@ -14,6 +14,7 @@ import beforeSysrootNetwork from "../../../hooks/cryptpilot-fde-before-sysroot-n
 };
 import networkOnline from "../../../hooks/cryptpilot-network-online.sh" with { type: "text" };
 import volumes from "../../../hooks/cryptpilot-volumes.service" with { type: "text" };
+import volumesInitrd from "../../../hooks/cryptpilot-volumes-initrd.service" with { type: "text" };
 import waitOnlineService from "../../../hooks/cryptpilot-wait-network-online.service" with { type: "text" };
 import waitOnline from "../../../hooks/cryptpilot-wait-network-online.sh" with { type: "text" };
 import lvmConf from "../../../hooks/lvm.conf" with { type: "text" };
@@ -29,6 +30,7 @@ export const MODULE_FILES: Record<string, string> = {
   "cryptpilot-wait-network-online.sh": waitOnline,
   "cryptpilot-network-online.sh": networkOnline,
   "cryptpilot-volumes.service": volumes,
+  "cryptpilot-volumes-initrd.service": volumesInitrd,
   "12-cryptpilot-hide-intermediate-devices.rules": rulesHide,
   "lvm.conf": lvmConf,
 };

@@ -12,7 +12,8 @@ export interface ShowRow extends VolumeStatus {
   volume_path: string;
   underlay_device: string;
   key_provider: string;
-  extra_options: { auto_open: boolean; makefs?: string; integrity: boolean };
+  /** open_in_initrd is ours: only present when true, so upstream's shape stays as it was. */
+  extra_options: { auto_open: boolean; open_in_initrd?: true; makefs?: string; integrity: boolean };
   mount?: { mountpoint: string; options: string };
   config_file: string;
 }
@@ -28,6 +29,7 @@ export function showRow(vol: VolumeConfig, facts: DeviceFacts): ShowRow {
     key_provider: vol.encrypt.type,
     extra_options: {
       auto_open: vol.autoOpen,
+      ...(vol.openInInitrd ? { open_in_initrd: true as const } : {}),
       ...(vol.makefs === undefined ? {} : { makefs: vol.makefs }),
       integrity: vol.integrity,
     },
@@ -53,7 +55,7 @@ export function renderTable(rows: ShowRow[]): string {
     r.underlay_device,
     r.key_provider,
     r.status,
-    r.extra_options.auto_open ? "yes" : "no",
+    r.extra_options.open_in_initrd ? "initrd" : r.extra_options.auto_open ? "yes" : "no",
     r.mount?.mountpoint ?? "-",
   ]);
   const widths = HEADER.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));

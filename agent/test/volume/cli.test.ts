@@ -185,7 +185,7 @@ describe("volume init on a LUKS2 file image", () => {
 
 describe("volume show / check / usage", () => {
   const body = {
-    a: `auto_open = true\nmakefs = "ext4"\n[mount]\nmountpoint = "/mnt/a"\n${EXEC}`,
+    a: `auto_open = true\nopen_in_initrd = true\nmakefs = "ext4"\n[mount]\nmountpoint = "/mnt/a"\n${EXEC}`,
     b: `[encrypt.otp]\n`,
   };
 
@@ -198,7 +198,9 @@ describe("volume show / check / usage", () => {
       expect(table.code).toBe(0);
       const lines = table.stdout.split("\n");
       expect(lines[0]).toMatch(/^VOLUME\s+DEVICE\s+PROVIDER\s+STATUS\s+AUTO-OPEN\s+MOUNT$/);
-      expect(lines[1]).toMatch(new RegExp(`^a\\s+${image("a")}\\s+exec\\s+RequiresInit\\s+yes\\s+/mnt/a$`));
+      expect(lines[1]).toMatch(
+        new RegExp(`^a\\s+${image("a")}\\s+exec\\s+RequiresInit\\s+initrd\\s+/mnt/a$`),
+      );
       expect(lines[2]).toMatch(new RegExp(`^b\\s+${image("b")}\\s+otp\\s+DeviceNotFound\\s+no\\s+-$`));
       expect(table.stdout).toContain(`b: ${image("b")} does not exist`);
       const json = JSON.parse((await cli(["-c", dir, "volume", "show", "--json"], binary)).stdout);
@@ -208,7 +210,7 @@ describe("volume show / check / usage", () => {
           volume_path: "/dev/mapper/a",
           underlay_device: image("a"),
           key_provider: "exec",
-          extra_options: { auto_open: true, makefs: "ext4", integrity: false },
+          extra_options: { auto_open: true, open_in_initrd: true, makefs: "ext4", integrity: false },
           status: "RequiresInit",
           description: "blank device; run 'volume init'",
           config_file: join(dir, "volumes", "a.toml"),
