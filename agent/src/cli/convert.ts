@@ -21,7 +21,10 @@ Works without device-mapper on the host. Must run as root.
   --rootfs-no-encryption        keep the rootfs unencrypted (still dm-verity protected)
   --rootfs-part-num N           root filesystem partition (default: label "root", else largest ext4)
   -b, --boot_part_size SIZE     /boot partition size (default 512M)
-  --wipe-freed-space            accepted for compatibility: the output never holds freed data
+  --wipe-freed-space            -d: also zero the space the shrunk root freed (the future
+                                delta); without it that space keeps the old bytes, which may
+                                include plaintext of the old root, until the delta overwrites
+                                them. --in/--out: nothing to do, DST is a new file with no old data
   --uki                         boot a unified kernel image from the ESP instead of GRUB
   --uki-append-cmdline ARGS     extra kernel arguments for the UKI
                                 (default "console=tty0 console=ttyS0,115200n8")`;
@@ -88,6 +91,7 @@ const command: Command = {
       uki: values.uki ?? false,
       ukiAppendCmdline: values["uki-append-cmdline"] ?? "console=tty0 console=ttyS0,115200n8",
       assets: loadAssets(),
+      wipeFreedSpace: values["wipe-freed-space"] ?? false,
     });
     return 0;
   },

@@ -38,9 +38,16 @@ import {
   requireRoot,
   runDracut,
 } from "./guest.ts";
-import { alignUp, computeLayout, type Layout, MiB, pvMinSize, sfdiskScript } from "./layout.ts";
+import { alignUp, computeLayout, type Layout, MiB, pvMinSize, type Region, sfdiskScript } from "./layout.ts";
 import { copyAt, writePv } from "./pv.ts";
-import { chooseRoot, findEsp, type Partition, type PartitionTable, readPartitions } from "./source.ts";
+import {
+  chooseRoot,
+  findEsp,
+  type Partition,
+  type PartitionTable,
+  readPartitions,
+  requireShrinkableRoot,
+} from "./source.ts";
 
 /** LUKS2 header room taken from the end of the rootfs image by offline encryption. */
 export const LUKS_REDUCE = 32 * MiB;
@@ -62,6 +69,12 @@ export interface ConvertOptions {
   uki: boolean;
   ukiAppendCmdline: string;
   assets: Assets;
+  /**
+   * --device mode: also zero the PV's unallocated space (the old root's freed blocks, the delta's
+   * space from the first boot on). Without it those bytes are left as they were, as upstream does.
+   * --in/--out ignores it: the output is a new file with nothing old in it.
+   */
+  wipeFreedSpace?: boolean;
 }
 
 interface Ctx {
@@ -87,6 +100,8 @@ interface Ctx {
   rootfsLvFile?: string;
   rootfsLvSize?: number;
   layout?: Layout;
+  /** The PV's unallocated extents in the output. */
+  pvFree?: Region;
   partial: string;
 }
 
@@ -180,14 +195,7 @@ async function readSource(c: Ctx): Promise<void> {
   c.table = await readPartitions(c.srcRaw);
   c.root = chooseRoot(c.table, c.opts.rootPartNum);
   c.esp = findEsp(c.table);
-  if (c.root.fsType !== "ext4") {
-    throw new FdeError(
-      `the root filesystem (partition ${c.root.number}) is ${c.root.fsType}; convert supports ext4 roots`,
-      {
-        hint: "dm-verity needs the filesystem shrunk and marked read-only, which convert does with e2fsprogs",
-      },
-    );
-  }
+  requireShrinkableRoot(c.root);
   if (!c.esp && !c.opts.uki) {
     throw new FdeError(
       "the source disk has no EFI system partition; GRUB mode keeps the source's shim and GRUB",
@@ -477,17 +485,47 @@ async function writeDisk(c: Ctx): Promise<void> {
 }
 
 async function writeLvm(c: Ctx): Promise<void> {
-  await writePv(c.cleanup, c.work, c.partial, c.layout!.pv, [
+  const { free } = await writePv(c.cleanup, c.work, c.partial, c.layout!.pv, [
     { name: "rootfs", file: c.rootfsLvFile!, size: c.rootfsLvSize! },
     { name: "rootfs_hash", file: c.hashImg, size: Bun.file(c.hashImg).size },
+  ]);
+  c.pvFree = free;
+}
+
+/** Copy [offset, offset + length) of the assembled image onto the device, every byte (zeros too). */
+async function writeRange(c: Ctx, offset: number, length: number): Promise<void> {
+  if (length <= 0) return;
+  await run("dd", [
+    `if=${c.partial}`,
+    `of=${c.opts.output}`,
+    "bs=4M",
+    `skip=${offset}`,
+    `seek=${offset}`,
+    `count=${length}`,
+    "iflag=skip_bytes,count_bytes",
+    "oflag=seek_bytes",
+    "conv=notrunc,fsync",
+    "status=none",
   ]);
 }
 
 async function finish(c: Ctx): Promise<void> {
   const o = c.opts;
   if (o.device) {
-    // Not sparse: every byte of the device must be the new image's.
-    await run("dd", [`if=${c.partial}`, `of=${o.output}`, "bs=4M", "conv=fsync", "status=none"]);
+    // Not sparse: every byte of the partitions, GPT and LVs must be the new image's (zeros too).
+    const size = Bun.file(c.partial).size;
+    const free = c.pvFree!;
+    const mib = (n: number) => `${(n / MiB).toFixed(0)} MiB`;
+    if (o.wipeFreedSpace || free.size === 0) {
+      await writeRange(c, 0, size);
+      if (free.size > 0) log.info(`  zeroed the ${mib(free.size)} of freed space (--wipe-freed-space)`);
+      return;
+    }
+    await writeRange(c, 0, free.offset);
+    await writeRange(c, free.offset + free.size, size - free.offset - free.size);
+    log.warn(
+      `the freed space (${mib(free.size)} at ${o.output} offset ${free.offset}, the future delta) keeps its old contents, which may include plaintext of the old root filesystem, until the delta overwrites it; --wipe-freed-space zeroes it`,
+    );
     return;
   }
   if (o.output.endsWith(".qcow2")) {

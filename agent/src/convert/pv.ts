@@ -59,6 +59,8 @@ export async function writePv(
 ): Promise<{
   pv: lvm.PvInfo;
   ranges: Record<string, { lvOffset: number; pvOffset: number; length: number }[]>;
+  /** The extents no LV uses (the delta's space from the first boot on), as a region of DISK. */
+  free: Region;
 }> {
   const loop = await attachLoop(cleanup, disk, region);
   const ctx = { systemDir: join(workDir, "lvm") };
@@ -81,5 +83,12 @@ export async function writePv(
       await copyAt(lv.file, disk, region.offset + r.pvOffset, Math.min(size, r.length), true);
     }
   }
-  return { pv, ranges };
+  const usedEnd = Math.max(
+    pv.peStartBytes,
+    ...Object.values(ranges)
+      .flat()
+      .map((r) => r.pvOffset + r.length),
+  );
+  const extentsEnd = pv.peStartBytes + pv.peCount * pv.extentBytes;
+  return { pv, ranges, free: { offset: region.offset + usedEnd, size: Math.max(0, extentsEnd - usedEnd) } };
 }

@@ -100,6 +100,22 @@ export function chooseRoot(table: PartitionTable, partNum?: number): Partition {
   return candidates[0];
 }
 
+/**
+ * convert shrinks the root filesystem to its minimum (the rest of the disk becomes the delta) and
+ * marks it read-only for dm-verity, both with e2fsprogs. xfs is found as a root so it can be
+ * refused by name: it can grow but never shrink.
+ */
+export function requireShrinkableRoot(root: Partition): void {
+  if (root.fsType === "ext4") return;
+  const why = root.fsType === "xfs" ? "xfs filesystems can grow but never shrink" : "it is not ext4";
+  throw new FdeError(
+    `the root filesystem (partition ${root.number}) is ${root.fsType ?? "unknown"}; convert supports only ext4 roots, because it shrinks the root filesystem to its minimum size (the rest of the disk becomes the writable delta) and ${why}`,
+    {
+      hint: "convert an image whose root is ext4, for example by copying the files of this root into a new ext4 filesystem (mkfs.ext4 -d) first",
+    },
+  );
+}
+
 export function findEsp(table: PartitionTable): Partition | undefined {
   return table.partitions.find((p) => p.type === ESP_TYPE || p.type === "EF") ?? undefined;
 }

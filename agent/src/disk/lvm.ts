@@ -93,16 +93,27 @@ export async function lvCreateOffline(
 export interface PvInfo {
   peStartBytes: number;
   extentBytes: number;
+  /** Physical extents on the PV. */
+  peCount: number;
 }
 
 export async function pvInfo(ctx: LvmContext, device: string): Promise<PvInfo> {
   const out = await runText(
     "lvm",
-    ["pvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "pe_start,vg_extent_size", device],
+    [
+      "pvs",
+      "--noheadings",
+      "--units",
+      "b",
+      "--nosuffix",
+      "-o",
+      "pe_start,vg_extent_size,pv_pe_count",
+      device,
+    ],
     { env: env(ctx) },
   );
-  const [peStart, extent] = out.trim().split(/\s+/).map(Number);
-  return { peStartBytes: peStart!, extentBytes: extent! };
+  const [peStart, extent, peCount] = out.trim().split(/\s+/).map(Number);
+  return { peStartBytes: peStart!, extentBytes: extent!, peCount: peCount! };
 }
 
 export interface LvSegment {
@@ -148,7 +159,7 @@ export async function lvSegments(ctx: LvmContext, vg: string): Promise<LvSegment
 export function lvByteRanges(
   segs: LvSegment[],
   lv: string,
-  pv: PvInfo,
+  pv: Pick<PvInfo, "peStartBytes" | "extentBytes">,
 ): { lvOffset: number; pvOffset: number; length: number }[] {
   return segs
     .filter((s) => s.lv === lv)

@@ -6,7 +6,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { createCipheriv, createDecipheriv } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convert } from "../../src/convert/index.ts";
@@ -341,30 +350,62 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(Object.keys(readLvs(dir, out, parts[1]!).lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
   }, 120_000);
 
-  test("-d/--device converts a block device in place", async () => {
-    const copy = join(dir, "device-backing.raw");
-    sh("cp", ["--sparse=always", source, copy]);
-    sh("truncate", ["-s", "700M", copy]);
-    const loop = sh("losetup", ["--find", "--show", copy]).trim();
-    try {
-      await convert({
-        input: loop,
-        output: loop,
-        device: true,
-        configDir: configDir(false),
-        bootPartSize: 64 * 1024 * 1024,
-        uki: false,
-        ukiAppendCmdline: "",
-        assets: assets(dir),
-      });
-    } finally {
-      sh("losetup", ["-d", loop]);
-    }
-    const parts = partitions(copy);
-    expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "boot", "cryptpilot"]);
-    expect(parts[2]!.start + parts[2]!.size).toBe(699 * 1024 * 1024);
-    expect(Object.keys(readLvs(dir, copy, parts[2]!).lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
-  }, 120_000);
+  test("-d/--device converts in place; --wipe-freed-space zeroes the freed space, without it the old bytes stay", async () => {
+    // Old data of the source disk where the PV's unallocated space (the future delta) will be.
+    const stale = Buffer.from("STALE-PLAINTEXT-OF-THE-OLD-ROOT!".repeat(128));
+    const staleAt = [300 * 1024 * 1024, 600 * 1024 * 1024];
+    const has = (file: string, offset: number) => {
+      const buf = Buffer.alloc(stale.length);
+      const fd = openSync(file, "r");
+      try {
+        readSync(fd, buf, 0, buf.length, offset);
+      } finally {
+        closeSync(fd);
+      }
+      return buf.equals(stale);
+    };
+    const convertDevice = async (name: string, wipeFreedSpace: boolean) => {
+      const copy = join(dir, name);
+      sh("cp", ["--sparse=always", source, copy]);
+      sh("truncate", ["-s", "700M", copy]);
+      for (const at of staleAt)
+        sh("dd", [`of=${copy}`, "bs=4096", `seek=${at / 4096}`, "conv=notrunc", "status=none"], stale);
+      const loop = sh("losetup", ["--find", "--show", copy]).trim();
+      try {
+        await convert({
+          input: loop,
+          output: loop,
+          device: true,
+          configDir: configDir(false),
+          bootPartSize: 64 * 1024 * 1024,
+          uki: false,
+          ukiAppendCmdline: "",
+          assets: assets(dir),
+          wipeFreedSpace,
+        });
+      } finally {
+        sh("losetup", ["-d", loop]);
+      }
+      const parts = partitions(copy);
+      expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "boot", "cryptpilot"]);
+      expect(parts[2]!.start + parts[2]!.size).toBe(699 * 1024 * 1024);
+      const { lvs } = readLvs(dir, copy, parts[2]!);
+      expect(Object.keys(lvs).sort()).toEqual(["rootfs", "rootfs_hash"]);
+      // The stale data is in the PV's free space, after the last LV.
+      const lvEnd = Math.max(...Object.values(lvs).map((lv) => lv.offset + lv.size));
+      expect(staleAt.every((at) => at >= lvEnd && at < parts[2]!.start + parts[2]!.size)).toBe(true);
+      return { copy, freeStart: lvEnd, pvEnd: parts[2]!.start + parts[2]!.size };
+    };
+
+    const kept = await convertDevice("device-kept.raw", false);
+    expect(staleAt.every((at) => has(kept.copy, at))).toBe(true);
+
+    const wiped = await convertDevice("device-wiped.raw", true);
+    expect(staleAt.some((at) => has(wiped.copy, at))).toBe(false);
+    // Every byte from the end of the last LV to the end of the PV is zero.
+    const length = wiped.pvEnd - wiped.freeStart;
+    sh("cmp", [`--bytes=${length}`, `--ignore-initial=${wiped.freeStart}:0`, wiped.copy, "/dev/zero"]);
+  }, 240_000);
 
   test("the CLI refuses a missing key choice and a config/flag mismatch with one paragraph", () => {
     const main = join(import.meta.dir, "../../src/main.ts");

@@ -9,7 +9,12 @@ import {
 import { dracutArgs, listKernels } from "../../src/convert/guest.ts";
 import { ukiCmdline } from "../../src/convert/index.ts";
 import { computeLayout, MiB, parseSize, pvMinSize, sfdiskScript } from "../../src/convert/layout.ts";
-import { chooseRoot, type PartitionTable, parseSfdiskJson } from "../../src/convert/source.ts";
+import {
+  chooseRoot,
+  type PartitionTable,
+  parseSfdiskJson,
+  requireShrinkableRoot,
+} from "../../src/convert/source.ts";
 
 describe("boot entries", () => {
   test("every root= becomes /dev/mapper/rootfs, dracut's LVM/LUKS activation is off", () => {
@@ -146,5 +151,30 @@ describe("layout", () => {
     expect(chooseRoot(t, 2).number).toBe(2);
     expect(() => chooseRoot(t, 1)).toThrow(/not ext4/);
     expect(t.partitions[1]!.offset).toBe(4096 * 512);
+  });
+  test("an xfs root is found and refused in one paragraph: xfs cannot shrink", () => {
+    const t: PartitionTable = parseSfdiskJson(
+      JSON.stringify({
+        partitiontable: {
+          label: "gpt",
+          sectorsize: 512,
+          partitions: [{ node: "d1", start: 2048, size: 1000, type: "0FC63DAF-8483-4772-8E79-3D69D8477DE4" }],
+        },
+      }),
+    );
+    t.partitions[0]!.fsType = "xfs";
+    const root = chooseRoot(t);
+    expect(root.number).toBe(1);
+    let message = "";
+    try {
+      requireShrinkableRoot(root);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain("partition 1) is xfs; convert supports only ext4 roots");
+    expect(message).toContain("xfs filesystems can grow but never shrink");
+    expect(message).not.toContain("\n");
+    t.partitions[0]!.fsType = "ext4";
+    expect(() => requireShrinkableRoot(root)).not.toThrow();
   });
 });
