@@ -1,6 +1,7 @@
 /** Checks shared by the FDE scenarios, on the markers of one boot. */
+import { growImage } from "./disk.ts";
 import type { FdeOptions } from "./fde.ts";
-import type { BootResult, ScenarioContext } from "./scenario.ts";
+import type { BootOptions, BootResult, ScenarioContext } from "./scenario.ts";
 
 /** The guest booted through the agent: root from /dev/mapper/rootfs, writable, lower untouched. */
 export function expectFdeRoot(ctx: ScenarioContext, boot: BootResult, fde: FdeOptions): void {
@@ -70,4 +71,39 @@ export function expectPersistence(
       second,
     );
   }
+}
+
+/** How much bootAfterGrow enlarges the disk. */
+const GROW_MIB = 512;
+
+/**
+ * Enlarge the disk, boot again and check the second boot against the first: the FDE root,
+ * persistence as the layout says, a delta LV grown by at least half the added space and, with
+ * disk-persist, a root (dm-snapshot) or upper filesystem (overlayfs) that grew with it.
+ */
+export async function bootAfterGrow(
+  ctx: ScenarioContext,
+  disk: string,
+  first: BootResult,
+  fde: FdeOptions,
+  opts: BootOptions,
+): Promise<BootResult> {
+  await growImage(disk, GROW_MIB);
+  const second = await ctx.boot(disk, opts);
+  expectFdeRoot(ctx, second, fde);
+  expectPersistence(ctx, first, second, fde);
+  ctx.check(
+    deltaSize(second) > deltaSize(first) + (GROW_MIB / 2) * 2 ** 20,
+    `the delta did not grow with the disk (${deltaSize(first)} -> ${deltaSize(second)} bytes)`,
+    second,
+  );
+  if (fde.deltaLocation === "disk-persist") {
+    const rootGrew = Number(second.markers.get("root-size")) > Number(first.markers.get("root-size"));
+    ctx.check(
+      rootGrew,
+      `the ${fde.deltaBackend === "overlayfs" ? "overlay's upper" : "root"} filesystem did not grow with the delta`,
+      second,
+    );
+  }
+  return second;
 }

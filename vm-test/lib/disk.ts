@@ -190,6 +190,32 @@ export interface LogicalVolume {
   size: number;
 }
 
+/** The rows of `lvs`/`pvs -o FIELDS` (JSON, sizes in bytes) for the loop device LOOP only, read-only. */
+async function lvmReport<Row>(
+  loop: string,
+  command: "lvs" | "pvs",
+  fields: string,
+  ...args: string[]
+): Promise<Row[]> {
+  const config = `devices { filter = [ "a|^${loop}$|", "r|.*|" ] use_devicesfile = 0 }`;
+  const json = await shText([
+    command,
+    "--config",
+    config,
+    "--readonly",
+    "--reportformat",
+    "json",
+    "--units",
+    "b",
+    "--nosuffix",
+    "-o",
+    fields,
+    ...args,
+  ]);
+  const report = JSON.parse(json) as { report: Array<Record<string, Row[]>> };
+  return report.report[0]?.[command === "lvs" ? "lv" : "pv"] ?? [];
+}
+
 /**
  * Where the LVs of VG "cryptpilot" sit in the image, read with the host's LVM tools from a
  * read-only loop device of the PV partition (reading metadata needs no device-mapper).
@@ -213,43 +239,15 @@ export async function logicalVolumes(image: string): Promise<LogicalVolume[]> {
     ])
   ).trim();
   try {
-    const config = `devices { filter = [ "a|^${loop}$|", "r|.*|" ] use_devicesfile = 0 }`;
-    const json = await shText([
-      "lvs",
-      "--config",
-      config,
-      "--readonly",
-      "--reportformat",
-      "json",
-      "--units",
-      "b",
-      "--nosuffix",
-      "-o",
-      "lv_name,seg_pe_ranges,vg_extent_size,seg_size",
-      "cryptpilot",
-    ]);
-    const pvs = JSON.parse(
-      await shText([
-        "pvs",
-        "--config",
-        config,
-        "--readonly",
-        "--reportformat",
-        "json",
-        "--units",
-        "b",
-        "--nosuffix",
-        "-o",
-        "pv_name,pe_start",
-      ]),
-    ) as { report: Array<{ pv: Array<{ pe_start: string }> }> };
-    const peStart = Number(pvs.report[0]?.pv[0]?.pe_start);
-    const report = JSON.parse(json) as {
-      report: Array<{
-        lv: Array<{ lv_name: string; seg_pe_ranges: string; vg_extent_size: string; seg_size: string }>;
-      }>;
-    };
-    return (report.report[0]?.lv ?? []).map((lv) => {
+    const [pvInfo] = await lvmReport<{ pe_start: string }>(loop, "pvs", "pe_start");
+    const peStart = Number(pvInfo?.pe_start);
+    const lvs = await lvmReport<{
+      lv_name: string;
+      seg_pe_ranges: string;
+      vg_extent_size: string;
+      seg_size: string;
+    }>(loop, "lvs", "lv_name,seg_pe_ranges,vg_extent_size,seg_size", "cryptpilot");
+    return lvs.map((lv) => {
       const first = Number(lv.seg_pe_ranges.match(/:(\d+)-/)?.[1]);
       return {
         name: lv.lv_name,

@@ -1,5 +1,4 @@
-import { deltaSize, expectFdeRoot, expectPersistence } from "../lib/checks.ts";
-import { growImage } from "../lib/disk.ts";
+import { bootAfterGrow, expectFdeRoot } from "../lib/checks.ts";
 import { DELTA_KEY, diskFor, keyOverride, PLAIN_IMAGE } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
@@ -13,17 +12,7 @@ export default defineScenario({
     const first = await ctx.boot(disk, { label: "first", quick: true });
     expectFdeRoot(ctx, first, fde);
 
-    await growImage(disk, 512);
-    const second = await ctx.boot(disk, { label: "after-grow", quick: true });
-    expectFdeRoot(ctx, second, fde);
-    expectPersistence(ctx, first, second, fde);
-    ctx.check(
-      deltaSize(second) > deltaSize(first) + 256 * 2 ** 20,
-      `the delta did not grow with the disk (${deltaSize(first)} -> ${deltaSize(second)} bytes)`,
-      second,
-    );
-    const rootGrew = Number(second.markers.get("root-size")) > Number(first.markers.get("root-size"));
-    ctx.check(rootGrew, "the root filesystem did not grow with the delta", second);
+    await bootAfterGrow(ctx, disk, first, fde, { label: "after-grow", quick: true });
 
     const wrong = await ctx.boot(disk, {
       label: "wrong-key",
