@@ -225,20 +225,7 @@ export async function logicalVolumes(image: string): Promise<LogicalVolume[]> {
   const pv =
     parts.find((p) => p.type.toUpperCase() === "E6D6D379-F507-44C2-A23C-238F2A3DF928") ?? parts.at(-1);
   if (!pv) throw new Error(`${image}: no partitions`);
-  const loop = (
-    await shText([
-      "losetup",
-      "--find",
-      "--show",
-      "--read-only",
-      "-o",
-      String(pv.offset),
-      "--sizelimit",
-      String(pv.size),
-      image,
-    ])
-  ).trim();
-  try {
+  return withReadOnlyLoop(image, pv.offset, pv.size, async (loop) => {
     const [pvInfo] = await lvmReport<{ pe_start: string }>(loop, "pvs", "pe_start");
     const peStart = Number(pvInfo?.pe_start);
     const lvs = await lvmReport<{
@@ -255,7 +242,31 @@ export async function logicalVolumes(image: string): Promise<LogicalVolume[]> {
         size: Number(lv.seg_size),
       };
     });
+  });
+}
+
+/** `fn` on a read-only loop device over `size` bytes of IMAGE from `offset`; detached afterwards. */
+export async function withReadOnlyLoop<T>(
+  image: string,
+  offset: number,
+  size: number,
+  fn: (loop: string) => Promise<T>,
+): Promise<T> {
+  const args = ["--find", "--show", "--read-only", "-o", String(offset), "--sizelimit", String(size)];
+  const loop = (await shText(["losetup", ...args, image])).trim();
+  try {
+    return await fn(loop);
   } finally {
     await sh(["losetup", "-d", loop]);
   }
+}
+
+/** `fn` on a read-only loop device of LV `name` (VG cryptpilot) in IMAGE; undefined without that LV. */
+export async function withLvLoop<T>(
+  image: string,
+  name: string,
+  fn: (loop: string) => Promise<T>,
+): Promise<T | undefined> {
+  const lv = (await logicalVolumes(image)).find((v) => v.name === name);
+  return lv && withReadOnlyLoop(image, lv.offset, lv.size, fn);
 }

@@ -1,5 +1,5 @@
 import { expectFdeRoot } from "../lib/checks.ts";
-import { logicalVolumes } from "../lib/disk.ts";
+import { withLvLoop } from "../lib/disk.ts";
 import { diskFor, type FdeOptions } from "../lib/fde.ts";
 import { shText } from "../lib/proc.ts";
 import { defineScenario, type ScenarioContext } from "../lib/scenario.ts";
@@ -15,29 +15,12 @@ const fde: FdeOptions = {
 
 /** LUKS2 subsystem of the delta LV, read on the host (cryptsetup luksDump needs no device-mapper). */
 async function deltaSubsystem(ctx: ScenarioContext, disk: string): Promise<string | undefined> {
-  const delta = (await logicalVolumes(disk)).find((lv) => lv.name === "delta");
-  if (!delta) return undefined;
-  const loop = (
-    await shText([
-      "losetup",
-      "--find",
-      "--show",
-      "--read-only",
-      "-o",
-      String(delta.offset),
-      "--sizelimit",
-      String(delta.size),
-      disk,
-    ])
-  ).trim();
-  try {
-    const dump = await shText(["cryptsetup", "luksDump", loop]).catch(() => "");
-    const subsystem = dump.match(/^Subsystem:\s*(\S+)/m)?.[1];
-    ctx.log(`delta LUKS2 subsystem after the kill: ${subsystem ?? "(no LUKS2 header)"}`);
-    return subsystem;
-  } finally {
-    await shText(["losetup", "-d", loop]);
-  }
+  const dump = await withLvLoop(disk, "delta", (loop) =>
+    shText(["cryptsetup", "luksDump", loop]).catch(() => ""),
+  );
+  const subsystem = dump?.match(/^Subsystem:\s*(\S+)/m)?.[1];
+  ctx.log(`delta LUKS2 subsystem after the kill: ${subsystem ?? "(no LUKS2 header)"}`);
+  return subsystem;
 }
 
 export default defineScenario({
