@@ -27,6 +27,8 @@ export interface BenchContext {
   /** Repetitions for timing loops; BENCH_RUNS overrides (keep it small on shared machines). */
   runs: number;
   log(message: string): void;
+  /** Markdown shown below the section's table (e.g. a per-step breakdown). */
+  details(markdown: string): void;
 }
 
 export interface Benchmark {
@@ -34,6 +36,8 @@ export interface Benchmark {
   title: string;
   /** One or two sentences: what is compared and why the baseline is the right one. */
   description: string;
+  /** A reason this machine cannot run the benchmark (printed; its section is kept as it was). */
+  skip?(): string | undefined;
   run(ctx: BenchContext): Promise<Measurement[]>;
 }
 

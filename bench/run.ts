@@ -18,7 +18,13 @@ function format(value: number, unit: string): string {
   return `${Number.isInteger(value) ? value : value.toFixed(2)} ${unit}`;
 }
 
-function section(name: string, bench: Benchmark, measurements: Measurement[], date: string): string {
+function section(
+  name: string,
+  bench: Benchmark,
+  measurements: Measurement[],
+  details: string[],
+  date: string,
+): string {
   const rows = measurements.map(
     (m) =>
       `| ${m.name} | ${format(m.value, m.unit)} | ${m.baseline.name}: ${format(m.baseline.value, m.unit)} | ${(m.value / m.baseline.value).toFixed(2)}x |`,
@@ -34,6 +40,7 @@ function section(name: string, bench: Benchmark, measurements: Measurement[], da
     "|---|---|---|---|",
     ...rows,
     ...(notes.length ? ["", ...notes] : []),
+    ...details.flatMap((d) => ["", d]),
     `<!-- /bench:${name} -->`,
   ].join("\n");
 }
@@ -70,7 +77,7 @@ if (unknown.length) {
   process.exit(2);
 }
 
-const sections = existingSections();
+const fresh = new Map<string, string>();
 const date = new Date().toISOString().replace(/\.\d+Z$/, "Z");
 let failed = 0;
 for (const name of wanted.length ? wanted : available) {
@@ -80,6 +87,12 @@ for (const name of wanted.length ? wanted : available) {
     console.error(`bench/${name}.ts has no default-exported Benchmark; skipped`);
     continue;
   }
+  const skipped = bench.skip?.();
+  if (skipped) {
+    console.error(`=== ${bench.title} (bench/${name}.ts): SKIPPED: ${skipped}`);
+    continue;
+  }
+  const details: string[] = [];
   const tmp = mkdtempSync(join(scratchRoot, `bench-${name}-`));
   const ctx: BenchContext = {
     root: ROOT,
@@ -87,11 +100,12 @@ for (const name of wanted.length ? wanted : available) {
     tmp,
     runs: Number(process.env.BENCH_RUNS) || 20,
     log: (message) => console.error(`[${name}] ${message}`),
+    details: (markdown) => details.push(markdown),
   };
   console.error(`=== ${bench.title} (bench/${name}.ts)`);
   try {
     const measurements = await bench.run(ctx);
-    sections.set(name, section(name, bench, measurements, date));
+    fresh.set(name, section(name, bench, measurements, details, date));
     for (const m of measurements) {
       console.error(
         `  ${m.name}: ${format(m.value, m.unit)} vs ${format(m.baseline.value, m.unit)} (${(m.value / m.baseline.value).toFixed(2)}x)`,
@@ -105,6 +119,9 @@ for (const name of wanted.length ? wanted : available) {
   }
 }
 
+// Read just before writing: a long benchmark must not drop sections others wrote meanwhile.
+const sections = existingSections();
+for (const [name, text] of fresh) sections.set(name, text);
 const body = [...sections.entries()]
   .filter(([name]) => available.includes(name))
   .sort(([a], [b]) => a.localeCompare(b))
