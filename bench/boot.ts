@@ -16,7 +16,7 @@ import { baseImage } from "../vm-test/lib/base.ts";
 import { expectFdeRoot } from "../vm-test/lib/checks.ts";
 import { createContext, TEST_CMDLINE } from "../vm-test/lib/context.ts";
 import { extractKernel, logicalVolumes, partitionByName } from "../vm-test/lib/disk.ts";
-import { type FdeOptions, fdeToml, keyOverride } from "../vm-test/lib/fde.ts";
+import { type FdeOptions, fdeToml, rootfsKeyFor } from "../vm-test/lib/fde.ts";
 import { sh, shText } from "../vm-test/lib/proc.ts";
 import type { BootResult, ScenarioContext } from "../vm-test/lib/scenario.ts";
 import type { Benchmark, Measurement } from "./lib.ts";
@@ -28,13 +28,6 @@ const LAYOUT: FdeOptions = {
   encryptRootfs: true,
   integrity: false,
 };
-
-/**
- * 32 random bytes as hex, as long as what a key broker or KMS hands out (the guest's test script
- * prints them from the kernel command line; its built-in test keys are shorter than real ones).
- */
-const ROOTFS_KEY = "5f0c8e4a2d9b71c3e6a8f04b9d2c7e1a3b5d8f6e0a4c2b9d7f1e3a5c8b0d2f4e";
-const DELTA_KEY = "a1c3e5f7092b4d6f8a0c2e4f6b8d0a2c4e6f8b0d2a4c6e8f0b2d4a6c8e0f2b4d";
 
 /**
  * The same stages before machine keys got a fast PBKDF (b1972f1), for comparison: an earlier
@@ -359,9 +352,8 @@ async function bootChecked(
   ctx: ScenarioContext,
   disk: string,
   label: string,
-  append: string[],
 ): Promise<{ boot: BootResult; timing: BootTiming }> {
-  const boot = await ctx.boot(disk, { label, quick: true, append, timeoutSec: 1200 });
+  const boot = await ctx.boot(disk, { label, quick: true, timeoutSec: 1200 });
   expectFdeRoot(ctx, boot, LAYOUT);
   const timing = parseBoot(boot);
   for (const stage of STAGES) requireStage(timing, stage, label);
@@ -371,7 +363,7 @@ async function bootChecked(
 const benchmark: Benchmark = {
   title: "Boot stages in the initrd (QEMU TCG)",
   description:
-    "A Debian 12 guest converted with an encrypted rootfs and a persistent dm-snapshot delta (exec key provider, 32-byte keys), booted twice under QEMU TCG (`-accel tcg -cpu max`, 2 vCPUs, 2 GiB, direct kernel boot to basic.target) with `[boot] verbose = true`: boot 1 creates and formats the delta, boot 2 is the steady state. Ours: the stage's wall time (systemd unit start to finish, from the initrd journal). Baseline: the summed wall time of the external tools the agent ran in it (cryptsetup, veritysetup, dmsetup, lvm, blkid, ...; each timed by the agent around the spawn); the difference is the agent's overhead. TCG runs everything 10-50x slower than KVM or hardware, the agent's JavaScript more so than the C tools: read the ratios, not the seconds.",
+    "A Debian 12 guest converted with an encrypted rootfs and a persistent dm-snapshot delta (exec key provider; vm-test's test keys, 32+ bytes like a real provider's), booted twice under QEMU TCG (`-accel tcg -cpu max`, 2 vCPUs, 2 GiB, direct kernel boot to basic.target) with `[boot] verbose = true`: boot 1 creates and formats the delta, boot 2 is the steady state. Ours: the stage's wall time (systemd unit start to finish, from the initrd journal). Baseline: the summed wall time of the external tools the agent ran in it (cryptsetup, veritysetup, dmsetup, lvm, blkid, ...; each timed by the agent around the spawn); the difference is the agent's overhead. TCG runs everything 10-50x slower than KVM or hardware, the agent's JavaScript more so than the C tools: read the ratios, not the seconds.",
   skip() {
     if (process.getuid?.() !== 0) return "needs root (loop mounts, convert, chroot dracut)";
     for (const tool of ["qemu-system-x86_64", "mmdebstrap", "lz4", "debugfs", "cryptsetup"])
@@ -395,17 +387,16 @@ const benchmark: Benchmark = {
         source,
         fde: fdeToml(LAYOUT),
         global: "[boot]\nverbose = true\n",
-        rootfsKey: ROOTFS_KEY,
+        rootfsKey: rootfsKeyFor(LAYOUT),
         out: "disk.raw",
       });
       bench.log("building the same initrd without the cryptpilot module (chroot dracut)");
       const without = join(ctx.outDir, "initrd-without-agent.img");
       const withoutArgs = await initrdWithoutAgent(source, base.kver, without);
 
-      const keys = [keyOverride("rootfs", ROOTFS_KEY), keyOverride("delta", DELTA_KEY)];
       bench.log("boot 1 (formats the delta), boot 2 (steady state), boot 3 (stock initrd, unconverted)");
-      const first = await bootChecked(ctx, disk, "first", keys);
-      const second = await bootChecked(ctx, disk, "steady", keys);
+      const first = await bootChecked(ctx, disk, "first");
+      const second = await bootChecked(ctx, disk, "steady");
       const stockBoot = await ctx.boot(source, {
         label: "stock",
         cmdline: `root=LABEL=root ro ${TEST_CMDLINE} systemd.unit=cptest-quick.target`,
