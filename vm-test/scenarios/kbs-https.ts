@@ -1,52 +1,17 @@
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBroker } from "../kbs/broker.ts";
 import { makeTestPki } from "../kbs/tls.ts";
 import { defineScenario } from "../lib/scenario.ts";
-import { freePort, kbsFdeToml, NET_CMDLINE } from "./kbs-http.ts";
+import { withSwtpm } from "../lib/swtpm.ts";
+import { freePort, kbsFdeToml } from "./kbs-http.ts";
 
 // rootfs and delta keys from the test key broker over HTTPS, trust pinned with kbs_root_cert to
 // the broker's own CA, with TPM evidence: the guest's (swtpm) TPM quotes the runtime-data digest
 // in the initrd and the broker verifies the quotes with tpm2_checkquote before releasing keys.
 
 const ROOTFS_KEY = "kbs-vm-rootfs-key-tls";
-
-function startSwtpm(stateDir: string, socket: string) {
-  mkdirSync(stateDir, { recursive: true });
-  const proc = Bun.spawn(
-    [
-      "swtpm",
-      "socket",
-      "--tpm2",
-      "--tpmstate",
-      `dir=${stateDir}`,
-      "--ctrl",
-      `type=unixio,path=${socket}`,
-      "--flags",
-      "startup-clear",
-    ],
-    { stdout: "ignore", stderr: "inherit" },
-  );
-  return {
-    qemuArgs: [
-      "-chardev",
-      `socket,id=chrtpm,path=${socket}`,
-      "-tpmdev",
-      "emulator,id=tpm0,chardev=chrtpm",
-      "-device",
-      "tpm-tis,tpmdev=tpm0",
-    ],
-    async ready() {
-      for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(50);
-      if (!existsSync(socket)) throw new Error("swtpm did not create its control socket");
-    },
-    async stop() {
-      proc.kill();
-      await proc.exited;
-    },
-  };
-}
 
 export default defineScenario({
   description:
@@ -69,16 +34,15 @@ export default defineScenario({
         "default/key/delta": crypto.getRandomValues(new Uint8Array(32)),
       },
     });
-    const tpm = startSwtpm(join(ctx.outDir, "tpm-state"), join(ctx.outDir, "swtpm.sock"));
     try {
-      await tpm.ready();
-      const boot = await ctx.boot(disk, {
-        label: "kbs-https-tpm",
-        quick: true,
-        network: true,
-        append: NET_CMDLINE,
-        extraQemuArgs: tpm.qemuArgs,
-      });
+      const boot = await withSwtpm(join(ctx.outDir, "tpm-state"), join(ctx.outDir, "swtpm.sock"), (tpm) =>
+        ctx.boot(disk, {
+          label: "kbs-https-tpm",
+          quick: true,
+          network: true,
+          extraQemuArgs: tpm.qemuArgs,
+        }),
+      );
       ctx.expectReported(boot);
       ctx.check(
         /attested to https:\/\/10\.0\.2\.2:\d+ as tpm/.test(boot.serial),
@@ -91,7 +55,6 @@ export default defineScenario({
         boot,
       );
     } finally {
-      await tpm.stop();
       await broker.stop();
     }
   },
