@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import type { FdeOptions } from "../lib/fde.ts";
@@ -6,8 +7,9 @@ import { withSwtpm } from "../lib/swtpm.ts";
 
 // The delta key sealed to the guest's (swtpm) TPM by the tpm2 provider: (1) first boot seals a
 // new key to PCR 7 in the initrd and stores the token in the delta's LUKS2 header; (2) the next
-// boot unseals it and the persistent delta keeps boot 1's data. (The PCR-change failure is
-// covered on the host, agent/test/tpm; a VM boot with PCR 7 extended in the initrd is still to do.)
+// boot extends PCR 7 in the initrd before the agent runs: the unseal fails and the boot stops with
+// the PCR policy mismatch naming PCR 7; (3) a boot without the extend unseals again and the
+// persistent delta still holds boot 1's data.
 
 const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "dm-snapshot", encryptRootfs: false };
 const FDE_TOML = [
@@ -23,8 +25,53 @@ const FDE_TOML = [
   "",
 ].join("\n");
 
+/** TPM2_PCR_Extend(PCR 7, sha256 digest 32 x 0x42) with an empty password session: raw command bytes. */
+function pcr7ExtendCommand(): Buffer {
+  const body = Buffer.concat([
+    Buffer.from("00000007", "hex"), // pcrHandle
+    Buffer.from("00000009" + "40000009" + "0000" + "00" + "0000", "hex"), // TPM_RS_PW, empty auth
+    Buffer.from("00000001" + "000b", "hex"), // one digest, TPM_ALG_SHA256
+    Buffer.alloc(32, 0x42),
+  ]);
+  const head = Buffer.alloc(10);
+  head.writeUInt16BE(0x8002, 0); // TPM_ST_SESSIONS
+  head.writeUInt32BE(10 + body.length, 2);
+  head.writeUInt32BE(0x00000182, 6); // TPM_CC_PCR_Extend
+  return Buffer.concat([head, body]);
+}
+
+// The initrd has no tpm2-tools: the command goes to /dev/tpmrm0 as bytes (one write), and the
+// response is printed so the scenario can tell that the extend really happened. /dev/tpmrm0
+// appears when udev has loaded tpm_tis, which may be after this unit starts.
+const EXTEND_SCRIPT = `
+i=0
+while [ ! -e /dev/tpmrm0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+exec 3<>/dev/tpmrm0
+echo ${pcr7ExtendCommand().toString("base64")} | base64 -d >&3
+echo "cptest: PCR 7 extend response $(head -c 64 <&3 | base64 -w0)"
+`;
+
+/**
+ * initrd files for a boot that extends PCR 7 before the agent unseals. The appended cpio can only
+ * add files to existing directories, so the unit itself is replaced with one that runs the
+ * extend as ExecStartPre.
+ */
+function pcr7ExtendFiles(repo: string): Record<string, string> {
+  const unit = readFileSync(join(repo, "hooks", "cryptpilot-fde-before-sysroot.service"), "utf8");
+  if (!unit.includes("\n[Service]\n"))
+    throw new Error("hooks/cryptpilot-fde-before-sysroot.service has no [Service]");
+  return {
+    "/etc/cptest-pcr7-extend.sh": EXTEND_SCRIPT,
+    "/usr/lib/systemd/system/cryptpilot-fde-before-sysroot.service": unit.replace(
+      "\n[Service]\n",
+      "\n[Service]\nExecStartPre=/bin/sh /etc/cptest-pcr7-extend.sh\n",
+    ),
+  };
+}
+
 export default defineScenario({
-  description: "tpm2 provider with a swtpm TPM: delta key sealed on first boot, unsealed on the next",
+  description:
+    "tpm2 provider with a swtpm TPM: delta key sealed on first boot; PCR 7 extended -> boot stops naming the PCR policy mismatch; unsealed again without the extend",
   skip: () => (Bun.which("swtpm") ? undefined : "swtpm is not installed"),
   timeoutSec: 3600,
   async run(ctx) {
@@ -32,9 +79,15 @@ export default defineScenario({
     const stateDir = join(ctx.outDir, "tpm-state");
 
     // One swtpm per boot over the same state: PCRs reset at every boot, the sealing keys stay.
-    const bootWithTpm = (label: string) =>
+    const bootWithTpm = (label: string, initrdFiles?: Record<string, string>) =>
       withSwtpm(stateDir, join(ctx.outDir, `swtpm-${label}.sock`), (tpm) =>
-        ctx.boot(disk, { label, quick: true, timeoutSec: 1200, extraQemuArgs: tpm.qemuArgs }),
+        ctx.boot(disk, {
+          label,
+          quick: true,
+          timeoutSec: 1200,
+          extraQemuArgs: tpm.qemuArgs,
+          initrdFiles,
+        }),
       );
 
     const first = await bootWithTpm("seal");
@@ -46,8 +99,23 @@ export default defineScenario({
       first,
     );
 
-    const second = await bootWithTpm("unseal");
-    expectFdeRoot(ctx, second, fde);
-    expectPersistence(ctx, first, second, fde);
+    const extended = await bootWithTpm("pcr7-extended", pcr7ExtendFiles(ctx.repo));
+    const response = /cptest: PCR 7 extend response (\S+)/.exec(extended.serial)?.[1];
+    // TPM response header: tag (2), size (4), response code (4) = TPM_RC_SUCCESS.
+    const rc = response ? Buffer.from(response, "base64").subarray(6, 10).toString("hex") : undefined;
+    ctx.check(
+      rc === "00000000",
+      `PCR 7 was not extended in the initrd (response ${response ?? "missing"})`,
+      extended,
+    );
+    ctx.expectStopped(
+      extended,
+      /TPM PCR policy mismatch.*PCR 7 is [0-9a-f]{64} \(sealed to [0-9a-f]{64}\)/,
+      "the PCR 7 policy mismatch",
+    );
+
+    const again = await bootWithTpm("unseal");
+    expectFdeRoot(ctx, again, fde);
+    expectPersistence(ctx, first, again, fde);
   },
 });
