@@ -6,15 +6,18 @@ import { PLAIN_CMDLINE, volumeDev, volumeGuest } from "./volume-lib/guest.ts";
 // Data volumes opened at boot by cryptpilot-volumes.service (`volume open --auto`):
 //  - swap0 (otp, makefs swap, enabled as swap) and scratch (otp, ext4 on /mnt/scratch) come up on
 //    every boot, formatted afresh: new LUKS UUID, new filesystem, nothing from the last boot;
-//  - data (exec key, ext4 on /mnt/data) is initialised once in boot 1 (`volume init`,
+//    scratch has open_in_initrd = true: the guest's initrd is rebuilt with the cryptpilot dracut
+//    module, whose cryptpilot-volumes-initrd.service opens it before root, and the service in the
+//    booted system only mounts it;
+//  - data (exec key, dm-integrity hmac-sha256, ext4 on /mnt/data) is initialised once in boot 1 (`volume init`,
 //    where the service could not open it yet: the others still came up and the unit reported the
 //    failure); in boot 2 a wrong key keeps it closed and never re-formats it; in boot 3 the service
 //    opens and mounts it and boot 1's file is there.
 
 const VOLUMES = {
   "swap0.toml": `volume = "swap0"\ndev = "${volumeDev("swap0")}"\nauto_open = true\nmakefs = "swap"\n\n[mount]\nmountpoint = "swap"\n\n[encrypt.otp]\n`,
-  "scratch.toml": `volume = "scratch"\ndev = "${volumeDev("scratch")}"\nauto_open = true\nmakefs = "ext4"\n\n[mount]\nmountpoint = "/mnt/scratch"\n\n[encrypt.otp]\n`,
-  "data.toml": `volume = "data"\ndev = "${volumeDev("data")}"\nauto_open = true\nmakefs = "ext4"\n\n[mount]\nmountpoint = "/mnt/data"\noptions = "nodev,nosuid"\n\n[encrypt.exec]\ncommand = "/usr/local/bin/cptest-key"\nargs = ["data"]\n`,
+  "scratch.toml": `volume = "scratch"\ndev = "${volumeDev("scratch")}"\nauto_open = true\nopen_in_initrd = true\nmakefs = "ext4"\n\n[mount]\nmountpoint = "/mnt/scratch"\n\n[encrypt.otp]\n`,
+  "data.toml": `volume = "data"\ndev = "${volumeDev("data")}"\nauto_open = true\nmakefs = "ext4"\nintegrity = true\n\n[mount]\nmountpoint = "/mnt/data"\noptions = "nodev,nosuid"\n\n[encrypt.exec]\ncommand = "/usr/local/bin/cptest-key"\nargs = ["data"]\n`,
 };
 
 // Runs after the service, from cptest-report; prints key=value lines (markers check:key=value).
@@ -30,10 +33,14 @@ echo "swap0-luks=$(cryptsetup luksUUID ${volumeDev("swap0")})"
 echo "scratch-source=$(findmnt -no SOURCE /mnt/scratch)"
 echo "scratch-uuid=$(blkid -s UUID -o value /dev/mapper/scratch 2>/dev/null)"
 echo "scratch-luks=$(cryptsetup luksUUID ${volumeDev("scratch")})"
+echo "scratch-initrd=$(journalctl -b -o cat -u cryptpilot-volumes-initrd.service | grep -m1 '^scratch:')"
+echo "scratch-service=$(journalctl -b -o cat -u cryptpilot-volumes.service | grep -m1 '^scratch:')"
 echo "scratch-files=$(ls -A /mnt/scratch 2>/dev/null | paste -sd, -)"
 [ -d /mnt/scratch ] && echo "scratch from boot $boot" >/mnt/scratch/marker
 echo "data-source=$(findmnt -no SOURCE,OPTIONS /mnt/data | tr ' ' '_')"
 echo "data-subsystem=$(blkid -p -s SUBSYSTEM -o value ${volumeDev("data")})"
+echo "data-integrity=$(cryptsetup luksDump ${volumeDev("data")} 2>/dev/null | sed -n 's/^[[:space:]]*integrity:[[:space:]]*//p' | head -1)"
+echo "data-dm-integrity=$(dmsetup table --target integrity 2>/dev/null | wc -l)"
 if [ "$boot" = 1 ]; then
   $B volume init data >/tmp/init.log 2>&1; echo "data-init=$? $(tr '\\n' ' ' </tmp/init.log | tail -c 800)"
   $B volume open data >/tmp/open.log 2>&1; echo "data-open=$? $(tail -1 /tmp/open.log)"
@@ -46,13 +53,14 @@ echo "journal-data=$(journalctl -b -u cryptpilot-volumes.service --no-pager -o c
 
 export default defineScenario({
   description:
-    "data volumes at boot: otp swap and otp scratch fresh on every boot; exec data volume initialised once, kept across reboots, never re-formatted for a wrong key",
+    "data volumes at boot: otp swap and otp scratch (opened in the initrd) fresh on every boot; exec integrity data volume initialised once, kept across reboots, never re-formatted for a wrong key",
   timeoutSec: 2400,
   async run(ctx) {
     const guest = await volumeGuest(ctx, {
       volumes: VOLUMES,
       disks: { swap0: 128, scratch: 128, data: 128 },
       check: CHECK,
+      cryptpilotInitrd: true,
     });
     const boot = (label: string, append: string[] = []) =>
       ctx.boot(guest.disk, {
@@ -75,6 +83,16 @@ export default defineScenario({
       ctx.check(
         get(b, "scratch-source") === "/dev/mapper/scratch",
         "scratch is not mounted on /mnt/scratch",
+        b,
+      );
+      ctx.check(
+        get(b, "scratch-initrd") === "scratch: opened with a fresh otp key and a new ext4",
+        `scratch was not opened by the initrd unit: "${get(b, "scratch-initrd")}"`,
+        b,
+      );
+      ctx.check(
+        get(b, "scratch-service") === "scratch: already open, mounted on /mnt/scratch",
+        `the booted system's service did not just mount scratch: "${get(b, "scratch-service")}"`,
         b,
       );
       ctx.check(
@@ -135,6 +153,11 @@ export default defineScenario({
       third,
     );
     ctx.check(get(third, "data-content") === "written in boot 1", "boot 1's file on data is gone", third);
+    ctx.check(
+      get(third, "data-integrity") === "hmac(sha256)" && get(third, "data-dm-integrity") !== "0",
+      `data is not an integrity volume: luksDump integrity "${get(third, "data-integrity")}", ${get(third, "data-dm-integrity")} dm-integrity target(s)`,
+      third,
+    );
 
     const boots = [first, wrong, third];
     for (const key of ["swap0-uuid", "swap0-luks", "scratch-uuid", "scratch-luks"]) {
