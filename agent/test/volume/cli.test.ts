@@ -96,6 +96,28 @@ describe("volume init on a LUKS2 file image", () => {
   );
 
   test(
+    "key slot KDF: a 32-byte key gets pbkdf2 with 1000 iterations, a short key (passphrase) argon2id",
+    async () => {
+      const long = "k".repeat(32);
+      const { dir, image } = setup({
+        long: `[encrypt.exec]\ncommand = "printf"\nargs = ["%s", "${long}"]\n`,
+        short: EXEC,
+      });
+      const init = await cli(["-c", dir, "volume", "init", "long", "short"]);
+      expect(init.code).toBe(0);
+      const dump = async (name: string) => {
+        const proc = Bun.spawn(["cryptsetup", "luksDump", image(name)], { stdout: "pipe" });
+        return new Response(proc.stdout).text();
+      };
+      const longDump = await dump("long");
+      expect(longDump).toMatch(/PBKDF:\s+pbkdf2/);
+      expect(longDump).toMatch(/Iterations:\s+1000\n/);
+      expect(await dump("short")).toMatch(/PBKDF:\s+argon2id/);
+    },
+    SLOW,
+  );
+
+  test(
     "interrupted init (makefs needs dm, missing here) leaves Initializing, and init retries it without --force-reinit",
     async () => {
       const { dir, image } = setup({ data: `makefs = "ext4"\n${EXEC}` });
