@@ -92,6 +92,8 @@ async function hostMeasurement(ctx: BenchContext): Promise<Measurement> {
   }
 }
 
+const ms = (value: number) => `${Math.round(value)} ms`;
+
 /** Runs the guest benchmark scenario and reads its timings from the guest's console. */
 async function vmMeasurement(ctx: BenchContext): Promise<Measurement> {
   ctx.log("booting the tpm2-bench guest (vm-test/run tpm2-bench; minutes under TCG)");
@@ -110,13 +112,13 @@ async function vmMeasurement(ctx: BenchContext): Promise<Measurement> {
   const runs = benchRuns(new Markers(readFileSync(join(outDir, log), "latin1")));
   return {
     name: `guest unlock: \`cryptpilot-fde volume open\` (median of ${runs.length})`,
-    value: median(runs.map(([ours]) => ours)),
+    value: median(runs.map((r) => r.ours)),
     unit: "ms",
     baseline: {
       name: "`systemd-cryptsetup attach` tpm2-device=auto",
-      value: median(runs.map(([, theirs]) => theirs)),
+      value: median(runs.map((r) => r.systemd)),
     },
-    note: `QEMU TCG guest (Debian 12, systemd 252) with a swtpm TPM, one LUKS2 volume with both a cryptpilot-tpm2 token (\`cryptpilot-fde tpm2 enroll --pcrs 7\`) and a systemd-tpm2 token (\`systemd-cryptenroll --tpm2-pcrs=7\`), pbkdf2 keyslots; ${BENCH_RUNS} alternating unlocks after a warm-up, each ending with /dev/mapper/NAME open. Ours is a 108 MB Bun executable that also spawns cryptsetup (luksDump for the token, open); systemd-cryptsetup is one small C process with libcryptsetup in-process`,
+    note: `QEMU TCG guest (Debian 12, systemd 252) with a swtpm TPM, one LUKS2 volume with both a cryptpilot-tpm2 token (\`cryptpilot-fde tpm2 enroll --pcrs 7\`) and a systemd-tpm2 token (\`systemd-cryptenroll --tpm2-pcrs=7\`), pbkdf2 keyslots; ${BENCH_RUNS} alternating unlocks after a warm-up, each ending with /dev/mapper/NAME open. Ours is the Bun executable (its start alone, \`--version\`: ${ms(median(runs.map((r) => r.start)))}) spawning blkid and cryptsetup twice (luksDump for the token, ${ms(median(runs.map((r) => r.dump)))}; open, which alone takes ${ms(median(runs.map((r) => r.plain)))} with the key file); systemd-cryptsetup is one C process with libcryptsetup in-process`,
   };
 }
 
