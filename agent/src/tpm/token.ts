@@ -6,6 +6,7 @@
  */
 
 import { run } from "../command.ts";
+import { readHeaderJson } from "../disk/luks.ts";
 import { FdeError } from "../errors.ts";
 import type { PcrBank } from "./marshal.ts";
 import type { SealedKey } from "./seal.ts";
@@ -120,16 +121,9 @@ interface LuksMetadata {
   tokens?: Record<string, { type?: string }>;
 }
 
-async function luksMetadata(device: string): Promise<LuksMetadata> {
-  const { stdout } = await run("cryptsetup", ["luksDump", "--dump-json-metadata", device], {
-    hint: `is ${device} a LUKS2 volume?`,
-  });
-  return JSON.parse(new TextDecoder().decode(stdout)) as LuksMetadata;
-}
-
 /** The cryptpilot-tpm2 and systemd-tpm2 tokens in the header, oldest first. */
 export async function findTokens(device: string): Promise<{ id: number; type: string; token: unknown }[]> {
-  const meta = await luksMetadata(device);
+  const meta = (await readHeaderJson(device)) as LuksMetadata;
   return Object.entries(meta.tokens ?? {})
     .filter(([, token]) => token.type === TOKEN_TYPE || token.type === SYSTEMD_TOKEN_TYPE)
     .map(([id, token]) => ({ id: Number(id), type: token.type!, token }))
