@@ -501,6 +501,13 @@ export class Esys {
     return tr[0]!;
   }
 
+  /** Esys_TR_Close: forget an ESYS_TR (a persistent object stays in the TPM; no TPM command). */
+  closeHandle(handle: Handle): void {
+    const slot = new Uint32Array([handle]);
+    const rc = tss2().esys.Esys_TR_Close(this.c, slot);
+    if (rc !== 0) log.debug(`tpm: closing handle 0x${handle.toString(16)} failed: 0x${rc.toString(16)}`);
+  }
+
   /**
    * The contents of an NV index readable with owner authorization (an EK certificate), or
    * undefined when the index is not defined.

@@ -54,6 +54,7 @@ function esysSymbols() {
     Esys_Free: { args: [P], returns: FFIType.void },
     Esys_TR_SetAuth: { args: [P, u32, P], returns: u32 },
     Esys_TR_FromTPMPublic: { args: [P, u32, u32, u32, u32, P], returns: u32 },
+    Esys_TR_Close: { args: [P, P], returns: u32 },
     Esys_TRSess_SetAttributes: { args: [P, u32, u8, u8], returns: u32 },
     Esys_StartAuthSession: { args: [P, u32, u32, u32, u32, u32, P, u8, P, u16, P], returns: u32 },
     Esys_CreatePrimary: { args: [P, u32, u32, u32, u32, P, P, P, P, P, P, P, P, P], returns: u32 },

@@ -4,10 +4,12 @@
  *
  * The parent is the ECC storage root key re-derived from the owner seed (public.ts), so the
  * sealed object (TPM2B_PRIVATE || TPM2B_PUBLIC, the layout systemd-cryptenroll and tpm2_load
- * use) is all that needs storing.
+ * use) is all that needs storing. Unsealing uses the same key persisted at 0x81000001 when the
+ * TPM has it (as systemd 254+ does), saving the derivation.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
 import { FdeError } from "../errors.ts";
+import { log } from "../log.ts";
 import { ESYS_TR, type Esys, SESSION_ATTR } from "./esys.ts";
 import { hex, type PcrBank, TpmReader } from "./marshal.ts";
 import { sealedTemplate, srkTemplate } from "./public.ts";
@@ -145,31 +147,81 @@ function describeMismatch(esys: Esys, sealed: SealedKey): PcrPolicyMismatchError
   );
 }
 
+/** The handle TCG's provisioning guidance reserves for the SRK; systemd 254+ persists its SRK there. */
+export const PERSISTENT_SRK = 0x81000001;
+
+/**
+ * The persistent SRK when it has exactly our template's public parameters (then it is the key our
+ * template derives, unless it was made with a non-empty unique field, which Load reveals), else
+ * undefined. Saves CreatePrimary, a key derivation that takes tens of ms on a hardware TPM.
+ */
+function persistentSrk(esys: Esys, template: Uint8Array): number | undefined {
+  const handle = esys.fromTpmHandle(PERSISTENT_SRK);
+  if (handle === undefined) return undefined;
+  // The template ends with the two empty unique coordinates (4 bytes); the key has them filled.
+  const params = template.subarray(0, template.length - 4);
+  const pub = esys.readPublic(handle);
+  if (pub.length > params.length && params.every((b, i) => pub[i] === b)) return handle;
+  log.debug(`tpm: the persistent key at 0x${PERSISTENT_SRK.toString(16)} is not our SRK; deriving it`);
+  esys.closeHandle(handle);
+  return undefined;
+}
+
+/**
+ * Load the sealed object under the SRK: the persistent one if usable, else a primary derived from
+ * the owner seed. Returns the parent (also the salt key) and whether the caller must flush it.
+ */
+function loadSealed(
+  esys: Esys,
+  sealed: SealedKey,
+  privateBlob: Uint8Array,
+  publicBlob: Uint8Array,
+): { srk: number; transient: boolean; object: number } {
+  const template = srkTemplate(sealed.legacySrk);
+  const persistent = persistentSrk(esys, template);
+  if (persistent !== undefined) {
+    try {
+      return {
+        srk: persistent,
+        transient: false,
+        object: esys.load(persistent, ESYS_TR.PASSWORD, privateBlob, publicBlob),
+      };
+    } catch (err) {
+      log.debug(
+        `tpm: the sealed object does not load under the persistent SRK (${(err as Error).message}); deriving it`,
+      );
+      esys.closeHandle(persistent);
+    }
+  }
+  const srk = esys.createPrimary(ESYS_TR.RH_OWNER, template).handle;
+  try {
+    return { srk, transient: true, object: esys.load(srk, ESYS_TR.PASSWORD, privateBlob, publicBlob) };
+  } catch (err) {
+    esys.flush(srk);
+    throw err;
+  }
+}
+
 /**
  * Unseal through a policy session salted with the storage root key and with response
- * encryption, so the key is never on the TPM bus in clear. Checks the policy digest before
- * Unseal so a PCR change is reported by PCR number, not as a bare TPM error.
+ * encryption, so the key is never on the TPM bus in clear. A policy mismatch fails Unseal with
+ * TPM_RC_POLICY_FAIL (checked before any authValue, so a PIN is not counted), which is then
+ * reported by PCR number; no separate PolicyGetDigest round trip on the way.
  */
 export function unsealKey(esys: Esys, sealed: SealedKey, pin?: string): Uint8Array {
   if (sealed.pin && pin === undefined) {
     throw new FdeError("the key is sealed with a PIN, but no PIN was given (set pin in the tpm2 table)");
   }
   const { privateBlob, publicBlob } = splitBlob(sealed.blob);
-  const srk = esys.createPrimary(ESYS_TR.RH_OWNER, srkTemplate(sealed.legacySrk)).handle;
-  const handles: number[] = [];
+  const { srk, transient, object } = loadSealed(esys, sealed, privateBlob, publicBlob);
+  const handles: number[] = [object];
   try {
-    const object = esys.load(srk, ESYS_TR.PASSWORD, privateBlob, publicBlob);
-    handles.push(object);
     const session = esys.startSession("policy", { saltKey: srk, attributes: SESSION_ATTR.encrypt });
     handles.push(session);
     esys.policyPcr(session, [{ bank: sealed.bank, pcrs: sealed.pcrs }]);
     if (sealed.pin) {
       esys.policyAuthValue(session);
       esys.setAuth(object, te.encode(pin));
-    }
-    const digest = esys.policyGetDigest(session);
-    if (digest.length !== sealed.policyDigest.length || !timingSafeEqual(digest, sealed.policyDigest)) {
-      throw describeMismatch(esys, sealed);
     }
     try {
       return esys.unseal(object, session);
@@ -195,6 +247,7 @@ export function unsealKey(esys: Esys, sealed: SealedKey, pin?: string): Uint8Arr
     }
   } finally {
     for (const h of handles.reverse()) esys.flush(h);
-    esys.flush(srk);
+    if (transient) esys.flush(srk);
+    else esys.closeHandle(srk);
   }
 }

@@ -17,7 +17,7 @@ export interface DeviceFacts {
   devExists: boolean;
   /** LUKS2 subsystem label: undefined = no LUKS2 header; "" = LUKS2 without a label. */
   subsystem?: string;
-  /** What blkid finds on the device ("ext4", "crypto_LUKS", "gpt partition table"), if anything. */
+  /** What blkid finds ("ext4", "crypto_LUKS", "gpt partition table"), if anything; not probed when subsystem is ours. */
   signature?: string;
   /** Reading the device failed (permissions, not a block device, ...). */
   error?: string;
@@ -67,6 +67,9 @@ export async function probeDevice(volume: string, dev: string): Promise<DeviceFa
   try {
     const subsystem = await readSubsystem(dev);
     if (subsystem !== undefined) facts.subsystem = subsystem;
+    // Our marker decides everything on its own (the signature is only read without it), and
+    // blkid is a process spawn on every open (~0.1 s in an emulated guest).
+    if (subsystem === SUBSYSTEM_READY || subsystem === SUBSYSTEM_INITIALIZING) return facts;
     const signature = await probeSignature(dev);
     if (signature !== undefined) facts.signature = signature;
   } catch (err) {

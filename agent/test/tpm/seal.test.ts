@@ -229,6 +229,52 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
     ).rejects.toThrow(/1 to 128 bytes/);
   });
 
+  /** Persist a tpm2-tools primary at the SRK handle for `fn`, then evict it again. */
+  const withPersistent = async (createArgs: string[], fn: () => Promise<void>) => {
+    tool(["tpm2_createprimary", ...createArgs, "-c", "p.ctx"]);
+    tool(["tpm2_evictcontrol", "-C", "o", "-c", "p.ctx", "0x81000001"]);
+    flushAll();
+    try {
+      await fn();
+    } finally {
+      tool(["tpm2_evictcontrol", "-C", "o", "-c", "0x81000001"]);
+    }
+  };
+
+  test("our SRK persisted at 0x81000001 is used: unsealing then needs no CreatePrimary", async () => {
+    const sealed = await seal({ pcrs: [7] });
+    await withPersistent(SRK_ARGS, async () => {
+      // With an owner password CreatePrimary fails (see the last test); the persistent SRK does not need it.
+      tool(["tpm2_changeauth", "-c", "owner", "ownerpass"]);
+      try {
+        expect(Buffer.from(await unseal(sealed))).toEqual(Buffer.from(key));
+      } finally {
+        tool(["tpm2_changeauth", "-c", "owner", "-p", "ownerpass"]);
+      }
+    });
+  });
+
+  test("another key at 0x81000001 (RSA, or our template under another seed) is passed over", async () => {
+    const sealed = await seal({ pcrs: [7] });
+    await withPersistent(
+      [
+        "-C",
+        "o",
+        "-G",
+        "rsa2048",
+        "-a",
+        "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda",
+      ],
+      async () => {
+        expect(Buffer.from(await unseal(sealed))).toEqual(Buffer.from(key));
+      },
+    );
+    // Our template under the endorsement seed: it matches, but the object does not load under it.
+    await withPersistent([...SRK_ARGS.map((a) => (a === "o" ? "e" : a))], async () => {
+      expect(Buffer.from(await unseal(sealed))).toEqual(Buffer.from(key));
+    });
+  });
+
   // Last: it sets an owner password for the rest of this file.
   test("an owner hierarchy with a password is reported as such", async () => {
     tool(["tpm2_changeauth", "-c", "owner", "ownerpass"]);
