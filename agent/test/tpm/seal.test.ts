@@ -200,6 +200,25 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
     expect(() => toolsUnseal(sealed)).toThrow(/tpm2_unseal/);
   });
 
+  test("with a PIN, a PCR change is named as such and a wrong PIN is not counted (no DA lockout step)", async () => {
+    const lockoutCounter = () =>
+      /TPM2_PT_LOCKOUT_COUNTER:\s*(\S+)/.exec(tool(["tpm2_getcap", "properties-variable"]).toString())?.[1];
+    const sealed = await seal({ pcrs: [16], pin: "4711" });
+    await withTpm(tpm.tcti, (esys) =>
+      esys.pcrExtend(16, "sha256", createHash("sha256").update("tamper").digest()),
+    );
+    const before = lockoutCounter();
+    expect(before).toBeDefined();
+    const err = await unseal(sealed, "wrong").catch((e) => e);
+    expect(err).toBeInstanceOf(PcrPolicyMismatchError);
+    expect(err.changed).toEqual([16]);
+    expect(lockoutCounter()).toBe(before);
+    // The control: with the PCRs unchanged the same wrong PIN does count.
+    const fresh = await seal({ pcrs: [16], pin: "4711" });
+    await expect(unseal(fresh, "wrong")).rejects.toThrow(/rejected the PIN/);
+    expect(lockoutCounter()).not.toBe(before);
+  });
+
   test("the key never crosses the TPM interface in clear (salted sessions with parameter encryption)", async () => {
     const sniffer = await startSniffer(tpm, dir);
     try {
