@@ -5,7 +5,8 @@
 # Expected next to this file (convert copies dracut-module/91cryptpilot/* and hooks/* here):
 #   cryptpilot-fde-before-sysroot.service, cryptpilot-fde-after-sysroot.service,
 #   cryptpilot-fde-before-sysroot-network.conf, cryptpilot-wait-network-online.service,
-#   cryptpilot-wait-network-online.sh, cryptpilot-network-online.sh,
+#   cryptpilot-wait-network-online.sh, cryptpilot-network-online.sh, cryptpilot-resolv-conf.service,
+#   cryptpilot-resolv-conf.sh,
 #   12-cryptpilot-hide-intermediate-devices.rules, lvm.conf, cryptpilot-volumes-initrd.service
 # Inputs (environment, optional):
 #   CRYPTPILOT_CONFIG_DIR  directory with fde.toml, global.toml, metadata.toml (/etc/cryptpilot)
@@ -233,6 +234,17 @@ install() {
             mkdir -p "$initdir/etc/systemd/network"
             printf '[Match]\nType=ether\n\n[Network]\nDHCP=yes\n' \
                 >"$initdir/etc/systemd/network/90-cryptpilot-dhcp.network"
+            # Name resolution: this initrd has no resolv.conf and no systemd-resolved (Debian's
+            # base images lack it; pulling it in would also need dbus), so a unit ordered before
+            # network-online.target writes /etc/resolv.conf from the DNS servers networkd got
+            # (DHCP, or DNS= of a .network file), keeping any resolv.conf that already exists.
+            # network-legacy needs nothing: its dhclient-script writes resolv.conf itself before
+            # the initqueue/online hook runs.
+            inst_simple "$moddir/cryptpilot-resolv-conf.service" \
+                "$systemdsystemunitdir/cryptpilot-resolv-conf.service"
+            inst_script "$moddir/cryptpilot-resolv-conf.sh" /usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh
+            chmod 0755 "$initdir/usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh"
+            "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-resolv-conf.service
         fi
         # CA bundle for HTTPS key brokers (the agent reads it when a config names no root cert).
         inst_multiple -o /etc/ssl/certs/ca-certificates.crt

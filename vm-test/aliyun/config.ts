@@ -15,9 +15,34 @@ export interface AliyunTables {
 const q = (s: string) => JSON.stringify(s);
 const multiline = (s: string) => `'''\n${s.replace(/\n$/, "")}'''`;
 
-/** `host` replaces 127.0.0.1 in the URLs (10.0.2.2 for a QEMU user-network guest). */
-export function aliyunTables(world: AliyunWorld, material: Material, host = "127.0.0.1"): AliyunTables {
-  const url = (s: Parameters<AliyunWorld["url"]>[0]) => world.url(s).replace("127.0.0.1", host);
+/** The services' real host names, as the providers build them when no endpoint is configured. */
+export function serviceHostNames(
+  world: AliyunWorld,
+  material: Material,
+): Record<"instance" | "sts" | "kms", string> {
+  return {
+    instance: `${material.kmsInstanceId}.cryptoservice.kms.aliyuncs.com`,
+    sts: `sts.${world.regionId}.aliyuncs.com`,
+    kms: `kms.${world.regionId}.aliyuncs.com`,
+  };
+}
+
+/**
+ * `host` replaces 127.0.0.1 in the URLs (10.0.2.2 for a QEMU user-network guest). With `byName`
+ * the URLs use the services' real host names instead (a test DNS server resolves them), and the
+ * instance endpoint is left to its default when it listens on 443. STS and the shared gateway
+ * keep an endpoint: the test servers speak plain HTTP there, since the agent trusts only public
+ * CAs for them.
+ */
+export function aliyunTables(
+  world: AliyunWorld,
+  material: Material,
+  host = "127.0.0.1",
+  byName = false,
+): AliyunTables {
+  const names = serviceHostNames(world, material);
+  const url = (s: "instance" | "sts" | "kms") => world.url(s).replace("127.0.0.1", byName ? names[s] : host);
+  const instanceDefault = byName && world.port("instance") === 443;
   return {
     kms: (volume, secretName) =>
       [
@@ -27,7 +52,7 @@ export function aliyunTables(world: AliyunWorld, material: Material, host = "127
         `client_key = ${multiline(material.clientKey.json)}`,
         `client_key_password = ${q(material.clientKey.password)}`,
         `kms_cert_pem = ${multiline(material.caPem)}`,
-        `endpoint = ${q(url("instance"))}`,
+        ...(instanceDefault ? [] : [`endpoint = ${q(url("instance"))}`]),
         "",
       ].join("\n"),
     oidc: (volume, secretName, token, arns) =>

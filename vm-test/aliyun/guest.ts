@@ -4,7 +4,7 @@
  * with a client key (pinned TLS). Shared by the `aliyun` VM scenario and `serve.ts`.
  */
 import { randomBytes } from "node:crypto";
-import { aliyunTables } from "./config.ts";
+import { aliyunTables, serviceHostNames } from "./config.ts";
 import { makeIssuer } from "./issuer.ts";
 import { makeMaterial } from "./material.ts";
 import { AliyunWorld } from "./servers.ts";
@@ -21,13 +21,21 @@ export interface GuestSetup {
   /** The passphrases the providers yield (printable, so they can go to `--rootfs-key-file`). */
   rootfsKey: string;
   deltaKey: string;
+  /** With `byName`: host name -> `guestHost`, the records the guest's DNS server must serve. */
+  dnsRecords: Record<string, string>;
 }
 
 /**
- * `guestHost` replaces 127.0.0.1 in the URLs (10.0.2.2 under QEMU user networking); the OIDC
- * token is baked into fde.toml, so it must outlive `tokenTtlSec`.
+ * `guestHost` replaces 127.0.0.1 in the URLs (10.0.2.2 under QEMU user networking), or with
+ * `byName` is where the services' real host names must resolve to (the instance endpoint then
+ * listens on 127.0.0.1:443 so its default URL works). The OIDC token is baked into fde.toml, so it
+ * must outlive `tokenTtlSec`.
  */
-export async function startGuestWorld(guestHost: string, tokenTtlSec: number): Promise<GuestSetup> {
+export async function startGuestWorld(
+  guestHost: string,
+  tokenTtlSec: number,
+  options: { byName?: boolean } = {},
+): Promise<GuestSetup> {
   const material = makeMaterial();
   const issuer = await makeIssuer(ISSUER, AUDIENCE);
   const token = await issuer.token({
@@ -43,8 +51,12 @@ export async function startGuestWorld(guestHost: string, tokenTtlSec: number): P
     oidcProvider: { arn: PROVIDER, issuer: ISSUER, clientIds: [AUDIENCE], jwks: [issuer.jwk] },
     roles: { [ROLE]: PROVIDER },
     ecsRoles: ["VmTestRole"],
+    ...(options.byName ? { instancePort: 443 } : {}),
   });
-  const tables = aliyunTables(world, material, guestHost);
+  const tables = aliyunTables(world, material, guestHost, options.byName);
+  const dnsRecords = options.byName
+    ? Object.fromEntries(Object.values(serviceHostNames(world, material)).map((n) => [n, guestHost]))
+    : {};
   const fde = [
     "[rootfs]",
     'delta_location = "disk"',
@@ -56,5 +68,5 @@ export async function startGuestWorld(guestHost: string, tokenTtlSec: number): P
     "",
     tables.kms("delta", "vm-delta"),
   ].join("\n");
-  return { world, fde, rootfsKey, deltaKey };
+  return { world, fde, rootfsKey, deltaKey, dnsRecords };
 }

@@ -53,6 +53,8 @@ export interface WorldOptions {
   instanceRequireClientCert?: boolean;
   /** Delay of the "slow" fault. */
   slowMs?: number;
+  /** Fixed port of the instance endpoint (443: its default URL needs no port); any free one if absent. */
+  instancePort?: number;
 }
 
 export interface RequestRecord {
@@ -93,7 +95,8 @@ export class AliyunWorld {
 
   static async start(o: WorldOptions): Promise<AliyunWorld> {
     const w = new AliyunWorld(o);
-    for (const s of ["instance", "sts", "kms", "imds"] as const) w.listen(s, 0);
+    for (const s of ["instance", "sts", "kms", "imds"] as const)
+      w.listen(s, s === "instance" ? (o.instancePort ?? 0) : 0);
     return w;
   }
 

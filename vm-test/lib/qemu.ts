@@ -13,6 +13,13 @@ export interface QemuBoot {
   timeoutSec: number;
   /** User-mode network (the guest reaches the host's 127.0.0.1:PORT as 10.0.2.2:PORT). */
   network: boolean;
+  /**
+   * Where the guest's DNS queries go (an IPv4 address on the host, port 53). The DHCP-advertised
+   * server 10.0.2.3 is libslirp's proxy, which forwards to the first nameserver of QEMU's own
+   * /etc/resolv.conf (slirp.c get_dns_addr_resolv_conf); QEMU runs in a private mount namespace
+   * whose /etc/resolv.conf names this address. No guest-side setting changes.
+   */
+  dnsServer?: string;
   /** Kill the VM `delayMs` after the serial console first matches `pattern`. */
   killOn?: { pattern: RegExp; delayMs: number };
   extraArgs: string[];
@@ -61,8 +68,15 @@ export function qemuArgs(b: QemuBoot): string[] {
   if (b.network) {
     args.push("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0");
   }
-  return [...args, ...b.extraArgs];
+  args.push(...b.extraArgs);
+  if (!b.dnsServer) return args;
+  // unshare's new mount namespace is private: the bind mount never reaches the host.
+  const bind = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
+  return ["unshare", "--mount", "--", "sh", "-c", bind, resolvConfOf(b), ...args];
 }
+
+/** The resolv.conf QEMU sees when `dnsServer` is set. */
+const resolvConfOf = (b: QemuBoot) => `${b.serialLog}.resolv.conf`;
 
 /** QEMU processes of this runner, killed when it exits early (scenario timeout, Ctrl-C). */
 const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
@@ -74,6 +88,7 @@ export function killAllQemu(): void {
 /** Boots and waits for power-off, the timeout, or the kill pattern. Never throws for guest failures. */
 export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
   writeFileSync(b.serialLog, "");
+  if (b.dnsServer) writeFileSync(resolvConfOf(b), `nameserver ${b.dnsServer}\n`);
   const started = Date.now();
   const proc = Bun.spawn(qemuArgs(b), { stdout: "pipe", stderr: "pipe" });
   running.add(proc);

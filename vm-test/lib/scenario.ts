@@ -64,6 +64,8 @@ export interface BootOptions {
   timeoutSec?: number;
   killOn?: { pattern: RegExp; delayMs?: number };
   network?: boolean;
+  /** The guest's DNS server (host IPv4, port 53) behind QEMU's DNS proxy; see QemuBoot.dnsServer. */
+  dnsServer?: string;
   memoryMiB?: number;
   extraQemuArgs?: string[];
 }

@@ -13,6 +13,8 @@ import beforeSysrootNetwork from "../../../hooks/cryptpilot-fde-before-sysroot-n
   type: "text",
 };
 import networkOnline from "../../../hooks/cryptpilot-network-online.sh" with { type: "text" };
+import resolvConfService from "../../../hooks/cryptpilot-resolv-conf.service" with { type: "text" };
+import resolvConf from "../../../hooks/cryptpilot-resolv-conf.sh" with { type: "text" };
 import volumes from "../../../hooks/cryptpilot-volumes.service" with { type: "text" };
 import volumesInitrd from "../../../hooks/cryptpilot-volumes-initrd.service" with { type: "text" };
 import waitOnlineService from "../../../hooks/cryptpilot-wait-network-online.service" with { type: "text" };
@@ -29,6 +31,8 @@ export const MODULE_FILES: Record<string, string> = {
   "cryptpilot-wait-network-online.service": waitOnlineService,
   "cryptpilot-wait-network-online.sh": waitOnline,
   "cryptpilot-network-online.sh": networkOnline,
+  "cryptpilot-resolv-conf.service": resolvConfService,
+  "cryptpilot-resolv-conf.sh": resolvConf,
   "cryptpilot-volumes.service": volumes,
   "cryptpilot-volumes-initrd.service": volumesInitrd,
   "12-cryptpilot-hide-intermediate-devices.rules": rulesHide,
