@@ -239,12 +239,14 @@ install() {
             # network-online.target writes /etc/resolv.conf from the DNS servers networkd got
             # (DHCP, or DNS= of a .network file), keeping any resolv.conf that already exists.
             # network-legacy needs nothing: its dhclient-script writes resolv.conf itself before
-            # the initqueue/online hook runs.
-            inst_simple "$moddir/cryptpilot-resolv-conf.service" \
-                "$systemdsystemunitdir/cryptpilot-resolv-conf.service"
-            inst_script "$moddir/cryptpilot-resolv-conf.sh" /usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh
-            chmod 0755 "$initdir/usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh"
-            "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-resolv-conf.service
+            # the initqueue/online hook runs; NetworkManager manages resolv.conf itself too.
+            if dracut_module_included "systemd-networkd"; then
+                inst_simple "$moddir/cryptpilot-resolv-conf.service" \
+                    "$systemdsystemunitdir/cryptpilot-resolv-conf.service"
+                inst_script "$moddir/cryptpilot-resolv-conf.sh" /usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh
+                chmod 0755 "$initdir/usr/lib/cryptpilot/bin/cryptpilot-resolv-conf.sh"
+                "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cryptpilot-resolv-conf.service
+            fi
         fi
         # CA bundle for HTTPS key brokers (the agent reads it when a config names no root cert).
         inst_multiple -o /etc/ssl/certs/ca-certificates.crt
