@@ -79,7 +79,7 @@ const GROW_MIB = 512;
 /**
  * Enlarge the disk, boot again and check the second boot against the first: the FDE root,
  * persistence as the layout says, a delta LV grown by at least half the added space and, with
- * disk-persist, a root (dm-snapshot) or upper filesystem (overlayfs) that grew with it.
+ * disk-persist (without integrity), a root (dm-snapshot) or upper filesystem (overlayfs) that grew with it.
  */
 export async function bootAfterGrow(
   ctx: ScenarioContext,
@@ -97,7 +97,11 @@ export async function bootAfterGrow(
     `the delta did not grow with the disk (${deltaSize(first)} -> ${deltaSize(second)} bytes)`,
     second,
   );
-  if (fde.deltaLocation === "disk-persist") {
+  if (fde.deltaLocation === "disk-persist" && fde.integrity) {
+    // Known gap (docs/boot-and-convert.md): dm-integrity keeps the size it was formatted with, so
+    // the LV grows but the opened delta, and the root on it, do not.
+    ctx.log("integrity delta: the LV grew; the root is not expected to (dm-integrity keeps its size)");
+  } else if (fde.deltaLocation === "disk-persist") {
     const rootGrew = Number(second.markers.get("root-size")) > Number(first.markers.get("root-size"));
     ctx.check(
       rootGrew,
