@@ -1,5 +1,7 @@
 /** convert's check that the config it bakes into the initrd matches the flags. */
 import { loadConfig } from "../config/index.ts";
+import { ConfigFileError } from "../config/issues.ts";
+import { checkVolumes } from "../config/volume.ts";
 import { ConfigError } from "../errors.ts";
 
 export async function checkConfig(configDir: string, encryptRootfs: boolean): Promise<void> {
@@ -19,4 +21,8 @@ export async function checkConfig(configDir: string, encryptRootfs: boolean): Pr
       { hint: "add [rootfs.encrypt.<provider>] returning the same key, or use --rootfs-no-encryption" },
     );
   }
+  // Volume files go into the image (and the initrd, for open_in_initrd ones): a bad one would only
+  // show up at boot, so refuse it here.
+  const { issues } = await checkVolumes(configDir);
+  if (issues.length > 0) throw new ConfigFileError(issues);
 }

@@ -18,9 +18,10 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { runSteps, type Step } from "../boot/steps.ts";
 import { run, runText } from "../command.ts";
+import { volumeFiles } from "../config/volume.ts";
 import * as luks from "../disk/luks.ts";
 import * as verity from "../disk/verity.ts";
 import { FdeError } from "../errors.ts";
@@ -261,6 +262,15 @@ async function prepareGuest(c: Ctx): Promise<void> {
     if (!existsSync(src)) continue;
     await copyFile(src, join(c.cfgDir, name));
     await copyFile(src, join(c.guestMount, "etc/cryptpilot", name));
+  }
+  // Data volumes (checked by checkConfig): the booted system opens them, and the dracut module
+  // puts the open_in_initrd ones into the initrd.
+  const volumes = await volumeFiles(c.opts.configDir);
+  if (volumes.length > 0) {
+    const targets = [join(c.cfgDir, "volumes"), join(c.guestMount, "etc/cryptpilot/volumes")];
+    for (const dir of targets) await mkdir(dir, { recursive: true });
+    for (const src of volumes) for (const dir of targets) await copyFile(src, join(dir, basename(src)));
+    log.info(`  ${volumes.length} data volume file(s) copied`);
   }
   await c.cleanup.runOne("umount guest");
   if (!(await readdir(c.bootStaging)).some((f) => f.startsWith("vmlinuz-"))) await copySourceBootPartition(c);

@@ -180,6 +180,9 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
 
   test("GRUB layout, unencrypted rootfs: partitions, boot entries, initrd, LVM, verity", async () => {
     const out = join(dir, "out-plain.raw");
+    const volumes = join(configDir(false), "volumes");
+    sh("mkdir", ["-p", volumes]);
+    writeFileSync(join(volumes, "scratch.toml"), 'volume = "scratch"\ndev = "/dev/vdb"\n[encrypt.otp]\n');
     await convert({
       input: source,
       output: out,
@@ -239,6 +242,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(debugfsCat(rootfs, "/usr/bin/cryptpilot-fde")).toContain("echo agent");
     expect(debugfsCat(rootfs, "/usr/lib/dracut/modules.d/91cryptpilot/module-setup.sh")).toContain("check()");
     expect(debugfsCat(rootfs, "/data/hello.txt")).toBe("hello from the guest\n");
+    expect(debugfsCat(rootfs, "/etc/cryptpilot/volumes/scratch.toml")).toContain('volume = "scratch"');
     expect(sh("debugfs", ["-R", "ls -p /boot", rootfs])).not.toContain("vmlinuz");
   }, 120_000);
 
@@ -427,6 +431,22 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     ]);
     expect(mismatch.exitCode).toBe(2);
     expect(mismatch.stderr.toString()).toContain("has [rootfs.encrypt] but --rootfs-no-encryption was given");
+    const badVolume = join(dir, "cfg-bad-volume");
+    sh("mkdir", ["-p", join(badVolume, "volumes")]);
+    sh("cp", [join(configDir(false), "fde.toml"), badVolume]);
+    writeFileSync(join(badVolume, "volumes", "data.toml"), 'volume = "data"\n[encrypt.otp]\n');
+    const volume = runCli([
+      "--in",
+      source,
+      "--out",
+      join(dir, "x.raw"),
+      "-c",
+      badVolume,
+      "--rootfs-no-encryption",
+    ]);
+    expect(volume.exitCode).toBe(2);
+    expect(volume.stderr.toString()).toContain(join(badVolume, "volumes", "data.toml"));
+    expect(volume.stderr.toString()).toContain("dev");
     expect(existsSync(join(dir, "x.raw"))).toBe(false);
   });
 
