@@ -5,13 +5,16 @@ import { defineScenario } from "../lib/scenario.ts";
 const fde: FdeOptions = {
   deltaLocation: "disk",
   deltaBackend: "overlayfs",
-  integrity: true,
+  // Without integrity: re-formatting an integrity delta wipes all of it on every boot (~85 s per
+  // boot under TCG); overlayfs + integrity is booted by killed-first-format, dm-snapshot +
+  // integrity by snapshot-disk-persist.
+  integrity: false,
   encryptRootfs: false,
 };
 
 export default defineScenario({
   description:
-    "overlayfs, delta on disk with integrity (wiped each boot), plain rootfs; then a broken fde.toml in the initrd stops the boot with the config error",
+    "overlayfs, delta on disk (re-formatted each boot), plain rootfs; then a broken fde.toml in the initrd stops the boot with the config error",
   async run(ctx) {
     const { disk, initrdFiles } = await diskFor(ctx, fde);
     const first = await ctx.boot(disk, { label: "first", quick: true, initrdFiles });
