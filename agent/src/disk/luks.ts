@@ -95,6 +95,8 @@ const NO_MAGIC = "no LUKS2 header magic";
 
 interface HeaderCopy {
   seqid: bigint;
+  /** hdr_size: where this copy says the secondary sits. */
+  size: number;
   json: unknown;
 }
 
@@ -134,6 +136,7 @@ async function readHeaderCopy(
   try {
     return {
       seqid: view.getBigUint64(16),
+      size,
       json: JSON.parse(new TextDecoder().decode(end < 0 ? text : text.subarray(0, end))),
     };
   } catch {
@@ -153,11 +156,7 @@ export async function readHeaderJson(device: string): Promise<unknown> {
   try {
     const primary = await readHeaderCopy(fh, 0, LUKS2_MAGIC);
     let secondary: HeaderCopy | string = "not found at any hdr_size offset";
-    const sizeBuf = new Uint8Array(16);
-    await fh.read(sizeBuf, 0, 16, 0);
-    const claimed = Number(new DataView(sizeBuf.buffer).getBigUint64(8));
-    const offsets =
-      typeof primary === "string" ? HEADER_SIZES : HEADER_SIZES.filter((size) => size === claimed);
+    const offsets = typeof primary === "string" ? HEADER_SIZES : [primary.size];
     for (const offset of offsets) {
       const copy = await readHeaderCopy(fh, offset, LUKS2_MAGIC_SECONDARY, offset);
       // Keep the reason of an offset that had a header (a bare "no magic" says less).
