@@ -58,11 +58,15 @@ async function provider(
   return p;
 }
 
-async function withKey<T>(p: KeyProvider, fn: (key: Uint8Array) => Promise<T>): Promise<T> {
+/** FN gets the key and, when the provider knows it, the keyslot it opens (see KeyProvider.keySlot). */
+async function withKey<T>(
+  p: KeyProvider,
+  fn: (key: Uint8Array, keySlot: number | undefined) => Promise<T>,
+): Promise<T> {
   const key = await p.getKey();
   if (key.length === 0) throw new KeyProviderError(p.name, "returned an empty key");
   try {
-    return await fn(key);
+    return await fn(key, p.keySlot?.());
   } finally {
     key.fill(0);
   }
@@ -109,8 +113,16 @@ export function beforeSysrootSteps(fde: FdeConfig): Step<BeforeCtx>[] {
   return steps;
 }
 
+/** How long to wait for the disk with the cryptpilot VG, as systemd-udev-settle's default. */
+const VG_WAIT_MS = 180_000;
+
 async function activate(ctx: BeforeCtx): Promise<void> {
   await loadModules();
+  const waited = await lvm.waitForVg(ctx.lvm, N.VG, {
+    timeoutMs: VG_WAIT_MS,
+    onWait: () => log.info(`  waiting for the disk with volume group ${N.VG} ...`),
+  });
+  if (waited >= 1000) log.info(`  the disk appeared after ${(waited / 1000).toFixed(1)} s`);
   await lvm.activateVg(ctx.lvm, N.VG);
 }
 
@@ -126,7 +138,7 @@ async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
       hint: "configure a persistent provider in [rootfs.encrypt]",
     });
   }
-  await withKey(p, (key) => luks.open(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key));
+  await withKey(p, (key, keySlot) => luks.open(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key, keySlot));
   ctx.provider = undefined;
 }
 
@@ -172,7 +184,7 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
   });
   ctx.recreated = decision.recreate;
   log.info(`  ${decision.recreate ? "initialising" : "opening"}: ${decision.reason}`);
-  await withKey(p, async (key) => {
+  await withKey(p, async (key, keySlot) => {
     if (decision.recreate) {
       await luks.format(N.LV_DELTA, key, {
         integrity: ctx.fde.delta.integrity,
@@ -188,7 +200,7 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
       return;
     }
     try {
-      await luks.open(N.LV_DELTA, N.DELTA, key);
+      await luks.open(N.LV_DELTA, N.DELTA, key, keySlot);
     } catch (cause) {
       throw new FdeError(
         `cannot open the persistent delta volume ${N.LV_DELTA} with the key from ${p.describe()}`,

@@ -4,6 +4,7 @@
  * admits only its own loop device, so the host's volume groups are never touched.
  */
 import { run, runText } from "../command.ts";
+import { FdeError } from "../errors.ts";
 
 export const GUEST_LVM_SYSTEM_DIR = "/usr/lib/cryptpilot/lvm";
 
@@ -22,6 +23,46 @@ async function lvm(ctx: LvmContext, args: string[], okCodes = [0]): Promise<stri
 
 export async function activateVg(ctx: LvmContext, vg: string): Promise<void> {
   await lvm(ctx, ["vgchange", "-a", "y", vg]);
+}
+
+/** True when LVM finds the VG on a disk that is there now (vgs exits 5 when it is not). */
+export async function vgVisible(ctx: LvmContext, vg: string): Promise<boolean> {
+  const { code } = await run("lvm", ["vgs", "--noheadings", "-o", "vg_name", vg], {
+    env: env(ctx),
+    okCodes: [0, 5],
+  });
+  return code === 0;
+}
+
+/**
+ * Wait until the VG's disk has been probed. The boot unit does not wait for udev to settle
+ * (under TCG that is 15 s of unrelated device probing); it polls for the one disk it needs.
+ * Returns how many milliseconds it waited.
+ */
+export async function waitForVg(
+  ctx: LvmContext,
+  vg: string,
+  opts: { timeoutMs: number; intervalMs?: number; onWait?: () => void },
+): Promise<number> {
+  const start = performance.now();
+  let announced = false;
+  while (!(await vgVisible(ctx, vg))) {
+    const waited = performance.now() - start;
+    if (waited >= opts.timeoutMs) {
+      throw new FdeError(
+        `no disk with the LVM volume group "${vg}" appeared within ${Math.round(waited / 1000)} s`,
+        {
+          hint: `check that the converted disk is attached to this VM and its driver is in the initrd; \`lvm pvs\` in the emergency shell lists the physical volumes the initrd can see`,
+        },
+      );
+    }
+    if (!announced) {
+      opts.onWait?.();
+      announced = true;
+    }
+    await Bun.sleep(opts.intervalMs ?? 200);
+  }
+  return performance.now() - start;
 }
 
 export async function lvExists(ctx: LvmContext, vg: string, lv: string): Promise<boolean> {
