@@ -45,22 +45,25 @@ cryptpilot_fde_root() {
     [[ -f "$(cryptpilot_config_dir)/fde.toml" ]] || [[ -z "$(cryptpilot_initrd_volumes)" ]]
 }
 
-# True when FILE... (default: every provider file) names a key provider that needs the network:
-# the upstream table form ([delta.encrypt.kbs]) or the documented type form (type = "kbs").
-cryptpilot_needs_network() {
+# True when FILE... (default: every provider file) configures a key provider of one of TYPES (an
+# ERE alternation such as "kbs|kms"): upstream's table form ([delta.encrypt.kbs]) or the
+# documented type form (type = "kbs").
+cryptpilot_uses_provider() {
+    local types=$1
+    shift
     local -a files=("$@")
     ((${#files[@]})) || mapfile -t files < <(cryptpilot_provider_files)
     ((${#files[@]})) || return 1
-    grep -Eqs '^[[:space:]]*\[[^]#]*encrypt\.(kbs|kms|oidc)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(kbs|kms|oidc)"' "${files[@]}"
+    grep -Eqs "^[[:space:]]*\\[[^]#]*encrypt\\.($types)([.][^]#]*)?[[:space:]]*\\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*\"($types)\"" "${files[@]}"
 }
 
-# True when a provider may talk to a TPM: tpm2 (sealed keys), kbs (TPM evidence when the guest is
-# neither TDX nor SNP).
+cryptpilot_needs_network() {
+    cryptpilot_uses_provider 'kbs|kms|oidc' "$@"
+}
+
+# tpm2 unseals with the TPM; kbs sends TPM evidence when the guest is neither TDX nor SNP.
 cryptpilot_needs_tpm() {
-    local -a files
-    mapfile -t files < <(cryptpilot_provider_files)
-    ((${#files[@]})) || return 1
-    grep -Eqs '^[[:space:]]*\[[^]#]*encrypt\.(tpm2|kbs)([.][^]#]*)?[[:space:]]*\]|^[[:space:]]*type[[:space:]]*=[[:space:]]*"(tpm2|kbs)"' "${files[@]}"
+    cryptpilot_uses_provider 'tpm2|kbs' "$@"
 }
 
 # Commands of exec key providers (command = "..." in the provider files), so their scripts reach
