@@ -220,9 +220,18 @@ export async function format(
   });
 }
 
-/** Open DEVICE as /dev/mapper/NAME. A wrong key fails with cryptsetup's exit code 2. */
-export async function open(device: string, name: string, key: Uint8Array): Promise<void> {
-  await run("cryptsetup", ["open", "--type", "luks2", "--key-file=-", device, name], {
+/** cryptsetup's arguments to open DEVICE as NAME with the key on stdin, only KEYSLOT when given. */
+export function openArgs(device: string, name: string, keySlot?: number): string[] {
+  const slot = keySlot === undefined ? [] : ["--key-slot", String(keySlot)];
+  return ["open", "--type", "luks2", ...slot, "--key-file=-", device, name];
+}
+
+/**
+ * Open DEVICE as /dev/mapper/NAME. With KEYSLOT only that keyslot is tried (no KDF run for the
+ * others). A wrong key fails with cryptsetup's exit code 2.
+ */
+export async function open(device: string, name: string, key: Uint8Array, keySlot?: number): Promise<void> {
+  await run("cryptsetup", openArgs(device, name, keySlot), {
     stdin: key,
     hint: `the key did not open ${device}, or dm-crypt is missing`,
   });

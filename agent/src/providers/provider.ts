@@ -15,6 +15,13 @@ export interface KeyProvider {
   /** Fetch (or unseal, or generate) the volume key. Throws KeyProviderError with the reason. */
   getKey(): Promise<Uint8Array>;
   /**
+   * After getKey(): the LUKS2 keyslot that key opens, when the provider knows it (the tpm2 token
+   * records it). The volume is then opened with that keyslot only, so cryptsetup does not first
+   * run the KDF of every keyslot in front of it (e.g. a slow argon2id recovery passphrase).
+   * Providers that do not know it omit the method: cryptsetup tries every keyslot.
+   */
+  keySlot?(): number | undefined;
+  /**
    * Called by the boot code right after it luksFormat-ted a fresh volume (first boot of delta)
    * with the key from getKey(), before the volume is marked ready. The tpm2 provider stores its
    * sealed copy of that key in the new LUKS2 header here. Providers that keep nothing omit it.

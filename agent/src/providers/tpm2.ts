@@ -27,11 +27,14 @@ import {
   systemdPassphrase,
   TOKEN_TYPE,
   tokenFromSealed,
+  tokenKeySlot,
 } from "../tpm/token.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 /** Size of a key generated for a fresh volume. */
 const NEW_KEY_BYTES = 32;
+/** luksFormat puts the first key into keyslot 0: the slot a token stored by afterFormat unlocks. */
+const FORMAT_KEYSLOT = 0;
 
 export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
   const device = ctx.device ?? `/dev/mapper/cryptpilot-${ctx.volume}`;
@@ -41,6 +44,8 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
   let fresh: { key: Uint8Array; sealed: SealedKey } | undefined;
   // The sealed object behind the last key handed out: afterFormat writes it into the new header.
   let lastSealed: SealedKey | undefined;
+  // The keyslot the last key opens, from its token (undefined for a fresh key: nothing opens yet).
+  let lastKeySlot: number | undefined;
 
   const fail = (err: unknown): KeyProviderError => {
     if (err instanceof KeyProviderError) return err;
@@ -58,6 +63,7 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       fresh = { key, sealed: await withTpm(tcti, (esys) => sealKey(esys, key, policy)) };
     }
     lastSealed = fresh.sealed;
+    lastKeySlot = undefined;
     return fresh.key.slice();
   }
 
@@ -81,12 +87,14 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       const sealed = sealedFromToken(newest.token, `${device} token ${newest.id}`);
       const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
       lastSealed = sealed;
+      lastKeySlot = tokenKeySlot(newest.token);
       return key;
     }
     if (systemd) {
       // Enrolled with systemd-cryptenroll: its keyslot takes the unsealed secret in base64.
       const sealed = sealedFromSystemdToken(systemd.token, `${device} token ${systemd.id}`);
       const secret = await withTpm(tcti, (esys) => unsealKey(esys, sealed));
+      lastKeySlot = tokenKeySlot(systemd.token);
       try {
         return systemdPassphrase(secret);
       } finally {
@@ -112,10 +120,11 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
         throw fail(err);
       }
     },
+    keySlot: () => lastKeySlot,
     async afterFormat(formatted: string) {
       if (!lastSealed) return;
       try {
-        const id = await storeToken(formatted, tokenFromSealed(lastSealed, undefined));
+        const id = await storeToken(formatted, tokenFromSealed(lastSealed, FORMAT_KEYSLOT));
         log.info(`tpm2: stored the sealed key of volume ${ctx.volume} as LUKS2 token ${id} of ${formatted}`);
         fresh?.key.fill(0);
         fresh = undefined;

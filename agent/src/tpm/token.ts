@@ -40,6 +40,17 @@ export function tokenFromSealed(sealed: SealedKey, keyslot: number | undefined):
   };
 }
 
+/**
+ * The keyslot a token (ours or systemd's) unlocks, when it names exactly one. Anything else
+ * (none, several, malformed) gives undefined: cryptsetup then tries every keyslot, as before.
+ */
+export function tokenKeySlot(json: unknown): number | undefined {
+  const slots = (json as { keyslots?: unknown }).keyslots;
+  if (!Array.isArray(slots) || slots.length !== 1) return undefined;
+  const slot = slots[0];
+  return typeof slot === "string" && /^\d{1,2}$/.test(slot) ? Number(slot) : undefined;
+}
+
 const BANKS = ["sha1", "sha256", "sha384", "sha512"];
 
 /** Validate a token read from a header; `where` names the device and token id for messages. */

@@ -145,7 +145,7 @@ export async function openVolume(
       assertNotInUse(vol);
       const key = await provider.getKey();
       try {
-        await luks.open(vol.dev, vol.volume, key);
+        await luks.open(vol.dev, vol.volume, key, provider.keySlot?.());
       } catch (err) {
         const wrongKey = err instanceof CommandError && err.code === 2;
         throw new FdeError(

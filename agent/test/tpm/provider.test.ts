@@ -187,11 +187,15 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(key.length).toBe(32);
     expect(Buffer.from(await provider.getKey()).equals(Buffer.from(key))).toBe(true);
     format(fresh, key);
+    expect(provider.keySlot?.()).toBeUndefined(); // a fresh key opens nothing yet
     await provider.afterFormat!(fresh);
     expect(Object.values(tokens(fresh))[0]!.type).toBe("cryptpilot-tpm2");
+    // luksFormat put the key into keyslot 0: the token says so, and later boots open only that slot.
+    expect(Object.values(tokens(fresh))[0]!.keyslots).toEqual(["0"]);
     const next = create(config(), { volume: "delta", configDir: dir, device: fresh });
     const again = await next.getKey();
     expect(Buffer.from(again).equals(Buffer.from(key))).toBe(true);
+    expect(next.keySlot?.()).toBe(0);
     // delta_location = "disk": re-formatted every boot with the unsealed key; the token comes back.
     format(fresh, again);
     expect(tokens(fresh)).toEqual({});
