@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { UsageError } from "../errors.ts";
+import type { SealPolicy } from "../tpm/seal.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
@@ -27,7 +28,16 @@ Works without device-mapper on the host. Must run as root.
                                 them. --in/--out: nothing to do, DST is a new file with no old data
   --uki                         boot a unified kernel image from the ESP instead of GRUB
   --uki-append-cmdline ARGS     extra kernel arguments for the UKI
-                                (default "console=tty0 console=ttyS0,115200n8")`;
+                                (default "console=tty0 console=ttyS0,115200n8")
+  --tpm2-enroll                 with [rootfs.encrypt.tpm2] in fde.toml: seal a new random rootfs
+                                key to the TPM under that table's PCR policy (and PIN), add it as
+                                a keyslot and store the cryptpilot-tpm2 token in the rootfs LUKS2
+                                header; the key from --rootfs-key-file/--rootfs-passphrase stays in
+                                its keyslot for recovery. The PCRs are sealed at the TPM's CURRENT
+                                values: use the target's own TPM (-d on the target) or its vTPM,
+                                and bind PCRs that read the same when the converted disk boots
+  --tpm2-tcti TCTI              the TPM for --tpm2-enroll (default: tcti from fde.toml,
+                                TPM2TOOLS_TCTI, device:/dev/tpmrm0), e.g. swtpm:host=H,port=P`;
 
 const command: Command = {
   name: ["convert"],
@@ -48,6 +58,8 @@ const command: Command = {
       "wipe-freed-space": { type: "boolean" },
       uki: { type: "boolean" },
       "uki-append-cmdline": { type: "string" },
+      "tpm2-enroll": { type: "boolean" },
+      "tpm2-tcti": { type: "string" },
     });
     if (values.device && (values.in || values.out))
       throw new UsageError("convert: use either -d/--device or --in/--out, not both");
@@ -63,6 +75,12 @@ const command: Command = {
         "convert: give exactly one of --rootfs-key-file, --rootfs-passphrase, --rootfs-no-encryption",
       );
     }
+    if (values["tpm2-enroll"] && values["rootfs-no-encryption"])
+      throw new UsageError(
+        "convert: --tpm2-enroll seals the rootfs key, but --rootfs-no-encryption has none",
+      );
+    if (values["tpm2-tcti"] !== undefined && !values["tpm2-enroll"])
+      throw new UsageError("convert: --tpm2-tcti only goes with --tpm2-enroll");
     const configDir = values["config-dir"] ?? globals.configDir;
     if (!existsSync(`${configDir}/fde.toml`))
       throw new UsageError(`convert: ${configDir}/fde.toml does not exist (pass -c DIR)`);
@@ -79,6 +97,16 @@ const command: Command = {
         ? new TextEncoder().encode(values["rootfs-passphrase"])
         : undefined;
     await checkConfig(configDir, rootfsKey !== undefined);
+    let tpm2Enroll: { tcti: string; policy: SealPolicy } | undefined;
+    if (values["tpm2-enroll"]) {
+      const { rootfsTpm2Config } = await import("../convert/config.ts");
+      const { resolveTcti } = await import("../tpm/tcti.ts");
+      const tpm2 = await rootfsTpm2Config(configDir);
+      tpm2Enroll = {
+        tcti: values["tpm2-tcti"] ?? resolveTcti(tpm2.tcti),
+        policy: { bank: tpm2.pcrBank, pcrs: tpm2.pcrs, pin: tpm2.pin },
+      };
+    }
     const device = values.device;
     await convert({
       input: device ?? values.in!,
@@ -92,6 +120,7 @@ const command: Command = {
       ukiAppendCmdline: values["uki-append-cmdline"] ?? "console=tty0 console=ttyS0,115200n8",
       assets: loadAssets(),
       wipeFreedSpace: values["wipe-freed-space"] ?? false,
+      tpm2Enroll,
     });
     return 0;
   },

@@ -1,5 +1,5 @@
 /** convert's check that the config it bakes into the initrd matches the flags. */
-import { loadConfig } from "../config/index.ts";
+import { loadConfig, type Tpm2Config } from "../config/index.ts";
 import { ConfigFileError } from "../config/issues.ts";
 import { checkVolumes } from "../config/volume.ts";
 import { ConfigError } from "../errors.ts";
@@ -25,4 +25,20 @@ export async function checkConfig(configDir: string, encryptRootfs: boolean): Pr
   // show up at boot, so refuse it here.
   const { issues } = await checkVolumes(configDir);
   if (issues.length > 0) throw new ConfigFileError(issues);
+}
+
+/**
+ * --tpm2-enroll: the rootfs provider's [rootfs.encrypt.tpm2] table, whose policy the new key is
+ * sealed under (the boot unseals it with that same table).
+ */
+export async function rootfsTpm2Config(configDir: string): Promise<Tpm2Config> {
+  const { fde } = await loadConfig(configDir);
+  const encrypt = fde?.rootfs.encrypt;
+  if (encrypt?.type !== "tpm2") {
+    throw new ConfigError(
+      `--tpm2-enroll seals the rootfs key for the tpm2 key provider, but ${configDir}/fde.toml ${encrypt ? `unlocks the rootfs with the ${encrypt.type} provider` : "has no [rootfs.encrypt]"}: the boot would never read the sealed key`,
+      { hint: "configure [rootfs.encrypt.tpm2] (pcrs = [...]) in fde.toml, or drop --tpm2-enroll" },
+    );
+  }
+  return encrypt;
 }

@@ -26,6 +26,8 @@ import * as luks from "../disk/luks.ts";
 import * as verity from "../disk/verity.ts";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
+import type { NewSealedKey } from "../tpm/enroll.ts";
+import type { SealPolicy } from "../tpm/seal.ts";
 import { rewriteBlsEntry, rewriteCmdline, rewriteGrubCfg, rewriteGrubenv } from "./bootcfg.ts";
 import { Cleanup } from "./cleanup.ts";
 import {
@@ -76,6 +78,11 @@ export interface ConvertOptions {
    * --in/--out ignores it: the output is a new file with nothing old in it.
    */
   wipeFreedSpace?: boolean;
+  /**
+   * --tpm2-enroll: seal a new random rootfs key to this TPM under this policy (the TPM's current
+   * PCR values) and add it as a keyslot with a cryptpilot-tpm2 token; rootfsKey stays as recovery.
+   */
+  tpm2Enroll?: { tcti: string; policy: SealPolicy };
 }
 
 interface Ctx {
@@ -103,6 +110,8 @@ interface Ctx {
   layout?: Layout;
   /** The PV's unallocated extents in the output. */
   pvFree?: Region;
+  /** --tpm2-enroll: the new rootfs key and its sealed copy (sealed first, to fail early). */
+  tpm2Key?: NewSealedKey;
   partial: string;
 }
 
@@ -111,7 +120,15 @@ export const ukiCmdline = (guestCmdline: string, append: string) =>
   rewriteCmdline(`ro ${guestCmdline.replace(/\s+/g, " ")} ${append}`);
 
 function steps(o: ConvertOptions): Step<Ctx>[] {
-  const list: Step<Ctx>[] = [
+  const list: Step<Ctx>[] = [];
+  if (o.tpm2Enroll) {
+    list.push({
+      title: "sealing a new rootfs key to the TPM",
+      device: () => o.tpm2Enroll!.tcti,
+      run: sealTpm2Key,
+    });
+  }
+  list.push(
     { title: "reading the source disk", device: (c) => c.opts.input, run: readSource },
     { title: "extracting the root filesystem", device: (c) => c.opts.input, run: extractRoot },
     {
@@ -126,7 +143,7 @@ function steps(o: ConvertOptions): Step<Ctx>[] {
       device: (c) => c.rootfsImg,
       run: rebuildInitrds,
     },
-  ];
+  );
   if (!o.uki) list.push({ title: "pointing every boot entry at /dev/mapper/rootfs", run: rewriteEntries });
   if (o.rootfsKey)
     list.push({
@@ -135,6 +152,13 @@ function steps(o: ConvertOptions): Step<Ctx>[] {
       run: encryptRoot,
     });
   else list.push({ title: "sizing the unencrypted rootfs volume", run: plainRoot });
+  if (o.rootfsKey && o.tpm2Enroll) {
+    list.push({
+      title: "adding the TPM-sealed key to the rootfs LUKS2 header (keyslot and token)",
+      device: (c) => c.rootfsLvFile!,
+      run: enrollTpm2Key,
+    });
+  }
   list.push({
     title: "writing the partitions, ESP and boot files",
     device: (c) => c.partial,
@@ -393,6 +417,23 @@ async function encryptRoot(c: Ctx): Promise<void> {
   await luks.encryptOffline(enc, c.opts.rootfsKey!, LUKS_REDUCE);
   c.rootfsLvFile = enc;
   c.rootfsLvSize = Bun.file(enc).size;
+}
+
+async function sealTpm2Key(c: Ctx): Promise<void> {
+  const { tcti, policy } = c.opts.tpm2Enroll!;
+  const { sealNewKey } = await import("../tpm/enroll.ts");
+  const fresh = await sealNewKey(tcti, policy);
+  c.tpm2Key = fresh;
+  c.cleanup.push("TPM-sealed key", async () => fresh.key.fill(0));
+  log.info(
+    `  sealed to ${tcti} under PCRs ${policy.bank}:${fresh.sealed.pcrs.join(",")}${policy.pin === undefined ? "" : " and a PIN"} at their current values: the converted disk unlocks only while they are the same at its boot`,
+  );
+}
+
+async function enrollTpm2Key(c: Ctx): Promise<void> {
+  const { addSealedKeyslot } = await import("../tpm/enroll.ts");
+  const { keyslot, token } = await addSealedKeyslot(c.rootfsLvFile!, c.opts.rootfsKey!, c.tpm2Key!);
+  log.info(`  keyslot ${keyslot} (token ${token}); the given rootfs key stays in its keyslot for recovery`);
 }
 
 async function plainRoot(c: Ctx): Promise<void> {

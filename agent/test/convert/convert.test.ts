@@ -20,6 +20,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convert } from "../../src/convert/index.ts";
 import { privateLvmConf } from "../../src/disk/lvm.ts";
+import { create as createTpm2 } from "../../src/providers/tpm2.ts";
+import { splitBlob } from "../../src/tpm/seal.ts";
+import { findTokens, sealedFromToken } from "../../src/tpm/token.ts";
+import { hasSwtpm, startSwtpm, toolsUnsealFiles } from "../tpm/swtpm.ts";
 import { BOOT_UUID, buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -411,6 +415,78 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     sh("cmp", [`--bytes=${length}`, `--ignore-initial=${wiped.freeStart}:0`, wiped.copy, "/dev/zero"]);
   }, 240_000);
 
+  test.skipIf(!hasSwtpm)(
+    "--tpm2-enroll: a new key sealed to the TPM in its own keyslot + token; we and tpm2-tools unseal it, the passphrase stays",
+    async () => {
+      const tpm = await startSwtpm();
+      try {
+        const cfg = join(dir, "cfg-tpm2");
+        sh("mkdir", ["-p", cfg]);
+        writeFileSync(
+          join(cfg, "fde.toml"),
+          '[rootfs]\ndelta_location = "disk-persist"\n[rootfs.encrypt.tpm2]\npcrs = [7, 16]\n[delta]\n[delta.encrypt.otp]\n',
+        );
+        const passphrase = "rootfs-recovery";
+        const out = join(dir, "out-tpm2.raw");
+        await convert({
+          input: source,
+          output: out,
+          device: false,
+          configDir: cfg,
+          rootfsKey: new TextEncoder().encode(passphrase),
+          bootPartSize: 64 * 1024 * 1024,
+          uki: false,
+          ukiAppendCmdline: "",
+          assets: assets(dir),
+          tpm2Enroll: { tcti: tpm.tcti, policy: { bank: "sha256", pcrs: [7, 16] } },
+        });
+        const parts = partitions(out);
+        const { lvs } = readLvs(dir, out, parts[2]!);
+        const lv = extract(out, lvs.rootfs!.offset, lvs.rootfs!.size, join(dir, "lv-rootfs-tpm2"));
+
+        // Keyslot 0: the passphrase (argon2id); keyslot 1: the sealed random key (pbkdf2); one token.
+        const meta = JSON.parse(sh("cryptsetup", ["luksDump", "--dump-json-metadata", lv]));
+        expect(Object.keys(meta.keyslots).sort()).toEqual(["0", "1"]);
+        expect(meta.keyslots["0"].kdf.type).toBe("argon2id");
+        expect(meta.keyslots["1"].kdf.type).toBe("pbkdf2");
+        const tokens = await findTokens(lv);
+        expect(tokens.map((t) => t.type)).toEqual(["cryptpilot-tpm2"]);
+        const token = tokens[0]!.token as Record<string, unknown>;
+        expect(token.keyslots).toEqual(["1"]);
+        expect(token["tpm2-pcrs"]).toEqual([7, 16]);
+
+        // (a) The provider the boot runs unseals the key from the header and names keyslot 1;
+        // cryptsetup accepts that key for keyslot 1 (and the passphrase still opens keyslot 0).
+        const provider = createTpm2(
+          { type: "tpm2", pcrs: [7, 16], pcrBank: "sha256", tcti: tpm.tcti },
+          { volume: "rootfs", configDir: cfg, device: lv },
+        );
+        const key = Buffer.from(await provider.getKey());
+        expect(key.length).toBe(32);
+        expect(provider.keySlot?.()).toBe(1);
+        const test = (slot: number, secret: Buffer | string) =>
+          Bun.spawnSync(
+            ["cryptsetup", "open", "--test-passphrase", "--key-slot", String(slot), "--key-file=-", lv],
+            { stdin: Buffer.from(secret) },
+          ).exitCode;
+        expect(test(1, key)).toBe(0);
+        expect(test(0, passphrase)).toBe(0);
+        expect(test(0, key)).toBe(2);
+
+        // (b) tpm2-tools unseals the same object with the same PCR policy.
+        const { privateBlob, publicBlob } = splitBlob(sealedFromToken(token, lv).blob);
+        const tools = join(dir, "tpm2-tools");
+        sh("mkdir", ["-p", tools]);
+        writeFileSync(join(tools, "obj.priv"), privateBlob);
+        writeFileSync(join(tools, "obj.pub"), publicBlob);
+        expect(toolsUnsealFiles(tpm, tools, "sha256:7,16").equals(key)).toBe(true);
+      } finally {
+        await tpm.stop();
+      }
+    },
+    240_000,
+  );
+
   test("the CLI refuses a missing key choice and a config/flag mismatch with one paragraph", () => {
     const main = join(import.meta.dir, "../../src/main.ts");
     const runCli = (args: string[]) =>
@@ -447,6 +523,33 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(volume.exitCode).toBe(2);
     expect(volume.stderr.toString()).toContain(join(badVolume, "volumes", "data.toml"));
     expect(volume.stderr.toString()).toContain("dev");
+    const tpm2NoKey = runCli([
+      "--in",
+      source,
+      "--out",
+      join(dir, "x.raw"),
+      "-c",
+      configDir(false),
+      "--rootfs-no-encryption",
+      "--tpm2-enroll",
+    ]);
+    expect(tpm2NoKey.exitCode).toBe(2);
+    expect(tpm2NoKey.stderr.toString()).toContain("--tpm2-enroll seals the rootfs key");
+    writeFileSync(join(dir, "k"), "key");
+    const tpm2Exec = runCli([
+      "--in",
+      source,
+      "--out",
+      join(dir, "x.raw"),
+      "-c",
+      configDir(true),
+      "--rootfs-key-file",
+      join(dir, "k"),
+      "--tpm2-enroll",
+    ]);
+    expect(tpm2Exec.exitCode).toBe(2);
+    expect(tpm2Exec.stderr.toString()).toContain("unlocks the rootfs with the exec provider");
+    expect(tpm2Exec.stderr.toString()).toContain("[rootfs.encrypt.tpm2]");
     expect(existsSync(join(dir, "x.raw"))).toBe(false);
   });
 

@@ -96,3 +96,39 @@ export async function startSwtpm(options: { ekCert?: boolean } = {}): Promise<Sw
   rmSync(dir, { recursive: true, force: true });
   throw new Error("could not start swtpm on a free port");
 }
+
+/** The storage primary key as tpm2-tools creates it (systemd's and our SRK template). */
+export const TOOLS_SRK_ARGS = [
+  "-C",
+  "o",
+  "-g",
+  "sha256",
+  "-G",
+  "ecc256:null:aes128cfb",
+  "-a",
+  "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda",
+];
+
+/**
+ * tpm2-tools (an independent implementation): load a sealed object (TPM2B_PRIVATE, TPM2B_PUBLIC
+ * files in DIR) under its own SRK and unseal it through a PolicyPCR session over PCRS.
+ */
+export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string): Buffer {
+  const tool = (args: string[]): Buffer => {
+    const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir, stdin: "ignore" });
+    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout;
+  };
+  try {
+    tool(["tpm2_createprimary", ...TOOLS_SRK_ARGS, "-c", "srk.ctx"]);
+    tool(["tpm2_load", "-C", "srk.ctx", "-u", "obj.pub", "-r", "obj.priv", "-c", "obj.ctx"]);
+    tool(["tpm2_flushcontext", "-t"]);
+    tool(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
+    tool(["tpm2_policypcr", "-S", "session.ctx", "-l", pcrs]);
+    return tool(["tpm2_unseal", "-c", "obj.ctx", "-p", "session:session.ctx"]);
+  } finally {
+    // swtpm has no resource manager: flush what tpm2-tools left loaded.
+    tool(["tpm2_flushcontext", "-t"]);
+    tool(["tpm2_flushcontext", "-s"]);
+  }
+}
