@@ -88,6 +88,9 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
       lastSealed = sealed;
       lastKeySlot = tokenKeySlot(newest.token);
+      log.info(
+        `  tpm2: unsealed ${TOKEN_TYPE} token ${newest.id} of ${device}${lastKeySlot === undefined ? "" : ` (keyslot ${lastKeySlot})`}`,
+      );
       return key;
     }
     if (systemd) {

@@ -3,7 +3,7 @@
  * a random free port pair (TPM port P, control port P+1), reached with the TCTI
  * "swtpm:host=127.0.0.1,port=P" by both our bindings and tpm2-tools.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,9 +37,16 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** Start swtpm; with `ekCert`, swtpm_setup first manufactures it with an EK certificate in NV. */
-export async function startSwtpm(options: { ekCert?: boolean } = {}): Promise<Swtpm> {
-  const dir = mkdtempSync(join(tmpdir(), "swtpm-"));
+/**
+ * Start swtpm; with `ekCert`, swtpm_setup first manufactures it with an EK certificate in NV.
+ * With `stateDir` the TPM state lives there and is kept on stop (a VM's vTPM can go on with it).
+ */
+export async function startSwtpm(options: { ekCert?: boolean; stateDir?: string } = {}): Promise<Swtpm> {
+  const dir = options.stateDir ?? mkdtempSync(join(tmpdir(), "swtpm-"));
+  if (options.stateDir) mkdirSync(dir, { recursive: true });
+  const removeDir = () => {
+    if (!options.stateDir) rmSync(dir, { recursive: true, force: true });
+  };
   if (options.ekCert) {
     const setup = Bun.spawnSync(
       [
@@ -89,11 +96,11 @@ export async function startSwtpm(options: { ekCert?: boolean } = {}): Promise<Sw
       async stop() {
         proc.kill();
         await proc.exited;
-        rmSync(dir, { recursive: true, force: true });
+        removeDir();
       },
     };
   }
-  rmSync(dir, { recursive: true, force: true });
+  removeDir();
   throw new Error("could not start swtpm on a free port");
 }
 
