@@ -9,10 +9,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../command.ts";
-import { pbkdfFor } from "../disk/luks.ts";
+import { pbkdfFor, readHeaderJson } from "../disk/luks.ts";
+import { FdeError } from "../errors.ts";
 import { withTpm } from "./esys.ts";
 import { type SealedKey, type SealPolicy, sealKey } from "./seal.ts";
-import { keyslotForKey, storeToken, tokenFromSealed } from "./token.ts";
+import { storeToken, tokenFromSealed } from "./token.ts";
 
 /** Size of the random key sealed for a volume. */
 const KEY_BYTES = 32;
@@ -79,9 +80,27 @@ export async function addSealedKeyslot(
   existing: Uint8Array,
   fresh: NewSealedKey,
 ): Promise<{ keyslot: number; token: number }> {
+  const before = await keyslots(device);
   await addKey(device, existing, fresh.key);
-  // cryptsetup names the slot (and so proves the key was added) before the token points at it.
-  const keyslot = await keyslotForKey(device, fresh.key);
+  const added = (await keyslots(device)).filter((k) => !before.includes(k));
+  if (added.length !== 1) throw new FdeError(`cryptsetup did not add one keyslot to ${device}`);
+  const keyslot = added[0]!;
+  // Proves the new keyslot takes the sealed key before the token points at it; --key-slot: no KDF
+  // run for the (argon2id) keyslot of the recovery passphrase in front.
+  await run(
+    "cryptsetup",
+    ["open", "--test-passphrase", "--key-slot", String(keyslot), "--key-file=-", device],
+    {
+      stdin: fresh.key,
+      hint: `the new keyslot ${keyslot} of ${device} does not take the sealed key`,
+    },
+  );
   const token = await storeToken(device, tokenFromSealed(fresh.sealed, keyslot));
   return { keyslot, token };
+}
+
+/** The keyslot numbers in the LUKS2 header. */
+async function keyslots(device: string): Promise<number[]> {
+  const meta = (await readHeaderJson(device)) as { keyslots?: Record<string, unknown> };
+  return Object.keys(meta.keyslots ?? {}).map(Number);
 }
