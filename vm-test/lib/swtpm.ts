@@ -1,5 +1,5 @@
 /** A swtpm software TPM 2.0 for one guest boot: the guest sees it as a TIS TPM (/dev/tpmrm0). */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
 
 export interface Swtpm {
   /** QEMU arguments attaching the TPM (pass as BootOptions.extraQemuArgs). */
@@ -7,13 +7,42 @@ export interface Swtpm {
   stop(): Promise<void>;
 }
 
+export interface SwtpmOptions {
+  /**
+   * PCR banks of a fresh state (swtpm_setup --pcr-banks, e.g. "sha256,sha384"); default: swtpm's
+   * own. Only used when the state directory has no TPM yet.
+   */
+  pcrBanks?: string;
+  /**
+   * OVMF sends TPM2_Startup itself (and measures into the fresh PCRs); a direct kernel boot has no
+   * firmware that does, so by default swtpm starts the TPM up.
+   */
+  firmwareStartup?: boolean;
+}
+
 /**
  * Starts swtpm over `stateDir` (created when missing) and waits for its control socket. The state
  * directory keeps the TPM's seeds and NV across boots; PCRs start fresh at every start, like a
  * reboot. Stop it after the boot: QEMU does not.
  */
-export async function startSwtpm(stateDir: string, socket: string): Promise<Swtpm> {
+export async function startSwtpm(stateDir: string, socket: string, opts: SwtpmOptions = {}): Promise<Swtpm> {
   mkdirSync(stateDir, { recursive: true });
+  if (opts.pcrBanks && readdirSync(stateDir).length === 0) {
+    const setup = Bun.spawnSync(
+      [
+        "swtpm_setup",
+        "--tpm2",
+        "--tpmstate",
+        stateDir,
+        "--pcr-banks",
+        opts.pcrBanks,
+        "--config",
+        "/dev/null",
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    if (setup.exitCode !== 0) throw new Error(`swtpm_setup failed: ${setup.stderr.toString()}`);
+  }
   const proc = Bun.spawn(
     [
       "swtpm",
@@ -23,8 +52,7 @@ export async function startSwtpm(stateDir: string, socket: string): Promise<Swtp
       `dir=${stateDir}`,
       "--ctrl",
       `type=unixio,path=${socket}`,
-      "--flags",
-      "startup-clear",
+      ...(opts.firmwareStartup ? [] : ["--flags", "startup-clear"]),
     ],
     { stdout: "ignore", stderr: "inherit" },
   );
@@ -55,8 +83,9 @@ export async function withSwtpm<T>(
   stateDir: string,
   socket: string,
   fn: (tpm: Swtpm) => Promise<T>,
+  opts: SwtpmOptions = {},
 ): Promise<T> {
-  const tpm = await startSwtpm(stateDir, socket);
+  const tpm = await startSwtpm(stateDir, socket, opts);
   try {
     return await fn(tpm);
   } finally {

@@ -1,14 +1,26 @@
+import {
+  checkEventLog,
+  eventLogSourceFiles,
+  predictReferenceValues,
+  withMeasuringTpm,
+} from "../../agent/test/refvalue/eventlog-check.ts";
 import { bootAfterGrow, expectFdeRoot } from "../lib/checks.ts";
-import { diskFor, ENCRYPTED_IMAGE } from "../lib/fde.ts";
+import { ENCRYPTED_IMAGE, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 const fde = ENCRYPTED_IMAGE;
 
+// Boot 2 is also the GRUB reference-value check (issue 5): show-reference-value's predictions for
+// this disk appear in the TCG event log OVMF, shim and GRUB write while booting it with a swtpm.
 export default defineScenario({
   description:
-    "dm-snapshot, delta on disk (wiped each boot), encrypted rootfs: boot 1 (direct) reaches a running multi-user system; disk enlarged; boot 2 through OVMF + shim + GRUB",
+    "dm-snapshot, delta on disk (wiped each boot), encrypted rootfs: boot 1 (direct) reaches a running multi-user system; disk enlarged; boot 2 through OVMF + shim + GRUB with a TPM, whose event log holds show-reference-value's predictions",
+  timeoutSec: 2400,
   async run(ctx) {
-    const { disk } = await diskFor(ctx, fde);
+    const source = await ctx.sourceDisk({ files: eventLogSourceFiles(ctx, "grub") });
+    const disk = await ctx.convert({ source, fde: fdeToml(fde), rootfsKey: rootfsKeyFor(fde) });
+    const prediction = predictReferenceValues(ctx, disk);
+
     const first = await ctx.boot(disk, { label: "first" });
     expectFdeRoot(ctx, first, fde);
     const state = first.markers.get("system-running");
@@ -18,6 +30,9 @@ export default defineScenario({
       first,
     );
 
-    await bootAfterGrow(ctx, disk, first, fde, { label: "grub-after-grow", uefi: true });
+    const second = await withMeasuringTpm(ctx, (extraQemuArgs) =>
+      bootAfterGrow(ctx, disk, first, fde, { label: "grub-after-grow", uefi: true, extraQemuArgs }),
+    );
+    checkEventLog(ctx, second, prediction, "grub");
   },
 });

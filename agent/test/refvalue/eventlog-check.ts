@@ -3,9 +3,10 @@
  * predicted for a disk with the TCG event log the firmware, shim and GRUB wrote while booting it
  * under OVMF with a swtpm TPM. Returns the problems found (empty = every prediction matched).
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BootResult, ScenarioContext } from "../../../vm-test/lib/scenario.ts";
+import { withSwtpm } from "../../../vm-test/lib/swtpm.ts";
 import { openImage } from "../../src/disk/image/open.ts";
 import { diskLayout } from "../../src/refvalue/disk-layout.ts";
 import {
@@ -104,99 +105,77 @@ export function compareWithEventLog(predicted: Predicted, log: EventLog, mode: "
 }
 
 /**
- * The whole VM check for one boot mode: convert the base image (with `linuxefi`, which Debian's
- * GRUB needs to hand the kernel the event log with Secure Boot off), predict with
- * show-reference-value on the raw disk and a compressed qcow2 copy, boot under OVMF with a swtpm
- * TPM (SHA-256 and SHA-384 banks), and compare with the log read in the guest; the guest's own
- * show-reference-value (running-system mode) must print the same JSON.
+ * Files for the source disk of an event-log check: the guest check script, and for GRUB a
+ * grub.cfg with `linuxefi`/`initrdefi`, which Debian's GRUB needs to hand the kernel the event log
+ * with Secure Boot off (with Secure Boot on it behaves so anyway).
  */
-export async function eventLogScenario(ctx: ScenarioContext, mode: "grub" | "uki"): Promise<void> {
-  const base = openImage(ctx.base.disk);
-  let grubCfg: string;
-  try {
-    grubCfg = new TextDecoder().decode(diskLayout(base).boot!.rootFs.readFile("/boot/grub/grub.cfg"));
-  } finally {
-    base.close();
-  }
+export function eventLogSourceFiles(ctx: ScenarioContext, mode: "grub" | "uki"): Record<string, string> {
   const files: Record<string, string> = { "/etc/cptest/checks.d/eventlog.sh": GUEST_CHECK };
   if (mode === "grub") {
-    files["/boot/grub/grub.cfg"] = grubCfg
-      .replace(/^(\s*)linux(\s)/gm, "$1linuxefi$2")
-      .replace(/^(\s*)initrd(\s)/gm, "$1initrdefi$2");
+    const base = openImage(ctx.base.disk);
+    try {
+      const grubCfg = new TextDecoder().decode(diskLayout(base).boot!.rootFs.readFile("/boot/grub/grub.cfg"));
+      files["/boot/grub/grub.cfg"] = grubCfg
+        .replace(/^(\s*)linux(\s)/gm, "$1linuxefi$2")
+        .replace(/^(\s*)initrd(\s)/gm, "$1initrdefi$2");
+    } finally {
+      base.close();
+    }
   }
-  const source = await ctx.sourceDisk({ files });
-  const disk = await ctx.convert({
-    source,
-    // The test guest's key helper (vm-test/guest/cptest-key); the key does not matter here.
-    fde: '[rootfs]\n[delta]\n[delta.encrypt.exec]\ncommand = "/usr/local/bin/cptest-key"\nargs = ["delta"]\n',
-    rootfsKey: null,
-    uki: mode === "uki",
-  });
+  return files;
+}
+
+export interface Prediction {
+  /** show-reference-value's JSON output for the disk. */
+  json: string;
+  values: Predicted;
+}
+
+/** show-reference-value on the converted disk, which must give the same for a compressed qcow2 copy. */
+export function predictReferenceValues(ctx: ScenarioContext, disk: string): Prediction {
   const predict = (image: string) => {
     const p = Bun.spawnSync(
       [ctx.agent, "show-reference-value", "--disk", image, "--hash-algo", "sha256", "--hash-algo", "sha384"],
-      {
-        stderr: "pipe",
-      },
+      { stderr: "pipe" },
     );
     ctx.check(p.exitCode === 0, `show-reference-value --disk ${image} failed: ${p.stderr.toString()}`);
     return p.stdout.toString();
   };
-  const rawJson = predict(disk);
+  const json = predict(disk);
   const qcow = join(ctx.outDir, "disk.qcow2");
   const conv = Bun.spawnSync(["qemu-img", "convert", "-c", "-O", "qcow2", disk, qcow], { stderr: "pipe" });
   ctx.check(conv.exitCode === 0, `qemu-img convert failed: ${conv.stderr.toString()}`);
   ctx.check(
-    predict(qcow) === rawJson,
+    predict(qcow) === json,
     "show-reference-value gives different values for the raw disk and its qcow2 copy",
   );
-  const predicted = JSON.parse(rawJson) as Predicted;
-  ctx.log(`predicted: ${Object.keys(predicted).join(", ")}`);
+  rmSync(qcow, { force: true });
+  const values = JSON.parse(json) as Predicted;
+  ctx.log(`predicted: ${Object.keys(values).join(", ")}`);
+  return { json, values };
+}
 
-  const tpmDir = join(ctx.outDir, "tpm");
-  mkdirSync(tpmDir, { recursive: true });
-  const setup = Bun.spawnSync(
-    ["swtpm_setup", "--tpm2", "--tpmstate", tpmDir, "--pcr-banks", "sha256,sha384", "--config", "/dev/null"],
-    {
-      stderr: "pipe",
-      stdout: "pipe",
-    },
-  );
-  ctx.check(setup.exitCode === 0, `swtpm_setup failed: ${setup.stderr.toString()}`);
-  const sock = join(tpmDir, "swtpm.sock");
-  const swtpm = Bun.spawn(
-    [
-      "swtpm",
-      "socket",
-      "--tpm2",
-      "--tpmstate",
-      `dir=${tpmDir}`,
-      "--ctrl",
-      `type=unixio,path=${sock}`,
-      "--terminate",
-    ],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  let boot: BootResult;
-  try {
-    for (let i = 0; i < 50 && !existsSync(sock); i++) await Bun.sleep(100);
-    boot = await ctx.boot(disk, {
-      label: `${mode}-uefi-tpm`,
-      uefi: true,
-      timeoutSec: 900,
-      extraQemuArgs: [
-        "-chardev",
-        `socket,id=chrtpm,path=${sock}`,
-        "-tpmdev",
-        "emulator,id=tpm0,chardev=chrtpm",
-        "-device",
-        "tpm-tis,tpmdev=tpm0",
-      ],
-    });
-  } finally {
-    swtpm.kill();
-  }
-  ctx.expectReported(boot);
+/** The swtpm for a measured UEFI boot: SHA-256 and SHA-384 banks, started up by OVMF. */
+export function withMeasuringTpm<T>(
+  ctx: ScenarioContext,
+  fn: (qemuArgs: string[]) => Promise<T>,
+): Promise<T> {
+  return withSwtpm(join(ctx.outDir, "tpm"), join(ctx.outDir, "swtpm.sock"), (tpm) => fn(tpm.qemuArgs), {
+    pcrBanks: "sha256,sha384",
+    firmwareStartup: true,
+  });
+}
+
+/**
+ * The guest's TPM event log (from a boot of a disk with eventLogSourceFiles) holds every predicted
+ * value, and the guest's own show-reference-value (running-system mode) prints the same JSON.
+ */
+export function checkEventLog(
+  ctx: ScenarioContext,
+  boot: BootResult,
+  prediction: Prediction,
+  mode: "grub" | "uki",
+): void {
   const b64 = boot.markers.get("check:eventlog");
   ctx.check(b64 !== undefined && b64 !== "missing", "the guest has no TPM event log", boot);
   const log = parseEventLog(Buffer.from(b64!, "base64"), "the guest's binary_bios_measurements");
@@ -204,7 +183,7 @@ export async function eventLogScenario(ctx: ScenarioContext, mode: "grub" | "uki
   ctx.log(
     `event log: ${log.events.length} events, banks ${log.algorithms.map((a) => a.id.toString(16)).join(",")}`,
   );
-  const problems = compareWithEventLog(predicted, log, mode);
+  const problems = compareWithEventLog(prediction.values, log, mode);
   ctx.check(
     problems.length === 0,
     `predicted values missing from the event log:\n${problems.join("\n")}`,
@@ -212,8 +191,30 @@ export async function eventLogScenario(ctx: ScenarioContext, mode: "grub" | "uki
   );
   const guestJson = Buffer.from(boot.markers.get("check:refvalue") ?? "", "base64").toString();
   ctx.check(
-    guestJson.trim() === rawJson.trim(),
+    guestJson.trim() === prediction.json.trim(),
     `show-reference-value on the running guest differs from --disk (guest error: ${boot.markers.get("check:refvalue-error")}):\n${guestJson}`,
     boot,
   );
+}
+
+/**
+ * The whole VM check for one boot mode: convert the base image, predict with
+ * show-reference-value, boot under OVMF with a swtpm TPM and compare with the guest's event log.
+ * (snapshot-disk does the GRUB check on its own disk: see vm-test/scenarios/snapshot-disk.ts.)
+ */
+export async function eventLogScenario(ctx: ScenarioContext, mode: "grub" | "uki"): Promise<void> {
+  const source = await ctx.sourceDisk({ files: eventLogSourceFiles(ctx, mode) });
+  const disk = await ctx.convert({
+    source,
+    // The test guest's key helper (vm-test/guest/cptest-key); the key does not matter here.
+    fde: '[rootfs]\n[delta]\n[delta.encrypt.exec]\ncommand = "/usr/local/bin/cptest-key"\nargs = ["delta"]\n',
+    rootfsKey: null,
+    uki: mode === "uki",
+  });
+  const prediction = predictReferenceValues(ctx, disk);
+  const boot = await withMeasuringTpm(ctx, (extraQemuArgs) =>
+    ctx.boot(disk, { label: `${mode}-uefi-tpm`, uefi: true, timeoutSec: 900, extraQemuArgs }),
+  );
+  ctx.expectReported(boot);
+  checkEventLog(ctx, boot, prediction, mode);
 }

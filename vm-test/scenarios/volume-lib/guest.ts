@@ -8,12 +8,13 @@
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { TEST_CMDLINE } from "../../lib/context.ts";
 import { partitionByName } from "../../lib/disk.ts";
 import { sh, shText } from "../../lib/proc.ts";
 import type { ScenarioContext } from "../../lib/scenario.ts";
 
 /** The base image boots its own root with the stock initrd; the test arguments as for FDE boots. */
-export const PLAIN_CMDLINE = "root=LABEL=root ro console=ttyS0 panic=-1 rd.shell=0 rd.emergency=poweroff";
+export const PLAIN_CMDLINE = `root=LABEL=root ro ${TEST_CMDLINE}`;
 
 /** Guest path of the volume disk with QEMU serial `cpvol-NAME` (udev's by-id link). */
 export const volumeDev = (name: string) => `/dev/disk/by-id/virtio-cpvol-${name}`;
