@@ -4,7 +4,7 @@
  * -(dm-snapshot over verity+zero with the delta or zram as COW)-> rootfs,
  * or with the overlayfs backend an ext4 delta that after-sysroot mounts as the upper layer.
  */
-import { readFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { run } from "../command.ts";
 import type { FdeConfig } from "../config/index.ts";
 import type { ProviderConfig } from "../config/providers.ts";
@@ -16,7 +16,7 @@ import * as verity from "../disk/verity.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import { createProvider, type KeyProvider } from "../providers/index.ts";
-import { cowAction, decideReinit } from "./delta.ts";
+import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
 import * as N from "./names.ts";
 import type { Step } from "./steps.ts";
 
@@ -168,7 +168,11 @@ async function growDelta(ctx: BeforeCtx): Promise<void> {
     log.info("  created the delta volume (first boot)");
   } else {
     try {
-      if (await lvm.extendLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME)) log.info("  extended the delta volume");
+      const before = await blockdev.sizeSectors(N.LV_DELTA);
+      if (await lvm.extendLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME)) {
+        const after = await blockdev.sizeSectors(N.LV_DELTA);
+        log.info(`  extended the delta LV from ${gib(before)} to ${gib(after)} GiB`);
+      }
     } catch (err) {
       log.warn(`could not extend the delta volume: ${(err as Error).message}`);
     }
@@ -210,8 +214,47 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
         },
       );
     }
+    if (ctx.fde.delta.integrity) await growIntegrityDelta(key, keySlot);
   });
   ctx.provider = undefined;
+}
+
+/**
+ * A persistent integrity delta on a grown LV: cryptsetup opened it at the size its dm-integrity
+ * superblock had, and the kernel (dm-integrity 1.6+) wrote the larger size the LV allows into that
+ * superblock while activating it. Opening it again gives both mappings the new size. cryptsetup
+ * 2.6.1 cannot do it in place: `resize` refuses integrity ("Unsupported parameters") and `refresh`
+ * grows only the _dif mapping, keeping the crypt table's old length. Best effort up to the close:
+ * the delta keeps its size if the check or the close fails.
+ */
+async function growIntegrityDelta(key: Uint8Array, keySlot: number | undefined): Promise<void> {
+  let growth: ReturnType<typeof integrityGrowth>;
+  try {
+    growth = integrityGrowth(await luks.integritySize(N.DELTA));
+    if (!growth) return;
+    await luks.close(N.DELTA);
+  } catch (err) {
+    log.warn(
+      `could not grow the delta volume's integrity mapping; it keeps its size: ${(err as Error).message}`,
+    );
+    return;
+  }
+  try {
+    await luks.open(N.LV_DELTA, N.DELTA, key, keySlot);
+  } catch (cause) {
+    throw new FdeError(`cannot open the delta volume ${N.LV_DELTA} again after closing it to grow it`, {
+      cause,
+      hint: "the same key opened it a moment before; its data is unchanged, so boot again",
+    });
+  }
+  const now = await blockdev.sizeSectors(N.mapper(N.DELTA));
+  if (now < growth.toSectors) {
+    log.warn(
+      `the delta volume has ${now} sectors after re-opening it, not the ${growth.toSectors} it can hold`,
+    );
+  } else {
+    log.info(`  grew the delta volume (dm-integrity) from ${gib(growth.fromSectors)} to ${gib(now)} GiB`);
+  }
 }
 
 async function buildSnapshot(ctx: BeforeCtx): Promise<void> {
@@ -251,17 +294,49 @@ async function prepareOverlayDelta(ctx: BeforeCtx): Promise<void> {
   if (ctx.recreated) {
     await run("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev]);
   } else {
-    await growFs(dev);
+    await growFs(dev, !ctx.fde.delta.integrity || (await wipeBeyondFs(dev)));
   }
   await markInitialised(ctx);
 }
 
-/** Writable, checked, and as large as its device. */
-async function growFs(dev: string): Promise<void> {
+/**
+ * Before an ext4 on an integrity delta grows, the device beyond it gets valid tags (see
+ * overlayWipeRange). False when that failed: the filesystem then keeps its size this boot.
+ */
+async function wipeBeyondFs(dev: string): Promise<boolean> {
+  try {
+    const head = new Uint8Array(2048);
+    const fh = await open(dev, "r");
+    try {
+      await fh.read(head, 0, head.length, 0);
+    } finally {
+      await fh.close();
+    }
+    const fsBytes = ext4SizeBytes(head.subarray(1024));
+    if (fsBytes === undefined) throw new Error(`no ext4 superblock on ${dev}`);
+    const range = overlayWipeRange(fsBytes, (await blockdev.sizeSectors(dev)) * 512);
+    if (!range) return true;
+    log.info(
+      `  writing integrity tags over the ${gib((range.end - range.start) / 512)} GiB the filesystem grows into`,
+    );
+    await luks.wipeIntegrityRange(dev, range.start, range.end);
+    return true;
+  } catch (err) {
+    log.warn(
+      `could not prepare the grown delta for its filesystem; it keeps its size: ${(err as Error).message}`,
+    );
+    return false;
+  }
+}
+
+/** Writable, checked, and (when `resize`) as large as its device. */
+async function growFs(dev: string, resize = true): Promise<void> {
   await run("tune2fs", ["-O", "^read-only", dev]);
   await run("e2fsck", ["-p", dev], { okCodes: [0, 1] });
-  await run("resize2fs", ["-f", dev]);
+  if (resize) await run("resize2fs", ["-f", dev]);
 }
+
+const gib = (sectors: number) => ((sectors * 512) / 2 ** 30).toFixed(2);
 
 async function markInitialised(ctx: BeforeCtx): Promise<void> {
   if (ctx.recreated && diskDelta(ctx.fde)) await luks.setSubsystem(N.LV_DELTA, luks.SUBSYSTEM_READY);

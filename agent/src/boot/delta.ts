@@ -2,7 +2,7 @@
  * Decisions about the delta (writable) volume, kept pure so they are unit-tested: whether to
  * (re)initialise it, what to do with an existing COW, and the snapshot sizes.
  */
-import { SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../disk/luks.ts";
+import { type IntegritySize, SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../disk/luks.ts";
 
 export type DeltaLocation = "disk" | "disk-persist" | "ram";
 
@@ -52,4 +52,45 @@ export function cowAction(opts: {
   throw new Error(
     `the delta volume holds a '${opts.blkidType}' signature, not a dm-snapshot COW store; refusing to overwrite it`,
   );
+}
+
+/**
+ * How far an opened integrity delta can grow: dm-integrity records its size in its superblock,
+ * and the kernel writes the larger size a grown device allows only while activating it, after
+ * cryptsetup has sized the table from the old value. Undefined when there is nothing to gain.
+ */
+export function integrityGrowth(size: IntegritySize): { fromSectors: number; toSectors: number } | undefined {
+  if (size.providedSectors <= size.mappedSectors) return undefined;
+  return { fromSectors: size.mappedSectors, toSectors: size.providedSectors };
+}
+
+const EXT4_MAGIC = 0xef53;
+const EXT4_INCOMPAT_64BIT = 0x80;
+
+/**
+ * An ext4 filesystem's size in bytes from its superblock (the 1024 bytes at byte 1024 of the
+ * device), or undefined when it is not one.
+ */
+export function ext4SizeBytes(sb: Uint8Array): number | undefined {
+  if (sb.length < 1024) return undefined;
+  const v = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
+  if (v.getUint16(0x38, true) !== EXT4_MAGIC) return undefined;
+  const logBlock = v.getUint32(0x18, true);
+  if (logBlock > 6) return undefined; // blocks of 1 KiB to 64 KiB
+  const hi = v.getUint32(0x60, true) & EXT4_INCOMPAT_64BIT ? v.getUint32(0x150, true) : 0;
+  return (hi * 2 ** 32 + v.getUint32(0x04, true)) * (1024 << logBlock);
+}
+
+/**
+ * What an integrity delta with the overlayfs backend must wipe before its filesystem grows: the
+ * part of the device beyond the filesystem, which dm-integrity has never written (resize2fs and
+ * e2fsck may read there first). Blocks past the filesystem's end hold no data, so the range is
+ * safe to overwrite, and an interrupted wipe is redone from the same start on the next boot,
+ * because the filesystem only grows after the wipe has finished.
+ */
+export function overlayWipeRange(
+  fsBytes: number,
+  deviceBytes: number,
+): { start: number; end: number } | undefined {
+  return deviceBytes > fsBytes ? { start: fsBytes, end: deviceBytes } : undefined;
 }

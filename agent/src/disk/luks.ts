@@ -282,3 +282,53 @@ export async function encryptOffline(
     { stdin: key },
   );
 }
+
+/** The dm-integrity mapping cryptsetup stacks under NAME for a LUKS2 volume with integrity. */
+const integrityMapping = (name: string) => `${name}_dif`;
+
+export interface IntegritySize {
+  /** Length of the active dm-integrity table (what NAME can use now). */
+  mappedSectors: number;
+  /** What the kernel computed from the device size when it loaded the table. */
+  providedSectors: number;
+}
+
+/**
+ * `dmsetup status NAME_dif`: "START LENGTH integrity MISMATCHES PROVIDED_SECTORS RECALC"
+ * (kernel dm-integrity status, STATUSTYPE_INFO).
+ */
+export function parseIntegrityStatus(line: string): IntegritySize {
+  const f = line.trim().split(/\s+/);
+  const mapped = Number(f[1]);
+  const provided = Number(f[4]);
+  if (f[2] !== "integrity" || !Number.isSafeInteger(mapped) || !Number.isSafeInteger(provided)) {
+    throw new FdeError(`unexpected dm-integrity status "${line.trim()}"`);
+  }
+  return { mappedSectors: mapped, providedSectors: provided };
+}
+
+export async function integritySize(name: string): Promise<IntegritySize> {
+  const { stdout } = await run("dmsetup", ["status", integrityMapping(name)]);
+  return parseIntegrityStatus(new TextDecoder().decode(stdout));
+}
+
+const WIPE_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Write zeros over [start, end) of an opened LUKS2 integrity mapping, so every sector there has a
+ * valid tag and can be read (a sector dm-integrity never wrote fails reads with an I/O error).
+ */
+export async function wipeIntegrityRange(device: string, start: number, end: number): Promise<void> {
+  const zeros = new Uint8Array(Math.min(WIPE_CHUNK_BYTES, Math.max(0, end - start)));
+  const fh = await openFile(device, "r+");
+  try {
+    for (let pos = start; pos < end; pos += zeros.length) {
+      const len = Math.min(zeros.length, end - pos);
+      const { bytesWritten } = await fh.write(zeros, 0, len, pos);
+      if (bytesWritten !== len) throw new FdeError(`short write to ${device} at byte ${pos}`);
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
