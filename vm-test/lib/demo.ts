@@ -8,16 +8,10 @@ import { join, resolve } from "node:path";
 import { type Broker, startBroker } from "../kbs/broker.ts";
 import { baseImage } from "./base.ts";
 import { clearConvertCache, createContext } from "./context.ts";
+import { freePort } from "./net.ts";
 import { shText } from "./proc.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
-  const port = probe.port!;
-  await probe.stop(true);
-  return port;
-}
 
 function section(title: string): void {
   console.log(`\n==== ${title} ====`);

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Broker, DENY_ALL, startBroker } from "../kbs/broker.ts";
+import { freePort } from "../lib/net.ts";
 import { defineScenario, type ScenarioContext } from "../lib/scenario.ts";
 
 // rootfs and delta keys from the test key broker over plain HTTP (the guest reaches the host's
@@ -35,13 +36,6 @@ export function kbsFdeToml(url: string, extra = ""): string {
     'tee = "sample"',
     extra,
   ].join("\n");
-}
-
-export async function freePort(): Promise<number> {
-  const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
-  const port = probe.port!;
-  await probe.stop(true);
-  return port;
 }
 
 /** The serial log of the boot labelled `label` as it is being written. */

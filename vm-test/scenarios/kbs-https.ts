@@ -3,9 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBroker } from "../kbs/broker.ts";
 import { makeTestPki } from "../kbs/tls.ts";
+import { freePort } from "../lib/net.ts";
 import { defineScenario } from "../lib/scenario.ts";
 import { withSwtpm } from "../lib/swtpm.ts";
-import { freePort, kbsFdeToml } from "./kbs-http.ts";
+import { kbsFdeToml } from "./kbs-http.ts";
 
 // rootfs and delta keys from the test key broker over HTTPS, trust pinned with kbs_root_cert to
 // the broker's own CA, with TPM evidence: the guest's (swtpm) TPM quotes the runtime-data digest

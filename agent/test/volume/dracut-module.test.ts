@@ -1,7 +1,7 @@
 /**
  * dracut-module/91cryptpilot/module-setup.sh and open_in_initrd volumes: install() run in bash with
- * dracut's helpers recorded instead of copying files into an initrd (the VM scenario
- * volume-otp-exec builds and boots a real one).
+ * dracut's helpers recorded instead of copying files into an initrd (the `volumes` VM scenario
+ * builds and boots a real one).
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
