@@ -1,21 +1,33 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { startSwtpm as startTcpSwtpm } from "../../agent/test/tpm/swtpm.ts";
 import { expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import type { FdeOptions } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 import { withSwtpm } from "../lib/swtpm.ts";
 
-// The delta key sealed to the guest's (swtpm) TPM by the tpm2 provider: (1) first boot seals a
-// new key to PCR 7 in the initrd and stores the token in the delta's LUKS2 header; (2) the next
-// boot extends PCR 7 in the initrd before the agent runs: the unseal fails and the boot stops with
-// the PCR policy mismatch naming PCR 7; (3) a boot without the extend unseals again and the
-// persistent delta still holds boot 1's data.
+// Both volume keys sealed to the guest's (swtpm) TPM by the tpm2 provider. The rootfs is sealed
+// at convert time (convert --tpm2-enroll through a TCP swtpm over the state directory the guest's
+// vTPM then uses): keyslot 0 keeps the recovery passphrase (argon2id), keyslot 1 the sealed random
+// key, which the boot opens alone (--key-slot 1 from the token). (1) The first boot unseals the
+// rootfs, seals a new delta key to PCR 7 in the initrd and stores the token in the delta's LUKS2
+// header; (2) the next boot extends PCR 7 in the initrd before the agent runs: the rootfs still
+// unseals, the delta does not and the boot stops with the PCR policy mismatch naming PCR 7;
+// (3) a boot without the extend unseals again and the persistent delta still holds boot 1's data.
 
-const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "dm-snapshot", encryptRootfs: false };
+const fde: FdeOptions = { deltaLocation: "disk-persist", deltaBackend: "dm-snapshot", encryptRootfs: true };
+/** Short: a passphrase, so convert gives its keyslot cryptsetup's argon2id. */
+const RECOVERY_PASSPHRASE = "recovery-9f1c";
 const FDE_TOML = [
   "[rootfs]",
   'delta_location = "disk-persist"',
   'delta_backend = "dm-snapshot"',
+  "",
+  // PCR 16 (debug) is zero after TPM2_Startup and nothing on this boot path extends it (SeaBIOS
+  // and the direct kernel boot measure into 0-7 only, no IMA, no UKI): the same at convert time
+  // on the fresh TCP swtpm as at every guest boot. PCR 7 is not: SeaBIOS extends it.
+  "[rootfs.encrypt.tpm2]",
+  "pcrs = [16]",
   "",
   "[delta]",
   "integrity = false",
@@ -69,14 +81,40 @@ function pcr7ExtendFiles(repo: string): Record<string, string> {
   };
 }
 
+/**
+ * initrd files for a boot with the agent's debug log, which shows every command line it runs
+ * (keys go on stdin, never in them): the check that the volumes are opened with --key-slot.
+ */
+function verboseFiles(repo: string): Record<string, string> {
+  const unit = readFileSync(join(repo, "hooks", "cryptpilot-fde-before-sysroot.service"), "utf8");
+  const exec = "ExecStart=/usr/bin/cryptpilot-fde boot-service";
+  if (!unit.includes(exec)) throw new Error(`hooks/cryptpilot-fde-before-sysroot.service has no "${exec}"`);
+  return {
+    "/usr/lib/systemd/system/cryptpilot-fde-before-sysroot.service": unit.replace(
+      exec,
+      "ExecStart=/usr/bin/cryptpilot-fde --verbose boot-service",
+    ),
+  };
+}
+
 export default defineScenario({
   description:
     "tpm2 provider with a swtpm TPM: delta key sealed on first boot; PCR 7 extended -> boot stops naming the PCR policy mismatch; unsealed again without the extend",
   skip: () => (Bun.which("swtpm") ? undefined : "swtpm is not installed"),
   timeoutSec: 3600,
   async run(ctx) {
-    const disk = await ctx.convert({ fde: FDE_TOML, rootfsKey: null });
     const stateDir = join(ctx.outDir, "tpm-state");
+    const convertTpm = await startTcpSwtpm({ stateDir });
+    let disk: string;
+    try {
+      disk = await ctx.convert({
+        fde: FDE_TOML,
+        rootfsKey: RECOVERY_PASSPHRASE,
+        args: ["--tpm2-enroll", "--tpm2-tcti", convertTpm.tcti],
+      });
+    } finally {
+      await convertTpm.stop();
+    }
 
     // One swtpm per boot over the same state: PCRs reset at every boot, the sealing keys stay.
     const bootWithTpm = (label: string, initrdFiles?: Record<string, string>) =>
@@ -92,6 +130,15 @@ export default defineScenario({
 
     const first = await bootWithTpm("seal");
     expectFdeRoot(ctx, first, fde);
+    ctx.check(
+      /tpm2: unsealed cryptpilot-tpm2 token \d+ of \/dev\/mapper\/cryptpilot-rootfs \(keyslot 1\)/.test(
+        first.serial,
+      ),
+      "the rootfs key sealed by convert was not unsealed for keyslot 1",
+      first,
+    );
+    const rootfsStep = /unlocking the encrypted rootfs \.\.\. done in ([\d.]+) s/.exec(first.serial)?.[1];
+    ctx.log(`rootfs unlocked (TPM unseal + cryptsetup open --key-slot 1) in ${rootfsStep ?? "?"} s`);
     ctx.check(
       /sealing a new key for volume delta/.test(first.serial) &&
         /stored the sealed key of volume delta/.test(first.serial),
@@ -114,8 +161,20 @@ export default defineScenario({
       "the PCR 7 policy mismatch",
     );
 
-    const again = await bootWithTpm("unseal");
+    const again = await bootWithTpm("unseal", verboseFiles(ctx.repo));
     expectFdeRoot(ctx, again, fde);
+    // Each volume is opened with the keyslot its token names only: no KDF run for keyslot 0's
+    // argon2id recovery passphrase in front of the rootfs's sealed key.
+    for (const [device, slot] of [
+      ["/dev/mapper/cryptpilot-rootfs", 1],
+      ["/dev/mapper/cryptpilot-delta", 0],
+    ] as const) {
+      const open = new RegExp(
+        `running: cryptsetup open --type luks2 --key-slot ${slot} --key-file=- ${device} \\S+\\s[\\s\\S]*?finished: cryptsetup open \\(exit 0\\) in (\\d+) ms`,
+      ).exec(again.serial);
+      ctx.check(open !== null, `${device} was not opened with --key-slot ${slot}`, again);
+      ctx.log(`${device}: cryptsetup open --key-slot ${slot} took ${open![1]} ms`);
+    }
     expectPersistence(ctx, first, again, fde);
   },
 });
