@@ -489,64 +489,44 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
 
   test("the CLI refuses a missing key choice and a config/flag mismatch with one paragraph", () => {
     const main = join(import.meta.dir, "../../src/main.ts");
-    const runCli = (args: string[]) =>
-      Bun.spawnSync([process.execPath, main, "convert", ...args], { stderr: "pipe" });
-    const noKey = runCli(["--in", source, "--out", join(dir, "x.raw"), "-c", configDir(false)]);
+    // The CLI converting source to x.raw with config directory CONFIG and FLAGS.
+    const convertWith = (config: string, ...flags: string[]) =>
+      Bun.spawnSync(
+        [
+          process.execPath,
+          main,
+          "convert",
+          "--in",
+          source,
+          "--out",
+          join(dir, "x.raw"),
+          "-c",
+          config,
+          ...flags,
+        ],
+        { stderr: "pipe" },
+      );
+    const noKey = convertWith(configDir(false));
     expect(noKey.exitCode).toBe(2);
     expect(noKey.stderr.toString()).toContain(
       "exactly one of --rootfs-key-file, --rootfs-passphrase, --rootfs-no-encryption",
     );
-    const mismatch = runCli([
-      "--in",
-      source,
-      "--out",
-      join(dir, "x.raw"),
-      "-c",
-      configDir(true),
-      "--rootfs-no-encryption",
-    ]);
+    const mismatch = convertWith(configDir(true), "--rootfs-no-encryption");
     expect(mismatch.exitCode).toBe(2);
     expect(mismatch.stderr.toString()).toContain("has [rootfs.encrypt] but --rootfs-no-encryption was given");
     const badVolume = join(dir, "cfg-bad-volume");
     sh("mkdir", ["-p", join(badVolume, "volumes")]);
     sh("cp", [join(configDir(false), "fde.toml"), badVolume]);
     writeFileSync(join(badVolume, "volumes", "data.toml"), 'volume = "data"\n[encrypt.otp]\n');
-    const volume = runCli([
-      "--in",
-      source,
-      "--out",
-      join(dir, "x.raw"),
-      "-c",
-      badVolume,
-      "--rootfs-no-encryption",
-    ]);
+    const volume = convertWith(badVolume, "--rootfs-no-encryption");
     expect(volume.exitCode).toBe(2);
     expect(volume.stderr.toString()).toContain(join(badVolume, "volumes", "data.toml"));
     expect(volume.stderr.toString()).toContain("dev");
-    const tpm2NoKey = runCli([
-      "--in",
-      source,
-      "--out",
-      join(dir, "x.raw"),
-      "-c",
-      configDir(false),
-      "--rootfs-no-encryption",
-      "--tpm2-enroll",
-    ]);
+    const tpm2NoKey = convertWith(configDir(false), "--rootfs-no-encryption", "--tpm2-enroll");
     expect(tpm2NoKey.exitCode).toBe(2);
     expect(tpm2NoKey.stderr.toString()).toContain("--tpm2-enroll seals the rootfs key");
     writeFileSync(join(dir, "k"), "key");
-    const tpm2Exec = runCli([
-      "--in",
-      source,
-      "--out",
-      join(dir, "x.raw"),
-      "-c",
-      configDir(true),
-      "--rootfs-key-file",
-      join(dir, "k"),
-      "--tpm2-enroll",
-    ]);
+    const tpm2Exec = convertWith(configDir(true), "--rootfs-key-file", join(dir, "k"), "--tpm2-enroll");
     expect(tpm2Exec.exitCode).toBe(2);
     expect(tpm2Exec.stderr.toString()).toContain("unlocks the rootfs with the exec provider");
     expect(tpm2Exec.stderr.toString()).toContain("[rootfs.encrypt.tpm2]");

@@ -11,20 +11,10 @@ import { join } from "node:path";
 import { withTpm } from "../../src/tpm/esys.ts";
 import { encodePcrSelection } from "../../src/tpm/marshal.ts";
 import { PcrPolicyMismatchError, type SealedKey, sealKey, splitBlob, unsealKey } from "../../src/tpm/seal.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
+import { hasSwtpm, type Swtpm, startSwtpm, TOOLS_SRK_ARGS, toolsUnsealFiles } from "./swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM seal tests: swtpm or tpm2-tools not installed");
 
-const SRK_ARGS = [
-  "-C",
-  "o",
-  "-g",
-  "sha256",
-  "-G",
-  "ecc256:null:aes128cfb",
-  "-a",
-  "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda",
-];
 const key = new TextEncoder().encode("volume-key-for-the-tpm-0123456789abcdef");
 
 /** Start sniffer.ts in front of the swtpm; the returned TCTI goes through it. */
@@ -92,23 +82,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
     const { privateBlob, publicBlob } = splitBlob(sealed.blob);
     writeFileSync(join(dir, "obj.priv"), privateBlob);
     writeFileSync(join(dir, "obj.pub"), publicBlob);
-    try {
-      tool(["tpm2_createprimary", ...SRK_ARGS, "-c", "srk.ctx"]);
-      tool(["tpm2_load", "-C", "srk.ctx", "-u", "obj.pub", "-r", "obj.priv", "-c", "obj.ctx"]);
-      tool(["tpm2_flushcontext", "-t"]);
-      tool(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
-      tool(["tpm2_policypcr", "-S", "session.ctx", "-l", `sha256:${sealed.pcrs.join(",")}`]);
-      if (pin !== undefined) tool(["tpm2_policyauthvalue", "-S", "session.ctx"]);
-      return tool([
-        "tpm2_unseal",
-        "-c",
-        "obj.ctx",
-        "-p",
-        `session:session.ctx${pin === undefined ? "" : `+${pin}`}`,
-      ]);
-    } finally {
-      flushAll();
-    }
+    return toolsUnsealFiles(tpm, dir, `sha256:${sealed.pcrs.join(",")}`, pin);
   };
 
   test("a key we seal is unsealed by tpm2-tools with the same PCR policy, and by us", async () => {
@@ -145,7 +119,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
     const secret = Buffer.from("sealed-by-tpm2-tools-secret");
     writeFileSync(join(dir, "secret"), secret);
     try {
-      tool(["tpm2_createprimary", ...SRK_ARGS, "-c", "srk.ctx"]);
+      tool(["tpm2_createprimary", ...TOOLS_SRK_ARGS, "-c", "srk.ctx"]);
       tool(["tpm2_pcrread", "sha256:7,16", "-o", "pcr.bin"]);
       tool(["tpm2_createpolicy", "--policy-pcr", "-l", "sha256:7,16", "-f", "pcr.bin", "-L", "policy.bin"]);
       tool([
@@ -262,7 +236,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
 
   test("our SRK persisted at 0x81000001 is used: unsealing then needs no CreatePrimary", async () => {
     const sealed = await seal({ pcrs: [7] });
-    await withPersistent(SRK_ARGS, async () => {
+    await withPersistent(TOOLS_SRK_ARGS, async () => {
       // With an owner password CreatePrimary fails (see the last test); the persistent SRK does not need it.
       tool(["tpm2_changeauth", "-c", "owner", "ownerpass"]);
       try {
@@ -289,7 +263,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
       },
     );
     // Our template under the endorsement seed: it matches, but the object does not load under it.
-    await withPersistent([...SRK_ARGS.map((a) => (a === "o" ? "e" : a))], async () => {
+    await withPersistent([...TOOLS_SRK_ARGS.map((a) => (a === "o" ? "e" : a))], async () => {
       expect(Buffer.from(await unseal(sealed))).toEqual(Buffer.from(key));
     });
   });

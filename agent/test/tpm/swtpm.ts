@@ -117,10 +117,11 @@ export const TOOLS_SRK_ARGS = [
 ];
 
 /**
- * tpm2-tools (an independent implementation): load a sealed object (TPM2B_PRIVATE, TPM2B_PUBLIC
- * files in DIR) under its own SRK and unseal it through a PolicyPCR session over PCRS.
+ * tpm2-tools (an independent implementation): load a sealed object (obj.priv and obj.pub, the
+ * TPM2B_PRIVATE and TPM2B_PUBLIC, in DIR) under its own SRK and unseal it through a PolicyPCR
+ * session over PCRS (e.g. "sha256:7,16"), plus PolicyAuthValue with PIN when one is given.
  */
-export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string): Buffer {
+export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string, pin?: string): Buffer {
   const tool = (args: string[]): Buffer => {
     const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir, stdin: "ignore" });
     if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
@@ -132,7 +133,14 @@ export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string): Buffer 
     tool(["tpm2_flushcontext", "-t"]);
     tool(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
     tool(["tpm2_policypcr", "-S", "session.ctx", "-l", pcrs]);
-    return tool(["tpm2_unseal", "-c", "obj.ctx", "-p", "session:session.ctx"]);
+    if (pin !== undefined) tool(["tpm2_policyauthvalue", "-S", "session.ctx"]);
+    return tool([
+      "tpm2_unseal",
+      "-c",
+      "obj.ctx",
+      "-p",
+      `session:session.ctx${pin === undefined ? "" : `+${pin}`}`,
+    ]);
   } finally {
     // swtpm has no resource manager: flush what tpm2-tools left loaded.
     tool(["tpm2_flushcontext", "-t"]);
