@@ -24,6 +24,15 @@ import { ScenarioFailure } from "./scenario.ts";
 export const TEST_CMDLINE =
   "console=ttyS0 panic=-1 rd.shell=0 rd.emergency=poweroff modprobe.blacklist=kvm,kvm_amd,kvm_intel";
 
+/**
+ * VMs booted at once on this host (CPTEST_VMS, default 2). One TCG guest keeps about 1.3 of 2
+ * cores busy (its boot is mostly one process at a time), so two at once finish the suite sooner.
+ */
+export const VM_SLOTS = Math.max(1, Math.floor(Number(process.env.CPTEST_VMS ?? 2)) || 1);
+
+/** vCPUs per test VM (CPTEST_VM_CPUS). */
+export const VM_CPUS = Math.max(1, Math.floor(Number(process.env.CPTEST_VM_CPUS ?? 2)) || 1);
+
 /** The product needs only root=/dev/mapper/rootfs on the kernel command line. */
 export const ROOT_CMDLINE = "root=/dev/mapper/rootfs";
 
@@ -168,19 +177,20 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         direct = { kernel, initrd, cmdline };
       }
       log(`boot ${boots} "${label}" (${opts.uefi ? "OVMF firmware" : `direct: ${direct?.cmdline}`})`);
-      // One VM at a time on this host, whoever runs it: parallel TCG guests on 2 cores make every
-      // boot several times slower and push them into their timeouts.
+      // At most VM_SLOTS VMs on this host, whoever runs them: more TCG guests than cores make
+      // every boot several times slower and push them into their timeouts.
       const lock = join(repo, "vm-test", "cache", ".qemu.lock");
       const outcome = await withLock(
         lock,
         () => log("waiting for another VM boot on this host to finish"),
         () =>
           runQemu({
+            owner: name,
             disk,
             serialLog: log1,
             direct,
             memoryMiB: opts.memoryMiB ?? 2048,
-            cpus: 2,
+            cpus: VM_CPUS,
             timeoutSec: opts.timeoutSec ?? 600,
             network: opts.network ?? false,
             dnsServer: opts.dnsServer,
@@ -189,6 +199,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
               : undefined,
             extraArgs: opts.extraQemuArgs ?? [],
           }),
+        VM_SLOTS,
       );
       appendFileSync(serialLog, `\n===== boot ${boots} "${label}" =====\n${readFileSync(log1, "latin1")}`);
       log(`boot ${boots} "${label}" ended (${outcome.end}) after ${outcome.seconds.toFixed(0)} s`);

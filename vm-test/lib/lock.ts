@@ -1,11 +1,12 @@
 /**
- * Host-wide locks between harness processes (several people and CI run vm-test on one 2-core
- * machine): one QEMU boot at a time, and one runner per scenario out dir. Held by a `flock`
- * child, so a crashed runner releases it. Waiters take turns in arrival order (flock alone lets
- * a newcomer overtake, and a boot could wait behind many others).
+ * Host-wide locks between harness processes (several people and CI run vm-test on one machine):
+ * a few QEMU boots at a time (slots), and one runner per scenario out dir. A slot is held by a
+ * `flock` child, so a crashed runner releases it. Waiters take turns in arrival order (flock alone
+ * lets a newcomer overtake, and a boot could wait behind many others).
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { Subprocess } from "bun";
 
 function alive(pid: number): boolean {
   try {
@@ -16,42 +17,66 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Waits until this process's ticket is the oldest live one in `<lock>.queue/`. */
-async function waitTurn(path: string): Promise<() => void> {
+/** This process's ticket in `<lock>.queue/`; `position()` counts the live tickets ahead of it. */
+function enqueue(path: string): { position(): number; leave(): void } {
   const queue = `${path}.queue`;
   mkdirSync(queue, { recursive: true });
   const ticket = `${String(Date.now()).padStart(15, "0")}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   writeFileSync(join(queue, ticket), "");
-  const leave = () => rmSync(join(queue, ticket), { force: true });
-  for (;;) {
-    const live = readdirSync(queue)
-      .sort()
-      .filter((t) => {
-        const pid = Number(t.split("-")[1]);
-        if (alive(pid)) return true;
-        rmSync(join(queue, t), { force: true });
-        return false;
-      });
-    if (live[0] === ticket || !existsSync(join(queue, ticket))) return leave;
-    await Bun.sleep(1000);
-  }
+  return {
+    position() {
+      const live = readdirSync(queue)
+        .sort()
+        .filter((t) => {
+          const pid = Number(t.split("-")[1]);
+          if (alive(pid)) return true;
+          rmSync(join(queue, t), { force: true });
+          return false;
+        });
+      const index = live.indexOf(ticket);
+      return Math.max(index, 0);
+    },
+    leave: () => rmSync(join(queue, ticket), { force: true }),
+  };
 }
 
-export async function withLock<T>(path: string, onWait: () => void, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(dirname(path), { recursive: true });
-  const waitNote = setTimeout(onWait, 3000);
-  const leave = await waitTurn(path);
-  const holder = Bun.spawn(["flock", "-x", path, "-c", "echo locked; exec cat >/dev/null"], {
+/** Takes the lock file if it is free; the returned child holds it until its stdin closes. */
+async function tryHold(path: string): Promise<Subprocess<"pipe", "pipe", "inherit"> | undefined> {
+  const holder = Bun.spawn(["flock", "-xn", path, "-c", "echo locked; exec cat >/dev/null"], {
     stdin: "pipe",
     stdout: "pipe",
   });
+  const { value } = await holder.stdout.getReader().read();
+  if (value && new TextDecoder().decode(value).includes("locked")) return holder;
+  await holder.exited;
+  return undefined;
+}
+
+/** Slot 0 is the lock file itself, so a one-slot lock is the plain exclusive lock. */
+const slotPath = (path: string, slot: number) => (slot === 0 ? path : `${path}.${slot}`);
+
+/** Runs `fn` while holding one of `slots` slots of the lock at `path` (default: an exclusive lock). */
+export async function withLock<T>(
+  path: string,
+  onWait: () => void,
+  fn: () => Promise<T>,
+  slots = 1,
+): Promise<T> {
+  mkdirSync(dirname(path), { recursive: true });
+  const waitNote = setTimeout(onWait, 3000);
+  const ticket = enqueue(path);
+  let holder: Subprocess<"pipe", "pipe", "inherit"> | undefined;
   try {
-    const { value } = await holder.stdout.getReader().read();
-    if (!value || !new TextDecoder().decode(value).includes("locked"))
-      throw new Error(`could not lock ${path}`);
+    for (;;) {
+      if (ticket.position() < slots) {
+        for (let slot = 0; slot < slots && !holder; slot++) holder = await tryHold(slotPath(path, slot));
+        if (holder) break;
+      }
+      await Bun.sleep(1000);
+    }
   } finally {
     clearTimeout(waitNote);
-    leave();
+    ticket.leave();
   }
   try {
     return await fn();

@@ -1,14 +1,14 @@
 /**
  * vm-test/run SCENARIO...|all [--list] [--keep]
- * Runs QEMU boot scenarios (vm-test/scenarios/*.ts) one at a time and ends with
+ * Runs QEMU boot scenarios (vm-test/scenarios/*.ts), CPTEST_VMS (default 2) at a time, and ends with
  * "N passed, N failed, N skipped". Exit status 1 when any scenario failed.
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { baseImage } from "./base.ts";
-import { clearConvertCache, createContext } from "./context.ts";
+import { clearConvertCache, createContext, VM_SLOTS } from "./context.ts";
 import { withLock } from "./lock.ts";
-import { killAllQemu } from "./qemu.ts";
+import { killQemu } from "./qemu.ts";
 import type { BaseImage, Scenario } from "./scenario.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
@@ -73,12 +73,12 @@ async function main(): Promise<number> {
     );
     skipped++;
   }
-  let base: BaseImage | undefined;
+  let base: Promise<BaseImage> | undefined;
   // CPTEST_BUDGET_MIN: scenarios not started within this many minutes are skipped (and said so),
   // so a CI run ends inside its time limit instead of being killed with no summary at all.
   const budgetMin = Number(process.env.CPTEST_BUDGET_MIN ?? 0);
   const runStarted = Date.now();
-  for (const name of selected) {
+  const runOne = async (name: string) => {
     const scenario = scenarios.get(name)!;
     const elapsedMin = (Date.now() - runStarted) / 60_000;
     const reason =
@@ -88,13 +88,13 @@ async function main(): Promise<number> {
     if (reason) {
       console.log(`SKIP ${name}: ${reason}`);
       skipped++;
-      continue;
+      return;
     }
     const started = Date.now();
     console.log(`RUN  ${name}: ${scenario.description}`);
     try {
-      base ??= await baseImage(repo);
-      const image = base;
+      base ??= baseImage(repo);
+      const image = await base;
       // A second runner of the same scenario (another terminal, CI) waits instead of clobbering it.
       const lock = join(repo, "vm-test", "out", `.${name}.lock`);
       await withLock(
@@ -114,7 +114,7 @@ async function main(): Promise<number> {
             }),
           ]).finally(() => {
             clearTimeout(timer);
-            killAllQemu();
+            killQemu(name);
           });
           // Disk images are large; a passing scenario keeps only its logs.
           if (!keep)
@@ -127,7 +127,14 @@ async function main(): Promise<number> {
       console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(0)} s): ${(e as Error).message}`);
       failed++;
     }
-  }
+  };
+  // VM_SLOTS scenarios at a time, taken in list order: while one converts its image on the host
+  // or boots, the other boots (the QEMU slots in context.ts keep the VMs to VM_SLOTS).
+  const pending = [...selected];
+  const worker = async () => {
+    for (let name = pending.shift(); name !== undefined; name = pending.shift()) await runOne(name);
+  };
+  await Promise.all(Array.from({ length: Math.min(VM_SLOTS, pending.length) }, worker));
   if (!keep) clearConvertCache(repo);
   console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
   return failed > 0 ? 1 : 0;
@@ -135,7 +142,7 @@ async function main(): Promise<number> {
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
-    killAllQemu();
+    killQemu();
     clearConvertCache(repo);
     process.exit(130);
   });

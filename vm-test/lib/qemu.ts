@@ -3,6 +3,8 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs
 import { Markers } from "./markers.ts";
 
 export interface QemuBoot {
+  /** Who boots it (the scenario): killQemu(owner) stops only that runner's VMs. */
+  owner: string;
   disk: string;
   /** Serial log of this boot. */
   serialLog: string;
@@ -78,11 +80,12 @@ export function qemuArgs(b: QemuBoot): string[] {
 /** The resolv.conf QEMU sees when `dnsServer` is set. */
 const resolvConfOf = (b: QemuBoot) => `${b.serialLog}.resolv.conf`;
 
-/** QEMU processes of this runner, killed when it exits early (scenario timeout, Ctrl-C). */
-const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+/** QEMU processes of this runner by owner, killed when it ends early (scenario timeout, Ctrl-C). */
+const running = new Set<{ owner: string; proc: { kill(signal?: number | NodeJS.Signals): void } }>();
 
-export function killAllQemu(): void {
-  for (const proc of running) proc.kill("SIGKILL");
+/** Kills the VMs of one owner, or all of this runner's when no owner is given. */
+export function killQemu(owner?: string): void {
+  for (const vm of running) if (owner === undefined || vm.owner === owner) vm.proc.kill("SIGKILL");
 }
 
 /** Boots and waits for power-off, the timeout, or the kill pattern. Never throws for guest failures. */
@@ -91,7 +94,8 @@ export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
   if (b.dnsServer) writeFileSync(resolvConfOf(b), `nameserver ${b.dnsServer}\n`);
   const started = Date.now();
   const proc = Bun.spawn(qemuArgs(b), { stdout: "pipe", stderr: "pipe" });
-  running.add(proc);
+  const vm = { owner: b.owner, proc };
+  running.add(vm);
   const stderr = new Response(proc.stderr).text();
   let end: BootEnd | undefined;
   let killAt: number | undefined;
@@ -114,7 +118,7 @@ export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
     if (end !== undefined) proc.kill("SIGKILL");
   }
   const code = await proc.exited;
-  running.delete(proc);
+  running.delete(vm);
   const err = (await stderr).trim();
   if (end === "poweroff" && code !== 0 && poweroffDeadline === undefined) {
     throw new Error(`qemu exited ${code}: ${err}`);
