@@ -45,6 +45,46 @@ cryptpilot_fde_root() {
     [[ -f "$(cryptpilot_config_dir)/fde.toml" ]] || [[ -z "$(cryptpilot_initrd_volumes)" ]]
 }
 
+# [boot] on_failure of global.toml: poweroff (also the answer for anything unexpected), reboot,
+# halt, or shell (the debugging opt-in). The agent reads the same file at boot and acts on its own
+# failures; this answer only sets what dracut and systemd do when something else fails, or the agent
+# cannot act (killed). A line this sed does not understand leaves the safe default.
+cryptpilot_failure_action() {
+    local action
+    action="$(sed -nE "s/^[[:space:]]*on_failure[[:space:]]*=[[:space:]]*[\"']([a-z]+)[\"'][[:space:]]*(#.*)?$/\1/p" \
+        "$(cryptpilot_config_dir)/global.toml" 2>/dev/null | tail -n 1)"
+    case $action in
+    reboot | halt | shell) echo "$action" ;;
+    *) echo poweroff ;;
+    esac
+}
+
+# No shell on failure: dracut's emergency shell (rd.shell, on by default) is a root shell inside the
+# TEE for whoever holds the console, which in a confidential VM is the host. The initrd carries
+# rd.shell=0 and the emergency action itself, so they are measured with it; a kernel command line
+# that says otherwise (rd.shell=1, rd.break) is measured too, for the broker's policy to refuse.
+# The stage units stop the machine the same way when the agent cannot (FailureAction=).
+cryptpilot_install_failure_action() {
+    local action unit dropin
+    action="$(cryptpilot_failure_action)"
+    if [[ $action == shell ]]; then
+        echo "rd.shell=1" >"$initdir/etc/cmdline.d/99-cryptpilot-failure.conf"
+    else
+        echo "rd.shell=0 rd.emergency=$action" >"$initdir/etc/cmdline.d/99-cryptpilot-failure.conf"
+    fi
+    [[ $action == poweroff ]] && return 0
+    for unit in cryptpilot-fde-before-sysroot.service cryptpilot-fde-after-sysroot.service; do
+        dropin="$initdir$systemdsystemunitdir/$unit.d"
+        mkdir -p "$dropin"
+        if [[ $action == shell ]]; then
+            printf '[Unit]\nFailureAction=none\nOnFailure=emergency.target\nOnFailureJobMode=replace-irreversibly\n' \
+                >"$dropin/90-failure-action.conf"
+        else
+            printf '[Unit]\nFailureAction=%s-force\n' "$action" >"$dropin/90-failure-action.conf"
+        fi
+    done
+}
+
 # True when FILE... (default: every provider file) configures a key provider of one of TYPES (an
 # ERE alternation such as "kbs|kms"): upstream's table form ([delta.encrypt.kbs]) or the
 # documented type form (type = "kbs").
@@ -199,6 +239,7 @@ install() {
     cryptpilot_install_initrd_volumes || return 1
 
     mkdir -p "$initdir/etc/cmdline.d"
+    cryptpilot_install_failure_action
     if cryptpilot_fde_root; then
         inst_simple "$moddir/cryptpilot-fde-before-sysroot.service" \
             "$systemdsystemunitdir/cryptpilot-fde-before-sysroot.service"

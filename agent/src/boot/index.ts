@@ -1,19 +1,32 @@
-/** Runs one boot stage: load the config, run the stage's numbered steps, report. */
+/** Runs one boot stage: load the config, run the stage's numbered steps, report; fail closed. */
+import { DEFAULT_GLOBAL, type GlobalConfig } from "../config/fde.ts";
 import { loadConfig } from "../config/index.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
 import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
+import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
 import * as N from "./names.ts";
 import { runSteps, StepsFailed, seconds } from "./steps.ts";
 
 export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
 
-const FAIL_TAIL =
-  "The boot stops here: there is no fallback to an unverified root filesystem. See 'journalctl -u cryptpilot-fde-*' in the emergency shell.";
+const SYSROOT = "/sysroot";
+const RUN_DIR = "/run/cryptpilot";
 
-export async function runStage(stage: Stage, configDir: string): Promise<number> {
+export async function runStage(
+  stage: Stage,
+  configDir: string,
+  failureDeps: FailureDeps = realFailureDeps,
+): Promise<number> {
+  // Until global.toml is read, a failure takes the safe default: power off, no shell.
+  let boot: GlobalConfig["boot"] = DEFAULT_GLOBAL.boot;
+  const fail = async (text: string, exitCode: number): Promise<number> => {
+    failureDeps.write(`${text}\n${failureTail(boot)}`);
+    await failClosed(boot, { sysroot: SYSROOT, runDir: RUN_DIR }, failureDeps);
+    return exitCode;
+  };
   const start = performance.now();
   const what = `cryptpilot-fde ${stage}`;
   try {
@@ -21,11 +34,9 @@ export async function runStage(stage: Stage, configDir: string): Promise<number>
     try {
       config = await loadConfig(configDir);
     } catch (err) {
-      process.stderr.write(
-        `${what}: cannot load the configuration in ${configDir}:\n${formatError(err)}\n${FAIL_TAIL}\n`,
-      );
-      return 2;
+      return await fail(`${what}: cannot load the configuration in ${configDir}:\n${formatError(err)}`, 2);
     }
+    boot = config.global.boot;
     if (config.global.boot.verbose) setVerbose(true);
     const fde = config.fde;
     if (!fde) {
@@ -45,8 +56,8 @@ export async function runStage(stage: Stage, configDir: string): Promise<number>
     } else {
       await runSteps(what, afterSysrootSteps(fde), {
         fde,
-        sysroot: "/sysroot",
-        runDir: "/run/cryptpilot",
+        sysroot: SYSROOT,
+        runDir: RUN_DIR,
         mountsFile: "/proc/self/mounts",
       });
     }
@@ -54,7 +65,6 @@ export async function runStage(stage: Stage, configDir: string): Promise<number>
     return 0;
   } catch (err) {
     const text = err instanceof StepsFailed ? err.message : formatError(err, isVerbose());
-    process.stderr.write(`${text}\n${FAIL_TAIL}\n`);
-    return err instanceof StepsFailed ? err.exitCode : 1;
+    return await fail(text, err instanceof StepsFailed ? err.exitCode : 1);
   }
 }

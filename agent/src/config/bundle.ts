@@ -4,7 +4,7 @@
  */
 import { stringify } from "smol-toml";
 import * as v from "valibot";
-import { type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
+import { DEFAULT_GLOBAL, type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
 import { ConfigFileError, issuesFromValibot } from "./issues.ts";
 import { providerToToml } from "./providers.ts";
 import { parseToml } from "./toml.ts";
@@ -28,10 +28,20 @@ function fdeToToml(fde: FdeConfig): Record<string, unknown> {
   };
 }
 
-/** The bundle as TOML text, in upstream's field names, every default written out. */
+/** [global.boot]: upstream's field always; ours (which upstream's parser refuses) when not default. */
+function bootToToml(boot: GlobalConfig["boot"]): Record<string, unknown> {
+  const d = DEFAULT_GLOBAL.boot;
+  return {
+    verbose: boot.verbose,
+    ...(boot.onFailure !== d.onFailure ? { on_failure: boot.onFailure } : {}),
+    ...(boot.failurePauseSecs !== d.failurePauseSecs ? { failure_pause_secs: boot.failurePauseSecs } : {}),
+  };
+}
+
+/** The bundle as TOML text, in upstream's field names, every upstream default written out. */
 export function bundleToToml(bundle: ConfigBundle): string {
   return stringify({
-    global: { boot: { verbose: bundle.global.boot.verbose } },
+    global: { boot: bootToToml(bundle.global.boot) },
     ...(bundle.fde ? { fde: fdeToToml(bundle.fde) } : {}),
   });
 }
@@ -66,5 +76,5 @@ export function parseBundle(file: string, text: string): ConfigBundle {
   const result = v.safeParse(BundleSchema, source.data, { abortEarly: false });
   if (!result.success) throw new ConfigFileError(issuesFromValibot(file, text, result.issues, BundleSchema));
   const { fde, global } = result.output;
-  return { ...(fde ? { fde } : {}), global: global ?? { boot: { verbose: false } } };
+  return { ...(fde ? { fde } : {}), global: global ?? DEFAULT_GLOBAL };
 }

@@ -16,9 +16,30 @@ export interface FdeConfig {
   delta: { integrity: boolean; encrypt: ProviderConfig };
 }
 
+/** What a failed boot stage does once it has printed its error and closed what it opened. */
+export const FAILURE_ACTIONS = ["poweroff", "reboot", "halt", "shell"] as const;
+export type FailureAction = (typeof FAILURE_ACTIONS)[number];
+
 export interface GlobalConfig {
-  boot: { verbose: boolean };
+  boot: {
+    verbose: boolean;
+    /**
+     * "shell" (dracut's emergency shell) is a debugging opt-in: a root shell inside the TEE for
+     * whoever holds the console, which in a confidential VM is the host.
+     */
+    onFailure: FailureAction;
+    /** Seconds the failure stays on the console before the action. */
+    failurePauseSecs: number;
+  };
 }
+
+/** Defaults: power off, after a pause long enough to read the error on the console. */
+export const DEFAULT_GLOBAL: GlobalConfig = {
+  boot: { verbose: false, onFailure: "poweroff", failurePauseSecs: 10 },
+};
+
+/** Upper bound of failure_pause_secs: a typo must not park a failed machine for days. */
+export const MAX_FAILURE_PAUSE_SECS = 3600;
 
 const DeltaLocation = v.picklist(["disk", "disk-persist", "ram"]);
 
@@ -90,6 +111,26 @@ export const FdeSchema = v.pipe(
 );
 
 export const GlobalSchema = v.pipe(
-  v.strictObject({ boot: v.optional(v.strictObject({ verbose: v.optional(v.boolean(), false) })) }),
-  v.transform((t): GlobalConfig => ({ boot: { verbose: t.boot?.verbose ?? false } })),
+  v.strictObject({
+    boot: v.optional(
+      v.strictObject({
+        verbose: v.optional(v.boolean()),
+        // Not in upstream's schema (which denies unknown fields): config dump writes them only
+        // when they differ from the default, so a default bundle stays readable by upstream.
+        on_failure: v.optional(v.picklist(FAILURE_ACTIONS)),
+        failure_pause_secs: v.optional(
+          v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_FAILURE_PAUSE_SECS)),
+        ),
+      }),
+    ),
+  }),
+  v.transform(
+    (t): GlobalConfig => ({
+      boot: {
+        verbose: t.boot?.verbose ?? DEFAULT_GLOBAL.boot.verbose,
+        onFailure: t.boot?.on_failure ?? DEFAULT_GLOBAL.boot.onFailure,
+        failurePauseSecs: t.boot?.failure_pause_secs ?? DEFAULT_GLOBAL.boot.failurePauseSecs,
+      },
+    }),
+  ),
 );

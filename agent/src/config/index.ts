@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "../errors.ts";
-import { type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
+import { DEFAULT_GLOBAL, type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
 import { ConfigFileError, type ConfigIssue, issuesFromValibot } from "./issues.ts";
 import { type Metadata, MetadataSchema } from "./metadata.ts";
 import { parseToml, readToml, type TomlSource } from "./toml.ts";
@@ -45,14 +45,14 @@ export async function loadFdeConfig(configDir: string): Promise<FdeConfig | unde
 
 export async function loadGlobalConfig(configDir: string): Promise<GlobalConfig> {
   const source = await readToml(configFiles(configDir).global);
-  return source ? validate(GlobalSchema, source) : { boot: { verbose: false } };
+  return source ? validate(GlobalSchema, source) : DEFAULT_GLOBAL;
 }
 
 /** fde.toml and global.toml given as text (e.g. read out of an initrd); `where` prefixes file names. */
 export function parseConfigTexts(files: { fde?: string; global?: string }, where: string): LoadedConfig {
   const global =
     files.global === undefined
-      ? { boot: { verbose: false } }
+      ? DEFAULT_GLOBAL
       : validate(GlobalSchema, parseToml(`${where}/global.toml`, files.global));
   const fde =
     files.fde === undefined ? undefined : validate(FdeSchema, parseToml(`${where}/fde.toml`, files.fde));

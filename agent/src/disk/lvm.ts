@@ -25,6 +25,10 @@ export async function activateVg(ctx: LvmContext, vg: string): Promise<void> {
   await lvm(ctx, ["vgchange", "-a", "y", vg]);
 }
 
+export async function deactivateVg(ctx: LvmContext, vg: string): Promise<void> {
+  await lvm(ctx, ["vgchange", "-a", "n", vg]);
+}
+
 /** True when LVM finds the VG on a disk that is there now (vgs exits 5 when it is not). */
 export async function vgVisible(ctx: LvmContext, vg: string): Promise<boolean> {
   const { code } = await run("lvm", ["vgs", "--noheadings", "-o", "vg_name", vg], {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigFileError, type ConfigIssue, loadConfig, loadMetadata } from "../../src/config/index.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { DEFAULT_GLOBAL } from "../../src/config/fde.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -43,7 +44,7 @@ async function fdeOf(text: string) {
 
 describe("fde.toml", () => {
   test("no fde.toml: not an FDE system; no global.toml: defaults", async () => {
-    expect(await loadConfig(configDir({}))).toEqual({ global: { boot: { verbose: false } } });
+    expect(await loadConfig(configDir({}))).toEqual({ global: DEFAULT_GLOBAL });
   });
 
   test("defaults: delta_location disk, dm-snapshot, no rootfs encryption, integrity off", async () => {
@@ -226,9 +227,9 @@ key_uri = "kbs:///default/mykey/data_partition"
 describe("global.toml", () => {
   test("empty file, empty [boot] and verbose = true", async () => {
     const load = async (text: string) => (await loadConfig(configDir({ "global.toml": text }))).global;
-    expect(await load("")).toEqual({ boot: { verbose: false } });
-    expect(await load("[boot]\n")).toEqual({ boot: { verbose: false } });
-    expect(await load("[boot]\nverbose = true\n")).toEqual({ boot: { verbose: true } });
+    expect(await load("")).toEqual(DEFAULT_GLOBAL);
+    expect(await load("[boot]\n")).toEqual(DEFAULT_GLOBAL);
+    expect(await load("[boot]\nverbose = true\n")).toEqual({ boot: { ...DEFAULT_GLOBAL.boot, verbose: true } });
   });
 
   test("rejected: unknown field and wrong type", async () => {
