@@ -9,6 +9,7 @@ import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import { assumeRoleWithOidc, stsEndpoint } from "../aliyun/sts.ts";
 import type { OidcConfig } from "../config/providers.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
+import { KEY_OUTPUT_MAX, type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
@@ -30,32 +31,41 @@ export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
     });
 
   /**
-   * Runs the token command without a shell. Not through command.ts's run(): that logs argv in
-   * verbose mode, and a token may be passed as an argument.
+   * Runs the token command under spawnBounded()'s bounds. Not through command.ts's run(): that
+   * logs argv in verbose mode, and a token may be passed as an argument.
    */
   async function token(): Promise<string> {
-    let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
+    const label = `the token command ${command}`;
+    let outcome: SpawnOutcome;
     try {
-      proc = Bun.spawn([command, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      outcome = await spawnBounded(
+        command,
+        args,
+        { timeoutMs, maxStdout: KEY_OUTPUT_MAX },
+        `oidc key provider: ${label}`,
+      );
     } catch (cause) {
-      throw fail(`the token command ${command} could not be started: ${(cause as Error).message}`, cause);
+      throw fail(`${label} could not be started: ${(cause as Error).message}`, cause);
     }
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      proc.kill("SIGKILL");
-    }, timeoutMs);
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]).finally(() => clearTimeout(timer));
-    const detail = stderr.trim() ? `: ${stderr.trim().split("\n").slice(-3).join(" / ")}` : "";
-    if (timedOut) throw fail(`the token command ${command} did not finish within ${timeoutMs} ms${detail}`);
-    if (code !== 0) throw fail(`the token command ${command} exited with code ${code}${detail}`);
+    const { code, signal } = outcome;
+    const detail = stderrDetail(outcome.stderr, 3);
     // cryptpilot sends stdout untrimmed; a trailing newline is not part of a JWT.
-    const jwt = stdout.trim();
-    if (!jwt) throw fail(`the token command ${command} printed nothing${detail}`);
+    const jwt = new TextDecoder().decode(outcome.stdout).trim();
+    outcome.stdout.fill(0);
+    if (outcome.timedOut) throw fail(`${label} did not finish within ${timeoutMs} ms${detail}`);
+    if (outcome.overflowed)
+      throw fail(`${label} printed more than ${KEY_OUTPUT_MAX} bytes; that is not a token`);
+    if (outcome.leftovers.length > 0) {
+      throw fail(
+        `${label} left process(es) ${outcome.leftovers.join(", ")} holding its stdout after it exited (killed); ` +
+          "the token may be incomplete",
+      );
+    }
+    if (code !== 0)
+      throw fail(
+        `${label} ${code === null ? `was killed by ${signal}` : `exited with code ${code}`}${detail}`,
+      );
+    if (!jwt) throw fail(`${label} printed nothing${detail}`);
     return jwt;
   }
 
