@@ -8,7 +8,7 @@ const fde: FdeOptions = { ...PLAIN_IMAGE, deltaKey: PASSPHRASE_KEY };
 
 export default defineScenario({
   description:
-    "one byte flipped in the rootfs data: dm-verity error on the console, no switch-root; the delta before it is formatted with a passphrase-style key (argon2id)",
+    "one byte flipped in the rootfs data: dm-verity error on the console, what the stage opened is closed, no shell, power-off; the delta before it is formatted with a passphrase-style key (argon2id)",
   async run(ctx) {
     const { disk, initrdFiles } = await diskFor(ctx, fde);
     const rootfs = (await logicalVolumes(disk)).find((lv) => lv.name === "rootfs");
@@ -19,6 +19,12 @@ export default defineScenario({
     await flipByte(disk, offset);
     const boot = await ctx.boot(disk, { label: "tampered", quick: true, initrdFiles });
     ctx.expectStopped(boot, /verity.*(corrupted|error)|corrupted.*verity/i, "a dm-verity corruption error");
+    // What the stage had opened before the error is closed again before the power-off.
+    ctx.check(
+      /cryptpilot-fde: closed .*delta, rootfs_verity, volume group cryptpilot/.test(boot.serial),
+      "the failed stage did not close the delta, the verity device and the VG before powering off",
+      boot,
+    );
     ctx.check(
       /key slot KDF: argon2id/.test(boot.serial) && /unlocking the delta volume .*done/.test(boot.serial),
       "the delta was not formatted and opened with argon2id (the passphrase-style key) before the verity error",
