@@ -5,8 +5,18 @@
  */
 import { FdeError } from "../errors.ts";
 
-/** "tls" is kept apart from "network": a certificate that fails to verify will not verify on retry. */
-export type AliyunFailureKind = "network" | "tls" | "timeout" | "http" | "protocol";
+/**
+ * "tls" (certificate or handshake), "redirect" and "too-large" are kept apart from "network": they
+ * will not clear up on retry, and a host that intercepts the connection must not get more tries.
+ */
+export type AliyunFailureKind =
+  | "network"
+  | "tls"
+  | "timeout"
+  | "redirect"
+  | "too-large"
+  | "http"
+  | "protocol";
 
 export interface AliyunErrorDetails {
   kind: AliyunFailureKind;
@@ -60,9 +70,10 @@ function describe(d: AliyunErrorDetails): string {
     case "network":
       return `${head}: cannot connect (${d.reason ?? "network error"})`;
     case "tls":
-      return `${head}: TLS server certificate not trusted (${d.reason ?? "verification failed"})`;
     case "timeout":
-      return `${head}: no answer within ${d.reason ?? "the timeout"}`;
+    case "redirect":
+    case "too-large":
+      return `${head}: ${d.reason ?? d.kind}`;
     case "protocol":
       return `${head}: unexpected response${d.status ? ` (HTTP ${d.status})` : ""}: ${d.reason ?? ""}`.trimEnd();
     case "http": {

@@ -1,27 +1,32 @@
 /**
- * One HTTP exchange with an Alibaba Cloud endpoint, plus the bounded retry loop around it.
- * Network failures and timeouts become AliyunError; HTTP errors are left to the caller, which knows
- * the service's error body format.
+ * One exchange with an Alibaba Cloud endpoint (KMS, STS, IMDS) and the bounded retry loop around
+ * it, both from net/http.ts, so KMS fails as the KBS does: one deadline per exchange covering the
+ * body, replies capped at CONTROL_REPLY_MAX_BYTES, redirects refused, certificate failures final.
+ * Transport failures become AliyunError; HTTP errors are left to the caller, which knows the
+ * service's error body format.
  */
-import { log } from "../log.ts";
-import { AliyunError } from "./errors.ts";
+import {
+  CONTROL_REPLY_MAX_BYTES,
+  type ExchangeReply,
+  exchange,
+  HttpFailure,
+  type RetryPolicy,
+  withRetry as retryLoop,
+} from "../net/http.ts";
+import { AliyunError, type AliyunFailureKind } from "./errors.ts";
 
-export interface RetryPolicy {
-  /** Total attempts, including the first. */
-  attempts: number;
-  /** Delay before the second attempt; doubles after each failure up to maxDelayMs. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** Per-attempt limit for connect + response. */
-  timeoutMs: number;
-}
+export { type RetryPolicy, text } from "../net/http.ts";
 
-/** cryptpilot tries KMS 5 times; we do the same with exponential backoff (about 7.5 s of waiting). */
+/**
+ * cryptpilot tries KMS 5 times; we do the same with exponential backoff (about 7.5 s of waiting
+ * at most), each exchange within 15 s, all of it within 90 s.
+ */
 export const DEFAULT_RETRY: RetryPolicy = {
   attempts: 5,
   baseDelayMs: 500,
   maxDelayMs: 4000,
-  timeoutMs: 15000,
+  requestTimeoutMs: 15_000,
+  totalTimeoutMs: 90_000,
 };
 
 export interface HttpRequest {
@@ -36,76 +41,71 @@ export interface HttpRequest {
   caPem?: string;
   /** TLS client certificate, presented if the server asks for one. */
   clientCert?: { cert: string; key: string };
+  /** Whole exchange, body included (the retry loop passes the time left). */
   timeoutMs: number;
 }
 
-export interface HttpResponse {
-  status: number;
-  headers: Headers;
-  body: Uint8Array;
+export type HttpResponse = ExchangeReply;
+
+const KINDS: Record<HttpFailure["kind"], AliyunFailureKind> = {
+  network: "network",
+  timeout: "timeout",
+  certificate: "tls",
+  tls: "tls",
+  redirect: "redirect",
+  "too-large": "too-large",
+};
+
+function hintFor(failure: HttpFailure, caPem: string | undefined): string | undefined {
+  switch (failure.kind) {
+    case "certificate":
+      return caPem
+        ? "the endpoint's certificate must be issued by kms_cert_pem (PrivateKmsCA_<kst-id>.pem); also check the clock (an expired or not yet valid certificate fails the same way)"
+        : "the endpoint's certificate is not trusted by the system CA bundle (SSL_CERT_FILE); check the bundle and the clock";
+    case "redirect":
+      return `Alibaba Cloud endpoints answer directly; a redirect to ${failure.location} comes from a proxy or a hostile network: set the endpoint itself if you trust it`;
+    case "too-large":
+      return "replies of this API are small; a larger one is a wrong endpoint or a hostile network, and is not read";
+    default:
+      return undefined;
+  }
 }
 
 export async function send(req: HttpRequest): Promise<HttpResponse> {
-  let res: Response;
   try {
-    res = await fetch(req.url, {
+    return await exchange({
       method: req.method,
+      url: req.url,
       headers: req.headers,
       body: req.body,
-      signal: AbortSignal.timeout(req.timeoutMs),
-      redirect: "manual",
-      // Bun's fetch extension: `ca` replaces the default roots, pinning TLS to the instance CA.
-      ...(req.caPem || req.clientCert ? { tls: { ca: req.caPem, ...req.clientCert } } : {}),
-    } as RequestInit);
-    return { status: res.status, headers: res.headers, body: await res.bytes() };
+      ca: req.caPem,
+      clientCert: req.clientCert,
+      timeoutMs: req.timeoutMs,
+      maxBodyBytes: CONTROL_REPLY_MAX_BYTES,
+    });
   } catch (cause) {
-    const e = cause as Error & { code?: string };
-    const timedOut = e?.name === "TimeoutError" || e?.name === "AbortError";
-    const tls = !timedOut && isTlsFailure(e);
+    if (!(cause instanceof HttpFailure)) throw cause;
     throw new AliyunError({
-      kind: timedOut ? "timeout" : tls ? "tls" : "network",
+      kind: KINDS[cause.kind],
       endpoint: req.endpoint,
       action: req.action,
-      reason: timedOut ? `${req.timeoutMs} ms` : networkReason(e),
+      reason: cause.message,
       cause,
-      hint:
-        tls && req.caPem
-          ? "the endpoint's certificate must be issued by kms_cert_pem (PrivateKmsCA_<kst-id>.pem)"
-          : undefined,
+      hint: hintFor(cause, req.caPem),
     });
   }
 }
 
-function networkReason(e: Error & { code?: string }): string {
-  if (e?.code && e.message && !e.message.includes(e.code)) return `${e.code}: ${e.message}`;
-  return e?.message || e?.code || String(e);
-}
-
-function isTlsFailure(e: Error & { code?: string }): boolean {
-  return /CERT|SSL|TLS|certificate|self.signed|UNABLE_TO_VERIFY/i.test(
-    `${e?.code ?? ""} ${e?.message ?? ""}`,
-  );
-}
-
 /**
- * Runs `attempt` until it succeeds, fails with a non-retryable error, or the policy's attempts are
- * used up. `attempt` must rebuild the request each time (fresh Date, nonce, signature).
+ * Runs `attempt` until it succeeds, fails with a non-retryable error, or the policy's attempts or
+ * total time are used up. `attempt` gets the time left for its exchange and must rebuild the
+ * request each time (fresh Date, nonce, signature).
  */
-export async function withRetry<T>(policy: RetryPolicy, attempt: () => Promise<T>): Promise<T> {
-  let delay = policy.baseDelayMs;
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (!(err instanceof AliyunError)) throw err;
-      if (!err.retryable || n >= policy.attempts) throw err.withAttempts(n);
-      log.warn(`${err.message}; retrying in ${delay} ms (attempt ${n + 1} of ${policy.attempts})`);
-      await Bun.sleep(delay);
-      delay = Math.min(delay * 2, policy.maxDelayMs);
-    }
-  }
-}
-
-export function text(body: Uint8Array): string {
-  return new TextDecoder().decode(body);
+export function withRetry<T>(policy: RetryPolicy, attempt: (timeoutMs: number) => Promise<T>): Promise<T> {
+  return retryLoop(policy, attempt, {
+    isOwn: (err): err is AliyunError => err instanceof AliyunError,
+    retryable: (err) => err.retryable,
+    describe: (err) => err.message,
+    giveUp: (err, n) => err.withAttempts(n),
+  });
 }

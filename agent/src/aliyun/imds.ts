@@ -74,14 +74,14 @@ export class Imds {
 
   private async get(path: string, notFound?: string): Promise<string> {
     const token = await this.sessionToken();
-    return withRetry(this.retry, async () => {
+    return withRetry(this.retry, async (timeoutMs) => {
       const r = await send({
         endpoint: this.endpoint,
         action: `GET ${path}`,
         url: this.endpoint + path,
         method: "GET",
         headers: token ? { "X-aliyun-ecs-metadata-token": token } : {},
-        timeoutMs: this.retry.timeoutMs,
+        timeoutMs,
       });
       if (r.status === 200) return text(r.body);
       throw new AliyunError({
@@ -102,14 +102,14 @@ export class Imds {
   private async sessionToken(): Promise<string | undefined> {
     if (this.token !== null) return this.token;
     const path = "/latest/api/token";
-    const r = await withRetry(this.retry, async () => {
+    const r = await withRetry(this.retry, async (timeoutMs) => {
       const res = await send({
         endpoint: this.endpoint,
         action: `PUT ${path}`,
         url: this.endpoint + path,
         method: "PUT",
         headers: { "X-aliyun-ecs-metadata-token-ttl-seconds": TOKEN_TTL_SECONDS },
-        timeoutMs: this.retry.timeoutMs,
+        timeoutMs,
       });
       if (res.status >= 500)
         throw new AliyunError({

@@ -71,7 +71,7 @@ export async function getSecretValue(req: InstanceRequest, secretName: string): 
   const action = "GetSecretValue";
   const policy = req.retry ?? DEFAULT_RETRY;
   const body = GetSecretValueRequest.encode({ SecretName: secretName, FetchExtendedConfig: true });
-  const res = await withRetry(policy, async () => {
+  const res = await withRetry(policy, async (timeoutMs) => {
     const r = await send({
       endpoint: req.endpoint,
       action,
@@ -83,7 +83,7 @@ export async function getSecretValue(req: InstanceRequest, secretName: string): 
       // The instance may ask for the client key's certificate (the official SDK sends it); CDH
       // does not, and instances accept that too.
       clientCert: req.key.tlsIdentity,
-      timeoutMs: policy.timeoutMs,
+      timeoutMs,
     });
     if (r.status < 200 || r.status > 299) throw instanceError(req.endpoint, action, r.status, r.body);
     return r;

@@ -59,7 +59,7 @@ export interface RpcCall {
 /** Makes the call (with retries) and returns the parsed JSON answer. */
 export async function callRpc(call: RpcCall): Promise<Record<string, unknown>> {
   const policy = call.retry ?? DEFAULT_RETRY;
-  return withRetry(policy, async () => {
+  return withRetry(policy, async (timeoutMs) => {
     const params = buildParams(call);
     const encoded = Object.entries(params)
       .map(([k, v]) => `${percentEncode(k)}=${percentEncode(v)}`)
@@ -77,7 +77,7 @@ export async function callRpc(call: RpcCall): Promise<Record<string, unknown>> {
         "x-acs-version": call.version,
       },
       body: call.formBody ? encoded : undefined,
-      timeoutMs: policy.timeoutMs,
+      timeoutMs,
     });
     let json: Record<string, unknown> | undefined;
     try {

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { decodeJwt, type FlattenedJWE } from "jose";
 import { type SelectOptions, selectAttester } from "../attest/index.ts";
 import { log } from "../log.ts";
+import { type ExchangeReply, text } from "../net/http.ts";
 import { canonicalJson } from "./canonical.ts";
 import { KbsError, type KbsStep } from "./errors.ts";
 import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy, systemCaBundle } from "./http.ts";
@@ -69,7 +70,7 @@ function usable(s: Session, passport: boolean): boolean {
   return passport ? s.tokenExpires > now : s.cookieExpires > now && s.cookie !== undefined;
 }
 
-function parseSessionCookie(res: Response): { value: string; expires: number } | undefined {
+function parseSessionCookie(res: ExchangeReply): { value: string; expires: number } | undefined {
   for (const line of res.headers.getSetCookie()) {
     const [pair, ...attrs] = line.split(";");
     const eq = pair!.indexOf("=");
@@ -85,26 +86,21 @@ function parseSessionCookie(res: Response): { value: string; expires: number } |
   return undefined;
 }
 
-async function readJson(
-  step: KbsStep,
-  url: string,
-  res: Response,
-  what: string,
-): Promise<Record<string, unknown>> {
-  const text = await res.text();
+function readJson(step: KbsStep, url: string, res: ExchangeReply, what: string): Record<string, unknown> {
+  const body = text(res.body);
   try {
-    const j = JSON.parse(text);
+    const j = JSON.parse(body);
     if (j && typeof j === "object" && !Array.isArray(j)) return j;
   } catch {}
   throw new KbsError(step, url, `returned a body that is not a JSON ${what}`, {
     status: res.status,
-    info: { detail: JSON.stringify(text.slice(0, 120)) },
+    info: { detail: JSON.stringify(body.slice(0, 120)) },
     hint: "is the URL a Trustee KBS (RCAR protocol 0.4.0)?",
   });
 }
 
-async function refused(step: KbsStep, url: string, res: Response): Promise<KbsError> {
-  const info = errorInfo(await res.text());
+function refused(step: KbsStep, url: string, res: ExchangeReply): KbsError {
+  const info = errorInfo(text(res.body));
   const variant = info.type?.split("/").pop();
   let hint: string | undefined;
   if (variant === "PolicyDeny")
@@ -134,9 +130,9 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
     },
     ctx,
   );
-  if (authRes.status !== 200) throw await refused("auth", authUrl, authRes);
+  if (authRes.status !== 200) throw refused("auth", authUrl, authRes);
   const cookie = parseSessionCookie(authRes);
-  const challenge = await readJson("auth", authUrl, authRes, "Challenge");
+  const challenge = readJson("auth", authUrl, authRes, "Challenge");
   if (typeof challenge.nonce !== "string" || challenge.nonce === "") {
     throw new KbsError("auth", authUrl, 'returned a Challenge without a "nonce"', { status: authRes.status });
   }
@@ -170,8 +166,8 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
     },
     ctx,
   );
-  if (attestRes.status !== 200) throw await refused("attest", attestUrl, attestRes);
-  const body = await readJson("attest", attestUrl, attestRes, "attestation result");
+  if (attestRes.status !== 200) throw refused("attest", attestUrl, attestRes);
+  const body = readJson("attest", attestUrl, attestRes, "attestation result");
   if (typeof body.token !== "string") {
     throw new KbsError("attest", attestUrl, 'returned no "token"', { status: attestRes.status });
   }
@@ -226,7 +222,7 @@ export async function getKbsResource(cfg: KbsClientConfig, path: string): Promis
       : { cookie: `${SESSION_COOKIE}=${s.cookie}` };
     const res = await kbsFetch({ step: "resource", method: "GET", url, headers }, ctx);
     if (res.status !== 200) {
-      const err = await refused("resource", url, res);
+      const err = refused("resource", url, res);
       // A session the KBS forgot (expired, restarted) is renewed once; policy and resource answers are final.
       if (res.status === 401 && SESSION_ERRORS.has(err.kbsType) && round === 0) {
         log.warn(`kbs: resource request to ${url} ${err.reason}; attesting again`);
@@ -234,7 +230,7 @@ export async function getKbsResource(cfg: KbsClientConfig, path: string): Promis
       }
       throw err;
     }
-    const jwe = await readJson("resource", url, res, "Web Encryption (JWE) object");
+    const jwe = readJson("resource", url, res, "Web Encryption (JWE) object");
     if (!isJwe(jwe)) {
       throw new KbsError(
         "resource",

@@ -1,27 +1,28 @@
 /**
- * HTTP to the KBS with bounded retries: connection errors, timeouts and 5xx are retried with
- * exponential backoff and jitter until the attempt count or the overall deadline runs out;
- * everything else (401/403/404 policy answers included) is returned to the caller at once.
+ * HTTP to the KBS with bounded retries (the shared loop of net/http.ts): connection errors,
+ * timeouts (body included) and 5xx are retried with exponential backoff and jitter until the
+ * attempt count or the overall deadline runs out; certificate failures, redirects and oversized
+ * replies are final; every other answer (401/403/404 policy answers included) goes to the caller.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { log } from "../log.ts";
+import {
+  CONTROL_REPLY_MAX_BYTES,
+  type ExchangeReply,
+  exchange,
+  HttpFailure,
+  type RetryPolicy,
+  text,
+  withRetry,
+} from "../net/http.ts";
+import { MAX_KEY_BYTES } from "../providers/key-size.ts";
 import { KbsError, type KbsErrorInfo, type KbsStep } from "./errors.ts";
 
-export interface RetryPolicy {
-  /** Attempts per request, the first included. */
-  attempts: number;
-  /** Overall budget for one key fetch (all requests and waits), in ms. */
-  totalTimeoutMs: number;
-  /** One request's timeout, in ms. */
-  requestTimeoutMs: number;
-  /** First backoff delay; doubles per attempt up to maxDelayMs. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
+export { backoffDelay, type RetryPolicy } from "../net/http.ts";
 
 /**
  * Survives a key broker that comes up ~30 s after the guest: waits of ~1, 2, 4, 8, 10, 10 ... s
- * (times 0.5-1 jitter) reach well past a minute within 15 attempts.
+ * (times 0.5-1 jitter) reach well past a minute within 15 attempts. config/providers.ts takes its
+ * kbs defaults (retry_attempts, retry_timeout_secs, request_timeout_secs) from here.
  */
 export const DEFAULT_RETRY: RetryPolicy = {
   attempts: 15,
@@ -29,6 +30,19 @@ export const DEFAULT_RETRY: RetryPolicy = {
   requestTimeoutMs: 15_000,
   baseDelayMs: 1_000,
   maxDelayMs: 10_000,
+};
+
+/**
+ * A /resource reply is a flattened JWE of the key: base64url (4/3) of at most MAX_KEY_BYTES plus
+ * the protected header, IV, tag and an RSA-wrapped key (under 2 KiB); 16 KiB of slack.
+ */
+export const KBS_RESOURCE_REPLY_MAX_BYTES = Math.ceil((MAX_KEY_BYTES * 4) / 3) + 16 * 1024;
+
+/** Reply cap per protocol step: /auth and /attest are control messages, /resource carries a key. */
+export const KBS_REPLY_MAX_BYTES: Record<KbsStep, number> = {
+  auth: CONTROL_REPLY_MAX_BYTES,
+  attest: CONTROL_REPLY_MAX_BYTES,
+  resource: KBS_RESOURCE_REPLY_MAX_BYTES,
 };
 
 export interface HttpContext {
@@ -68,94 +82,81 @@ export function systemCaBundle(env: Record<string, string | undefined> = process
   return undefined;
 }
 
-export function backoffDelay(policy: RetryPolicy, attempt: number, random = Math.random): number {
-  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(exp * (0.5 + random() * 0.5));
-}
-
 /** Parse a trustee error body if there is one; otherwise keep a short excerpt as the detail. */
-export function errorInfo(text: string): KbsErrorInfo {
+export function errorInfo(body: string): KbsErrorInfo {
   try {
-    const j = JSON.parse(text) as KbsErrorInfo;
+    const j = JSON.parse(body) as KbsErrorInfo;
     if (j && typeof j === "object" && (typeof j.type === "string" || typeof j.detail === "string")) {
-      return { type: j.type, detail: j.detail };
+      return { type: j.type?.slice(0, 200), detail: j.detail?.slice(0, 500) };
     }
   } catch {}
-  const excerpt = text.trim().replace(/\s+/g, " ").slice(0, 200);
+  const excerpt = body.trim().replace(/\s+/g, " ").slice(0, 200);
   return excerpt ? { detail: excerpt } : {};
 }
 
-/** Bun's texts for socket errors are guesses ("Was there a typo in the url or port?"). */
-const SOCKET_ERRORS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ENETUNREACH: "network unreachable: no route to the broker (is the network up?)",
-  EHOSTUNREACH: "host unreachable",
-  ECONNRESET: "connection reset by the peer",
-  ETIMEDOUT: "connection timed out",
-  ENOTFOUND: "cannot resolve the host name",
-  EAI_AGAIN: "cannot resolve the host name (DNS not answering)",
-};
-
-function describeFailure(cause: unknown): string {
-  const e = cause as Error & { code?: string };
-  if (e?.name === "TimeoutError") return "timed out";
-  const known = e?.code ? SOCKET_ERRORS[e.code] : undefined;
-  if (known) return `${known} (${e.code})`;
-  const message = String(e?.message ?? cause);
-  return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
-}
-
-async function once(req: KbsRequest, ctx: HttpContext): Promise<Response> {
-  ctx.onRequest?.(req.step);
-  const timeout = Math.max(1, Math.min(ctx.retry.requestTimeoutMs, ctx.deadline - Date.now()));
-  return await fetch(req.url, {
-    method: req.method,
-    headers: { ...(req.body === undefined ? {} : { "content-type": "application/json" }), ...req.headers },
-    body: req.body,
-    redirect: "manual",
-    signal: AbortSignal.timeout(timeout),
-    // Bun: `ca` replaces the default trust store, which is what pinning kbs_root_cert means.
-    ...(ctx.ca ? { tls: { ca: ctx.ca } } : {}),
-  } as RequestInit);
-}
-
-/** Send with retries. Returns the first non-5xx response; throws KbsError when out of budget. */
-export async function kbsFetch(req: KbsRequest, ctx: HttpContext): Promise<Response> {
-  let last: KbsError;
-  for (let attempt = 1; attempt <= ctx.retry.attempts; attempt++) {
-    try {
-      const res = await once(req, ctx);
-      if (res.status < 500) return res;
-      last = new KbsError(req.step, req.url, "failed", {
-        status: res.status,
-        info: errorInfo(await res.text()),
-        retryable: true,
-      });
-    } catch (cause) {
-      last = new KbsError(req.step, req.url, `could not be completed (${describeFailure(cause)})`, {
-        cause,
-        retryable: true,
-        hint: /CERT|VERIFY|SELF_SIGNED|TLS|SSL/i.test(describeFailure(cause))
-          ? "the broker's TLS certificate is not trusted: set kbs_root_cert to the CA that issued it (PEM)"
-          : "is the key broker up and reachable from this machine (network, address, port)?",
-      });
-    }
-    const delay = backoffDelay(ctx.retry, attempt);
-    if (attempt === ctx.retry.attempts || Date.now() + delay >= ctx.deadline) {
-      throw new KbsError(
-        req.step,
-        req.url,
-        `gave up after ${attempt} attempt${attempt > 1 ? "s" : ""}: ${last.reason}`,
-        {
-          cause: last.cause,
-          hint: last.hint ?? "the key broker kept failing; check its logs",
-        },
-      );
-    }
-    log.warn(
-      `kbs: ${req.step} request to ${req.url} ${last.reason}; retrying in ${(delay / 1000).toFixed(1)} s (attempt ${attempt + 1}/${ctx.retry.attempts})`,
-    );
-    await Bun.sleep(delay);
+/** What to check next for each transport failure. */
+function hintFor(failure: HttpFailure, ca: string | undefined): string {
+  switch (failure.kind) {
+    case "certificate":
+      return `the broker's TLS certificate is not trusted: set kbs_root_cert to the PEM of the CA that issued it${ca ? "" : " (or add that CA to the system bundle)"}, and check the clock (an expired or not yet valid certificate fails the same way). Not retried: a certificate that fails once fails every time`;
+    case "tls":
+      return "does the broker speak TLS on this port (https:// vs http://)?";
+    case "redirect":
+      return `a key broker must be addressed directly, not through redirects: if ${failure.location} really is your broker, set kbs_url to it`;
+    case "too-large":
+      return "a KBS reply to this step is small; a larger one is a wrong endpoint or a hostile network, and is not read";
+    default:
+      return "is the key broker up and reachable from this machine (network, address, port)?";
   }
-  throw new Error("unreachable: retry.attempts must be at least 1");
+}
+
+/** Send with retries. Returns the first non-5xx reply (body read, capped); throws KbsError. */
+export async function kbsFetch(req: KbsRequest, ctx: HttpContext): Promise<ExchangeReply> {
+  return withRetry(
+    ctx.retry,
+    async (timeoutMs) => {
+      ctx.onRequest?.(req.step);
+      let reply: ExchangeReply;
+      try {
+        reply = await exchange({
+          method: req.method,
+          url: req.url,
+          headers: {
+            ...(req.body === undefined ? {} : { "content-type": "application/json" }),
+            ...req.headers,
+          },
+          body: req.body,
+          ca: ctx.ca,
+          timeoutMs,
+          maxBodyBytes: KBS_REPLY_MAX_BYTES[req.step],
+        });
+      } catch (cause) {
+        if (!(cause instanceof HttpFailure)) throw cause;
+        throw new KbsError(req.step, req.url, `could not be completed: ${cause.message}`, {
+          cause,
+          retryable: cause.retryable,
+          hint: hintFor(cause, ctx.ca),
+        });
+      }
+      if (reply.status >= 500) {
+        throw new KbsError(req.step, req.url, "failed", {
+          status: reply.status,
+          info: errorInfo(text(reply.body)),
+          retryable: true,
+        });
+      }
+      return reply;
+    },
+    {
+      deadline: ctx.deadline,
+      isOwn: (err): err is KbsError => err instanceof KbsError,
+      retryable: (err) => err.retryable,
+      describe: (err) => `kbs: ${req.step} request to ${req.url} ${err.reason}`,
+      giveUp: (err, n) =>
+        new KbsError(req.step, req.url, `gave up after ${n} attempt${n > 1 ? "s" : ""}: ${err.reason}`, {
+          cause: err.cause,
+          hint: err.hint ?? "the key broker kept failing; check its logs",
+        }),
+    },
+  );
 }

@@ -4,23 +4,22 @@
  * running confidential-data-hub over its ttrpc socket.
  */
 import type { KbsConfig } from "../config/providers.ts";
-import { KeyProviderError } from "../errors.ts";
 import { getKbsResource, type KbsClientConfig } from "../kbs/client.ts";
 import { DEFAULT_RETRY } from "../kbs/http.ts";
 import { parseResourcePath } from "../kbs/resource-uri.ts";
+import { checkKeySize } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export function create(config: KbsConfig, ctx: ProviderContext): KeyProvider {
   const path = parseResourcePath(config.resourcePath, "key_uri");
   const where = config.cdhType === "daemon" ? `confidential-data-hub ${config.cdhSocket}` : config.url!;
-  const nonEmpty = (key: Uint8Array) => {
-    if (key.length === 0) {
-      throw new KeyProviderError("kbs", `resource ${path} from ${where} is empty (volume ${ctx.volume})`, {
-        hint: "store the passphrase as the resource's content",
-      });
-    }
-    return key;
-  };
+  const nonEmpty = (key: Uint8Array) =>
+    checkKeySize(
+      "kbs",
+      key,
+      `resource ${path} from ${where} (volume ${ctx.volume})`,
+      "store the passphrase as the resource's content",
+    );
 
   if (config.cdhType === "daemon") {
     return {

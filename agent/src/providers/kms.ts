@@ -21,6 +21,7 @@ import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import type { KmsConfig } from "../config/providers.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
+import { checkKeySize } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 /** Where a credential's text came from, for messages. */
@@ -92,7 +93,12 @@ function decodePassphrase(data: string, secretName: string): Uint8Array {
       hint: "store the volume key base64-encoded in the KMS secret, as cryptpilot expects",
     });
   }
-  return new Uint8Array(Buffer.from(data, "base64"));
+  return checkKeySize(
+    "kms",
+    new Uint8Array(Buffer.from(data, "base64")),
+    `the value of secret "${secretName}"`,
+    "store the volume key base64-encoded in the KMS secret, as cryptpilot expects",
+  );
 }
 
 function clientKeyFetcher(

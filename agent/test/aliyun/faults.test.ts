@@ -68,7 +68,7 @@ const expected: Record<Exclude<FaultMode, "bad-signature" | "expired-token">, Re
   },
   // The timeout path is the same for every service; the others get a one-off slow answer below.
   slow: {
-    instance: /GetSecretValue at .*: no answer within 1500 ms \(gave up after 3 attempts\)/,
+    instance: /GetSecretValue at .*: timed out: no reply within 1500 ms \(gave up after 3 attempts\)/,
   } as Record<Service, RegExp>,
   "5xx": {
     instance:

@@ -121,7 +121,7 @@ describe("kms provider, client key", () => {
     const before = env.world.requests.length;
     const started = Date.now();
     const err = await failure(clientKeyConfig({ kmsCertPem: other.certPem }));
-    expect(err.message).toContain("TLS server certificate not trusted");
+    expect(err.message).toContain("TLS certificate not trusted");
     expect(err.hint).toContain("kms_cert_pem");
     // A retry would first wait 500 ms, then 1, 2 and 4 s.
     expect(Date.now() - started).toBeLessThan(3000);

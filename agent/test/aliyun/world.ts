@@ -22,7 +22,13 @@ export const ECS_ROLE = "EcsKmsRole";
 export const SETUP_TIMEOUT_MS = 60_000;
 
 /** Small delays so fault tests stay fast; the retry logic is the same as the default. */
-export const FAST_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 20, maxDelayMs: 40, timeoutMs: 1500 };
+export const FAST_RETRY: RetryPolicy = {
+  attempts: 3,
+  baseDelayMs: 20,
+  maxDelayMs: 40,
+  requestTimeoutMs: 1500,
+  totalTimeoutMs: 30_000,
+};
 
 /** The issuer the test STS trusts for OIDC_PROVIDER_ARN. */
 export function makeIssuer(): Promise<Issuer> {
