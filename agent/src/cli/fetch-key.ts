@@ -1,39 +1,26 @@
 /**
  * `fetch-key`: fetch one volume's key through its provider, for operators testing a provider
- * setup. The key goes to a 0600 file or to a pipe, never to a terminal.
+ * setup. The key goes to a new 0600 file (key-file.ts) or to a pipe, never to a terminal.
  */
-import { closeSync, fchmodSync, openSync, writeSync } from "node:fs";
 import { isatty } from "node:tty";
 import { loadConfig } from "../config/index.ts";
-import { ConfigError, FdeError, UsageError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
+import { checkKeyTarget, writeKeyFile } from "./key-file.ts";
 
-const USAGE = `Usage: cryptpilot-fde [-c DIR] fetch-key --volume rootfs|delta [--out FILE]
+const USAGE = `Usage: cryptpilot-fde [-c DIR] fetch-key --volume rootfs|delta [--out FILE [--force]]
 
 Fetches the key of one FDE volume through the key provider configured in fde.toml and writes
-the raw bytes to FILE (created with mode 0600) or to stdout. It refuses to write to a terminal.
+the raw bytes to FILE or to stdout. FILE is created new with mode 0600; an existing path, a
+symlink, FIFO, device or terminal is refused. It refuses to write to a terminal on stdout too.
 
 Options:
   --volume rootfs|delta   which volume's key
-  --out FILE              write the key to FILE instead of stdout`;
-
-function writeKeyFile(file: string, key: Uint8Array): void {
-  let fd: number;
-  try {
-    fd = openSync(file, "w", 0o600);
-  } catch (cause) {
-    throw new FdeError(`cannot create ${file}: ${(cause as Error).message}`, { cause });
-  }
-  try {
-    // The mode given to open() only applies to new files; an existing file is tightened too.
-    fchmodSync(fd, 0o600);
-    writeSync(fd, key);
-  } finally {
-    closeSync(fd);
-  }
-}
+  --out FILE              write the key to the new file FILE instead of stdout
+  --force                 with --out: replace FILE if it is your own regular file (a new 0600
+                          file is renamed over it)`;
 
 const command: Command = {
   name: ["fetch-key"],
@@ -43,11 +30,18 @@ const command: Command = {
     const { values } = parseCommandArgs("fetch-key", args, {
       volume: { type: "string" },
       out: { type: "string" },
+      force: { type: "boolean" },
     });
     const volume = values.volume;
     if (volume !== "rootfs" && volume !== "delta") {
       throw new UsageError("fetch-key: --volume rootfs or --volume delta is required");
     }
+    const force = values.force === true;
+    if (force && values.out === undefined)
+      throw new UsageError("fetch-key: --force only applies to --out FILE");
+    // Checked before the key is fetched (a temporary provider's key would be lost); writeKeyFile
+    // checks again, race-free, when it creates the file.
+    if (values.out !== undefined) checkKeyTarget(values.out, force);
     if (values.out === undefined && isatty(1)) {
       throw new UsageError(
         "fetch-key: refusing to write a key to a terminal; use --out FILE or redirect stdout to a file or pipe",
@@ -62,16 +56,19 @@ const command: Command = {
     const { createProvider } = await import("../providers/index.ts");
     const provider = await createProvider(encrypt, { volume, configDir: globals.configDir });
     const key = await provider.getKey();
-    if (values.out === undefined) {
-      await Bun.write(Bun.stdout, key);
-    } else {
-      writeKeyFile(values.out, key);
+    try {
+      if (values.out === undefined) {
+        await Bun.write(Bun.stdout, key);
+      } else {
+        writeKeyFile(values.out, key, force);
+      }
+    } finally {
+      key.fill(0);
     }
     log.info(
       `${volume}: ${key.length}-byte key from ${provider.describe()} written to ${values.out ?? "stdout"}` +
         (provider.temporary ? " (a temporary provider: the next call gives a different key)" : ""),
     );
-    key.fill(0);
     return 0;
   },
 };

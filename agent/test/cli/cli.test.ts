@@ -276,12 +276,34 @@ for (const [label, prefix] of [
       expect(Buffer.from(piped.raw).toString()).toBe(ROOTFS_KEY);
       expect(piped.stderr).not.toContain(ROOTFS_KEY);
       const out = join(dir, "delta.key");
-      writeFileSync(out, "old contents, world readable", { mode: 0o644 });
       const file = await cli("-c", dir, "fetch-key", "--volume", "delta", "--out", out);
       expect(file.code).toBe(0);
       expect(file.stdout).toBe("");
       expect(readFileSync(out, "utf8")).toBe("delta-key");
       expect(statSync(out).mode & 0o777).toBe(0o600);
+    });
+
+    test("fetch-key --out never writes into an existing file; --force replaces your own with a new 0600 one", async () => {
+      const dir = configDir({ "fde.toml": GOOD_FDE });
+      const out = join(dir, "delta.key");
+      writeFileSync(out, "old contents, world readable", { mode: 0o644 });
+      const refused = await cli("-c", dir, "fetch-key", "--volume", "delta", "--out", out);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`--out ${out} already exists`);
+      expect(refused.stderr).toContain("--force");
+      noStack(refused);
+      expect(readFileSync(out, "utf8")).toBe("old contents, world readable");
+      expect(statSync(out).mode & 0o777).toBe(0o644);
+      const oldInode = statSync(out).ino;
+      const forced = await cli("-c", dir, "fetch-key", "--volume", "delta", "--out", out, "--force");
+      expect(forced.code).toBe(0);
+      expect(readFileSync(out, "utf8")).toBe("delta-key");
+      expect(statSync(out).mode & 0o777).toBe(0o600);
+      // A new file renamed over the old one, not the old (once world-readable) inode rewritten.
+      expect(statSync(out).ino).not.toBe(oldInode);
+      const stray = await cli("-c", dir, "fetch-key", "--volume", "delta", "--force");
+      expect(stray.code).toBe(2);
+      expect(stray.stderr).toContain("--force only applies to --out");
     });
 
     test("fetch-key refuses to write a key to a terminal", async () => {
