@@ -11,6 +11,7 @@ import { isEsp, type Partition, partitionSource, readPartitions } from "../disk/
 import { type Content, openTree, probe } from "../disk/image/probe.ts";
 import type { BlockSource } from "../disk/image/source.ts";
 import { FdeError } from "../errors.ts";
+import { escapeText } from "../escape.ts";
 import type { BootLayout } from "./layout.ts";
 
 /** A regular vmlinuz* file in `dir` (a root filesystem's top-level `vmlinuz` is only a symlink into /boot). */
@@ -26,8 +27,10 @@ export function diskLayout(disk: BlockSource): BootLayout {
     return { p, source, content: probe(source) };
   });
   const describe = () =>
-    parts.map(({ p, content }) => `${p.number}: ${content}${p.name ? ` "${p.name}"` : ""}`).join(", ") ||
-    "none";
+    // Partition names are the image's bytes: escaped, so a name cannot carry terminal sequences.
+    parts
+      .map(({ p, content }) => `${p.number}: ${content}${p.name ? ` "${escapeText(p.name)}"` : ""}`)
+      .join(", ") || "none";
   const grubName = (p: Partition) => `hd0,${p.scheme}${p.number}`;
 
   const fat = parts.filter((x) => x.content === "vfat");

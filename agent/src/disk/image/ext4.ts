@@ -4,7 +4,15 @@
  * slow symlinks, and small inline-data files.
  */
 import { FdeError } from "../../errors.ts";
-import type { FsNode, NodeKind, Volume } from "./fs.ts";
+import {
+  DIRECTORY_MAX_BYTES,
+  DirectoryClaims,
+  FILE_MAX_BYTES,
+  type FsNode,
+  type NodeKind,
+  SYMLINK_MAX_BYTES,
+  type Volume,
+} from "./fs.ts";
 import { type BlockSource, u16, u32 } from "./source.ts";
 
 interface Ext4Node extends FsNode {
@@ -18,6 +26,12 @@ const INCOMPAT_64BIT = 0x80;
 const EXTENTS_FL = 0x80000;
 const INLINE_DATA_FL = 0x10000000;
 const EXTENT_MAGIC = 0xf30a;
+/** ext4's own limit on extent tree depth (EXT4_MAX_EXTENT_DEPTH). */
+export const EXT4_MAX_EXTENT_DEPTH = 5;
+/** Extents and tree nodes allowed beyond one per block of the file (fallocate past EOF). */
+const EXTENT_SLACK = 64;
+/** Largest block size accepted (log_block_size <= 6, 64 KiB, as the kernel allows). */
+const MAX_LOG_BLOCK_SIZE = 6;
 
 /** True if `sb` (1024 bytes read at offset 1024) is an ext2/3/4 superblock. */
 export function isExt4(sb: Uint8Array): boolean {
@@ -31,6 +45,9 @@ export class Ext4Volume implements Volume<Ext4Node> {
   private descSize: number;
   private gdtOffset: number;
   private groupDescCache = new Map<number, number>();
+  private inodeCount: number;
+  private groupCount: number;
+  private claims: DirectoryClaims;
 
   constructor(
     readonly name: string,
@@ -38,15 +55,33 @@ export class Ext4Volume implements Volume<Ext4Node> {
   ) {
     const sb = dev.read(1024, 1024);
     if (!isExt4(sb)) throw new FdeError(`${name} is not an ext2/3/4 filesystem`);
-    this.blockSize = 1024 << u32(sb, 24);
+    const bad = (what: string) =>
+      new FdeError(`${name}: ext4 superblock ${what}; the filesystem is corrupt or crafted.`);
+    const logBlockSize = u32(sb, 24);
+    if (logBlockSize > MAX_LOG_BLOCK_SIZE) throw bad(`field s_log_block_size is ${logBlockSize}`);
+    this.blockSize = 1024 << logBlockSize;
+    this.inodeCount = u32(sb, 0);
     this.inodesPerGroup = u32(sb, 40);
+    if (this.inodesPerGroup === 0) throw bad("field s_inodes_per_group is 0");
+    this.groupCount = Math.ceil(this.inodeCount / this.inodesPerGroup);
     this.inodeSize = u32(sb, 76) === 0 ? 128 : u16(sb, 88);
+    if (
+      this.inodeSize < 128 ||
+      this.inodeSize > this.blockSize ||
+      (this.inodeSize & (this.inodeSize - 1)) !== 0
+    )
+      throw bad(`field s_inode_size is ${this.inodeSize}`);
     const incompat = u32(sb, 96);
     this.descSize = incompat & INCOMPAT_64BIT ? u16(sb, 254) || 64 : 32;
+    if (this.descSize < 32 || this.descSize > 1024 || (this.descSize & (this.descSize - 1)) !== 0)
+      throw bad(`field s_desc_size is ${this.descSize}`);
     this.gdtOffset = (u32(sb, 20) + 1) * this.blockSize;
+    this.claims = new DirectoryClaims(name, 2);
   }
 
   private inodeTable(group: number): number {
+    if (group >= this.groupCount)
+      throw new FdeError(`${this.name}: block group ${group} does not exist; the filesystem is corrupt.`);
     let block = this.groupDescCache.get(group);
     if (block === undefined) {
       const d = this.dev.read(this.gdtOffset + group * this.descSize, this.descSize);
@@ -57,6 +92,11 @@ export class Ext4Volume implements Volume<Ext4Node> {
   }
 
   private inode(ino: number): Ext4Node {
+    if (ino < 1 || ino > this.inodeCount) {
+      throw new FdeError(
+        `${this.name}: a directory entry names inode ${ino}, outside 1..${this.inodeCount}; the filesystem is corrupt or crafted.`,
+      );
+    }
     const group = Math.floor((ino - 1) / this.inodesPerGroup);
     const index = (ino - 1) % this.inodesPerGroup;
     const raw = this.dev.read(this.inodeTable(group) * this.blockSize + index * this.inodeSize, 160);
@@ -80,27 +120,52 @@ export class Ext4Volume implements Volume<Ext4Node> {
   /** Physical block runs covering the file, as [logical block, physical block (0 = hole), count]. */
   private runs(node: Ext4Node): [number, number, number][] {
     const runs: [number, number, number][] = [];
-    if (node.flags & EXTENTS_FL) this.extentRuns(node.iblock, runs, 0);
-    else this.blockMapRuns(node, runs);
+    if (node.flags & EXTENTS_FL) {
+      // Every extent and every tree node covers at least one block of the file, so a sane tree
+      // has no more nodes than blocks (plus slack for blocks preallocated past the end): the
+      // budget stops fan-out that points many entries at one shared node.
+      const blocks = Math.ceil(node.size / this.blockSize) + EXTENT_SLACK;
+      const budget = { nodes: blocks, extents: blocks };
+      const root = u16(node.iblock, 6);
+      if (root > EXT4_MAX_EXTENT_DEPTH) throw this.corruptExtents(node, `depth ${root}`);
+      this.extentRuns(node, node.iblock, runs, root, budget);
+    } else this.blockMapRuns(node, runs);
     return runs;
   }
 
-  private extentRuns(header: Uint8Array, runs: [number, number, number][], depthGuard: number): void {
-    if (u16(header, 0) !== EXTENT_MAGIC || depthGuard > 8)
-      throw new FdeError(`${this.name}: corrupt extent tree`);
+  private corruptExtents(node: Ext4Node, what: string): FdeError {
+    return new FdeError(
+      `${this.name}: inode ${node.ino} has a corrupt extent tree (${what}); the filesystem is corrupt or crafted.`,
+    );
+  }
+
+  private extentRuns(
+    node: Ext4Node,
+    header: Uint8Array,
+    runs: [number, number, number][],
+    expectedDepth: number,
+    budget: { nodes: number; extents: number },
+  ): void {
+    if (u16(header, 0) !== EXTENT_MAGIC) throw this.corruptExtents(node, "bad magic");
     const entries = u16(header, 2);
     const depth = u16(header, 6);
+    // Each level is one less deep than its parent: no node can point back up the tree.
+    if (depth !== expectedDepth)
+      throw this.corruptExtents(node, `depth ${depth} where ${expectedDepth} belongs`);
+    if (12 + entries * 12 > header.length) throw this.corruptExtents(node, `${entries} entries in a node`);
+    if (--budget.nodes < 0) throw this.corruptExtents(node, "more tree nodes than the file has blocks");
     for (let i = 0; i < entries; i++) {
       const e = 12 + i * 12;
       if (depth === 0) {
         let len = u16(header, e + 4);
         const uninitialized = len > 32768;
         if (uninitialized) len -= 32768;
+        if (--budget.extents < 0) throw this.corruptExtents(node, "more extents than the file has blocks");
         const start = u32(header, e + 8) + u16(header, e + 6) * 0x100000000;
         runs.push([u32(header, e), uninitialized ? 0 : start, len]);
       } else {
         const leaf = u32(header, e + 4) + u16(header, e + 8) * 0x100000000;
-        this.extentRuns(this.dev.read(leaf * this.blockSize, this.blockSize), runs, depthGuard + 1);
+        this.extentRuns(node, this.dev.read(leaf * this.blockSize, this.blockSize), runs, depth - 1, budget);
       }
     }
   }
@@ -132,7 +197,12 @@ export class Ext4Volume implements Volume<Ext4Node> {
       indirect(u32(node.iblock, 48 + (level - 1) * 4), level);
   }
 
-  readFile(node: Ext4Node): Uint8Array {
+  readFile(node: Ext4Node, maxBytes = FILE_MAX_BYTES): Uint8Array {
+    if (node.size > maxBytes) {
+      throw new FdeError(
+        `${this.name}: inode ${node.ino} is ${node.size} bytes, larger than the ${maxBytes}-byte limit for this read; the filesystem is corrupt or crafted.`,
+      );
+    }
     if (node.flags & INLINE_DATA_FL) {
       if (node.size > 60) {
         throw new FdeError(
@@ -153,7 +223,7 @@ export class Ext4Volume implements Volume<Ext4Node> {
 
   /** Directory entries as names and inode numbers, without reading each inode. */
   private entries(dir: Ext4Node): { name: string; ino: number }[] {
-    const data = this.readFile(dir);
+    const data = this.readFile(dir, DIRECTORY_MAX_BYTES);
     const out: { name: string; ino: number }[] = [];
     const decoder = new TextDecoder();
     // Inline-data directories start with the parent inode number instead of "." and "..".
@@ -168,16 +238,28 @@ export class Ext4Volume implements Volume<Ext4Node> {
     return out;
   }
 
+  /** The inode an entry names; a directory must have this one parent (see DirectoryClaims). */
+  private child(dir: Ext4Node, e: { name: string; ino: number }): Ext4Node {
+    const node = this.inode(e.ino);
+    if (node.kind === "dir" && e.name !== "." && e.name !== "..") this.claims.claim(e.ino, dir.ino, e.name);
+    return node;
+  }
+
   list(dir: Ext4Node): { name: string; node: Ext4Node }[] {
-    return this.entries(dir).map((e) => ({ name: e.name, node: this.inode(e.ino) }));
+    return this.entries(dir).map((e) => ({ name: e.name, node: this.child(dir, e) }));
   }
 
   lookup(dir: Ext4Node, name: string): Ext4Node | undefined {
     const hit = this.entries(dir).find((e) => e.name === name);
-    return hit && this.inode(hit.ino);
+    return hit && this.child(dir, hit);
   }
 
   readLink(node: Ext4Node): string {
+    if (node.size > SYMLINK_MAX_BYTES) {
+      throw new FdeError(
+        `${this.name}: symbolic link inode ${node.ino} is ${node.size} bytes, longer than ${SYMLINK_MAX_BYTES}`,
+      );
+    }
     const fast = !(node.flags & (EXTENTS_FL | INLINE_DATA_FL)) && node.size < 60;
     const bytes = fast ? node.iblock.subarray(0, node.size) : this.readFile(node);
     return new TextDecoder().decode(bytes);

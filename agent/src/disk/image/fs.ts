@@ -6,6 +6,40 @@
 import { lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { FdeError } from "../../errors.ts";
+import { escapeText } from "../../escape.ts";
+
+/**
+ * Largest file read out of an image (kernels, initrds, UKIs, grub.cfg): a crafted inode or
+ * directory entry can declare any size, and the whole file is held in memory.
+ */
+export const FILE_MAX_BYTES = 512 << 20;
+/** Largest directory read (FAT allows 2 MiB; /boot and the ESP hold a handful of entries). */
+export const DIRECTORY_MAX_BYTES = 16 << 20;
+/** Longest symlink target followed (PATH_MAX). */
+export const SYMLINK_MAX_BYTES = 4096;
+
+/**
+ * A directory has exactly one parent entry: a second (parent, name) naming it, or any entry naming
+ * the root, makes the tree a graph whose walks never end (N entries per level pointing back up).
+ */
+export class DirectoryClaims {
+  private owners = new Map<number, string>();
+  constructor(
+    private volume: string,
+    private rootId: number,
+  ) {}
+
+  claim(child: number, parent: number, name: string): void {
+    const owner = `${parent}/${name}`;
+    const previous = this.owners.get(child);
+    if (child === this.rootId || (previous !== undefined && previous !== owner)) {
+      throw new FdeError(
+        `${this.volume}: directory entry '${escapeText(name)}' points to a directory that already has another parent (a directory cycle or cross-link); the filesystem is corrupt or crafted.`,
+      );
+    }
+    this.owners.set(child, owner);
+  }
+}
 
 export type NodeKind = "file" | "dir" | "symlink" | "other";
 
@@ -61,7 +95,7 @@ export function volumeTree<N extends FsNode>(volume: Volume<N>): FileTree {
         if (!node) return undefined;
         if (node.kind === "symlink") {
           if (--budget < 0)
-            throw new FdeError(`${volume.name}: too many levels of symbolic links in ${path}`);
+            throw new FdeError(`${volume.name}: too many levels of symbolic links in ${escapeText(path)}`);
           const target = volume.readLink(node);
           const base = target.startsWith("/") ? [volume.root()] : stack;
           const resolved = walk(base, components(target));
@@ -82,12 +116,18 @@ export function volumeTree<N extends FsNode>(volume: Volume<N>): FileTree {
     kind: (path) => resolve(path)?.kind,
     readFile(path) {
       const node = resolve(path);
-      if (node?.kind !== "file") throw new FdeError(`${volume.name}: ${path} is not a regular file`);
+      if (node?.kind !== "file")
+        throw new FdeError(`${volume.name}: ${escapeText(path)} is not a regular file`);
+      if (node.size > FILE_MAX_BYTES) {
+        throw new FdeError(
+          `${volume.name}: ${escapeText(path)} is ${node.size} bytes, larger than the ${FILE_MAX_BYTES}-byte limit for a boot file; the filesystem is corrupt or crafted.`,
+        );
+      }
       return volume.readFile(node);
     },
     list(path) {
       const node = resolve(path);
-      if (node?.kind !== "dir") throw new FdeError(`${volume.name}: ${path} is not a directory`);
+      if (node?.kind !== "dir") throw new FdeError(`${volume.name}: ${escapeText(path)} is not a directory`);
       return volume
         .list(node)
         .filter((e) => e.name !== "." && e.name !== "..")

@@ -21,6 +21,16 @@ export interface Partition {
   name: string;
 }
 
+/**
+ * Largest GPT partition entry array read (count x entry size). The spec's minimum is 16 KiB (128
+ * entries of 128 bytes); 1 MiB leaves room for any real table while a crafted 1 GiB one is refused.
+ */
+export const GPT_MAX_ENTRY_ARRAY_BYTES = 1 << 20;
+/** Largest GPT entry size accepted (the spec allows 128 * 2^n; no tool writes more than 128). */
+export const GPT_MAX_ENTRY_SIZE = 4096;
+/** Logical partitions followed along an MBR extended partition's EBR chain. */
+export const MBR_MAX_LOGICAL = 256;
+
 export const ESP_GPT_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 export const ESP_MBR_TYPE = "ef";
 
@@ -47,8 +57,21 @@ function readGpt(disk: BlockSource, sectorSize: number): Partition[] | undefined
   const entriesLba = u64(h, 72);
   const count = u32(h, 80);
   const entrySize = u32(h, 84);
-  if (entrySize < 128 || count > 4096)
-    throw new FdeError(`${disk.name}: GPT header has an invalid partition entry array`);
+  if (entrySize < 128 || entrySize > GPT_MAX_ENTRY_SIZE || entrySize % 8 !== 0) {
+    throw new FdeError(
+      `${disk.name}: GPT header field size_of_partition_entry is ${entrySize} (expected a multiple of 8 from 128 to ${GPT_MAX_ENTRY_SIZE}); the partition table is corrupt or crafted.`,
+    );
+  }
+  if (count * entrySize > GPT_MAX_ENTRY_ARRAY_BYTES) {
+    throw new FdeError(
+      `${disk.name}: GPT header describes a partition entry array of ${count} x ${entrySize} bytes, larger than the ${GPT_MAX_ENTRY_ARRAY_BYTES}-byte maximum; the partition table is corrupt or crafted.`,
+    );
+  }
+  if (entriesLba < 2 || entriesLba * sectorSize + count * entrySize > disk.size) {
+    throw new FdeError(
+      `${disk.name}: GPT partition entry array at LBA ${entriesLba} (${count * entrySize} bytes) lies outside the disk (${disk.size} bytes); the partition table is corrupt.`,
+    );
+  }
   const table = disk.read(entriesLba * sectorSize, count * entrySize);
   const parts: Partition[] = [];
   for (let i = 0; i < count; i++) {
@@ -57,6 +80,11 @@ function readGpt(disk: BlockSource, sectorSize: number): Partition[] | undefined
     if (type === "00000000-0000-0000-0000-000000000000") continue;
     const first = u64(table, o + 32);
     const last = u64(table, o + 40);
+    if (last < first || (last + 1) * sectorSize > disk.size) {
+      throw new FdeError(
+        `${disk.name}: GPT partition ${i + 1} spans LBA ${first} to ${last}, which is empty, reversed or past the end of the disk (${disk.size} bytes); the partition table is corrupt.`,
+      );
+    }
     parts.push({
       scheme: "gpt",
       number: i + 1,
@@ -93,7 +121,8 @@ function readMbr(disk: BlockSource, mbr: Uint8Array): Partition[] {
 /** Walk the EBR chain; logical partition offsets are relative to their EBR, links to the extended start. */
 function readLogical(disk: BlockSource, extStart: number, parts: Partition[]): void {
   let ebrLba = extStart;
-  for (let number = 5; number < 5 + 256; number++) {
+  // Each EBR links to the next; a link back to an earlier one would loop, so the walk is bounded.
+  for (let number = 5; number < 5 + MBR_MAX_LOGICAL; number++) {
     const ebr = disk.read(ebrLba * 512, 512);
     if (ebr[510] !== 0x55 || ebr[511] !== 0xaa) return;
     const lba = u32(ebr, 0x1be + 8);

@@ -3,7 +3,7 @@
  * tables, FAT, ext4, LVM) is written against. Reads are synchronous because each step of locating
  * a boot file depends on the previous read; the command reads a few hundred KiB in total.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, type Stats } from "node:fs";
 import { FdeError } from "../../errors.ts";
 
 export interface BlockSource {
@@ -16,8 +16,18 @@ export interface BlockSource {
   close(): void;
 }
 
+/**
+ * Every offset and length reaching a read comes from image bytes: NaN, fractions and values past
+ * 2^53 fail here too (NaN compares false with everything, so a plain `<` check would pass it).
+ */
 export function checkRange(source: BlockSource, offset: number, length: number): void {
-  if (offset < 0 || length < 0 || offset + length > source.size) {
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > source.size
+  ) {
     throw new FdeError(
       `${source.name}: read of ${length} bytes at offset ${offset} is past its end (${source.size} bytes); the image is truncated or corrupt.`,
     );
@@ -40,15 +50,35 @@ export class FileSource implements BlockSource {
   readonly size: number;
   private fd: number;
 
-  constructor(readonly name: string) {
+  /** `regularOnly` refuses block devices too (qcow2 backing files, as named inside an image). */
+  constructor(
+    readonly name: string,
+    options: { regularOnly?: boolean } = {},
+  ) {
     try {
-      this.fd = openSync(name, "r");
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+      this.fd = openSync(name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
     } catch (err) {
       throw new FdeError(`cannot open ${name}: ${(err as Error).message}`, { cause: err });
     }
-    const st = fstatSync(this.fd);
-    this.size = st.isBlockDevice() ? blockDeviceSize(Number(st.rdev), name) : st.size;
+    try {
+      const st = fstatSync(this.fd);
+      this.stat = st;
+      if (st.isFile()) this.size = st.size;
+      else if (st.isBlockDevice() && !options.regularOnly) this.size = blockDeviceSize(Number(st.rdev), name);
+      else {
+        throw new FdeError(
+          `${name} is ${describeFileType(st)}, not a ${options.regularOnly ? "regular file" : "regular file or block device"}; refusing to read it as a disk image.`,
+        );
+      }
+    } catch (err) {
+      closeSync(this.fd);
+      throw err;
+    }
   }
+
+  /** The file's stat at open time (owner and mode for backing-file checks, dev/ino for cycles). */
+  readonly stat: Stats;
 
   read(offset: number, length: number): Uint8Array {
     const buf = new Uint8Array(length);
@@ -72,6 +102,15 @@ export class FileSource implements BlockSource {
   }
 }
 
+export function describeFileType(st: Stats): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
 /** A byte range of another source (a partition, or a contiguous LV). Closing it does not close the parent. */
 export class SliceSource implements BlockSource {
   constructor(
@@ -80,6 +119,11 @@ export class SliceSource implements BlockSource {
     private start: number,
     readonly size: number,
   ) {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || start < 0 || size < 0) {
+      throw new FdeError(
+        `${name} has an invalid start ${start} or size ${size}; the table describing it is corrupt.`,
+      );
+    }
     if (start + size > parent.size) {
       throw new FdeError(
         `${name} extends past the end of ${parent.name} (ends at byte ${start + size}, source has ${parent.size}); the image is truncated.`,
