@@ -6,6 +6,7 @@ import { makeCa } from "../../../vm-test/aliyun/material.ts";
 import type { KmsConfig } from "../../src/config/providers.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
+import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
 import { create } from "../../src/providers/kms.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
 import { ECS_ROLE, keyFailure, testMaterial, useWorld, withWorld } from "./world.ts";
@@ -161,6 +162,22 @@ describe("kms provider, client key", () => {
     const before = env.world.requests.length;
     expect(new TextDecoder().decode(await create(clientKeyConfig(), ctx()).getKey())).toBe(KEY);
     expect(env.world.requests.slice(before).map((r) => r.status)).toEqual([503, 503, 200]);
+  });
+});
+
+describe("kms provider, key size", () => {
+  test("a secret decoding to more than MAX_KEY_BYTES is refused; exactly MAX_KEY_BYTES is a key", async () => {
+    const b64 = (n: number) => Buffer.from(new Uint8Array(n).fill(7)).toString("base64");
+    const secrets = { over: b64(MAX_KEY_BYTES + 1), max: b64(MAX_KEY_BYTES) };
+    await withWorld({ secrets }, async (w) => {
+      const endpoint = w.url("instance");
+      const err = await failure(clientKeyConfig({ endpoint, secretName: "over" }));
+      expect(err.message).toContain(
+        `the value of secret "over" is ${MAX_KEY_BYTES + 1} bytes, more than the 64 KiB a key may have`,
+      );
+      const key = await create(clientKeyConfig({ endpoint, secretName: "max" }), ctx()).getKey();
+      expect(key.length).toBe(MAX_KEY_BYTES);
+    });
   });
 });
 
