@@ -108,8 +108,9 @@ function classify(cause: unknown): HttpFailure {
   if (CERTIFICATE_CODE.test(code)) {
     return new HttpFailure("certificate", `TLS certificate not trusted (${code}: ${message})`, { cause });
   }
-  // EPROTO: the handshake itself failed (not TLS on that port, client certificate refused).
-  if (code === "EPROTO" || /handshake/i.test(message)) {
+  // EPROTO: the peer answered the TLS handshake with something else (plain HTTP on that port, a
+  // garbled reply); a reset during the handshake is ECONNRESET and stays retryable.
+  if (code === "EPROTO") {
     return new HttpFailure("tls", `TLS handshake failed (${code || message})`, { cause });
   }
   const known = SOCKET_ERRORS[code];

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
@@ -64,6 +65,18 @@ async function nodeServe(handler: Parameters<typeof createServer>[0]): Promise<s
   });
   const { port } = server.address() as { port: number };
   return `http://127.0.0.1:${port}`;
+}
+
+/** A raw TCP server on 127.0.0.1 counting its connections. */
+async function tcpServe(onConnection: (c: Socket) => void) {
+  let count = 0;
+  const server = createNetServer((c) => {
+    count++;
+    onConnection(c);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  stops.push(() => server.close());
+  return { port: (server.address() as { port: number }).port, connections: () => count };
 }
 
 /** A body of `total` bytes made 64 KiB at a time as the client pulls: the server never holds it. */
@@ -217,6 +230,20 @@ describe("KBS: what retrying cannot fix is final", () => {
     expect(formatError(e)).toContain("kbs_root_cert");
     expect(formatError(e)).toContain("clock");
     expect(sent).toBe(1);
+  });
+
+  test("garbage instead of a TLS handshake is final; a reset during the handshake is retried", async () => {
+    const garbage = await tcpServe((c) => c.once("data", () => c.end("HTTP/1.1 400 Bad Request\r\n\r\n")));
+    const reset = await tcpServe((c) => c.destroy());
+    const e1 = await bounded(() => failure(kbs(`https://127.0.0.1:${garbage.port}`)), CASE);
+    expect(e1.message).toContain("could not be completed: TLS handshake failed (EPROTO)");
+    expect(formatError(e1)).toContain("speak TLS on this port");
+    expect(garbage.connections()).toBe(1);
+    const e2 = await bounded(() => failure(kbs(`https://127.0.0.1:${reset.port}`)), CASE);
+    expect(e2.message).toContain(
+      "gave up after 3 attempts: could not be completed: connection reset by the peer",
+    );
+    expect(reset.connections()).toBe(3);
   });
 
   test("a redirect is refused, naming the Location; not followed, not retried", async () => {
