@@ -20,6 +20,26 @@ Options:
 
 Exit status: 0 all good, 2 a configuration file is invalid, 1 a key could not be fetched.`;
 
+/**
+ * A missing or mistyped configuration directory is an error: reporting "passed" for a directory
+ * that does not exist would make a typo in -c look like a valid configuration.
+ */
+async function requireDirectory(configDir: string): Promise<void> {
+  const { stat } = await import("node:fs/promises");
+  let isDir: boolean;
+  try {
+    isDir = (await stat(configDir)).isDirectory();
+  } catch (cause) {
+    throw new ConfigError(
+      `the configuration directory ${configDir} cannot be read: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+  if (!isDir) throw new ConfigError(`the configuration directory ${configDir} is not a directory`);
+}
+
 /** Fetch one volume's key; resolves to the error instead of throwing. */
 async function checkKey(
   volume: string,
@@ -51,6 +71,7 @@ const command: Command = {
     const keepChecking = values["keep-checking"] === true;
     const { configDir } = globals;
     print(`Checking the configuration in ${configDir}`);
+    await requireDirectory(configDir);
 
     const checked = await checkConfigDir(configDir);
     const configIssues: ConfigIssue[] = checked.issues;

@@ -1,7 +1,7 @@
 /** `config dump`: print the effective configuration as a cloud-init bundle, as upstream does. */
-import { readFile } from "node:fs/promises";
 import { dumpBundle, type LoadedConfig, loadConfig, parseConfigTexts } from "../config/index.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, FdeError, UsageError } from "../errors.ts";
+import { escapeText } from "../escape.ts";
 import { log, print } from "../log.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
@@ -18,13 +18,10 @@ Options:
                   UKI's .initrd, or the initrds in /boot), without root`;
 
 async function fromInitrd(file: string): Promise<LoadedConfig> {
-  let image: Uint8Array;
-  try {
-    image = await readFile(file);
-  } catch (cause) {
-    throw new ConfigError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
-  }
-  const { readInitrdConfig } = await import("../config/initrd.ts");
+  const { readInitrdConfig, INITRD_MAX_BYTES } = await import("../config/initrd.ts");
+  const { readRegularFile } = await import("../config/read.ts");
+  const image = await readRegularFile(file, INITRD_MAX_BYTES, "initrd");
+  if (image === undefined) throw new ConfigError(`cannot read ${file}: no such file`);
   const files = await readInitrdConfig(image, file);
   return parseConfigTexts(
     { fde: files["fde.toml"], global: files["global.toml"] },
@@ -48,21 +45,42 @@ async function initrdsOnDisk(path: string): Promise<{ name: string; data: Uint8A
     const section = parsePe(image, uki).sections.find((s) => s.name === ".initrd");
     if (section) {
       const { pointerToRawData: at, sizeOfRawData: size } = section;
+      if (at + size > image.length)
+        throw new ConfigError(`${layout.esp.name}${uki}: its .initrd section lies past the end of the file`);
       found.push({ name: `${layout.esp.name}${uki} (.initrd)`, data: image.subarray(at, at + size) });
     }
   }
   const boot = layout.boot?.tree;
   for (const entry of boot?.list("/") ?? []) {
     if (entry.kind === "file" && /^(initrd|initramfs)/.test(entry.name)) {
-      found.push({ name: `${boot!.name}/${entry.name}`, data: boot!.readFile(`/${entry.name}`) });
+      // The name is the image's bytes: escaped before it reaches any message.
+      found.push({ name: `${boot!.name}/${escapeText(entry.name)}`, data: boot!.readFile(`/${entry.name}`) });
     }
   }
   return found;
 }
 
+/**
+ * A reader failure that is not an FdeError (a bounds check the readers missed) still becomes one
+ * paragraph naming the image, never a stack trace.
+ */
+async function readerGuard<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof FdeError) throw err;
+    throw new FdeError(
+      `${path}: cannot read the image: it is corrupt or laid out in a way this tool does not understand`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 async function fromDisk(path: string): Promise<LoadedConfig> {
   const { readInitrdConfig } = await import("../config/initrd.ts");
-  const initrds = await initrdsOnDisk(path);
+  const initrds = await readerGuard(path, () => initrdsOnDisk(path));
   if (initrds.length === 0) throw new ConfigError(`${path}: no initrd found in /boot or in a UKI on the ESP`);
   for (const { name, data } of initrds) {
     const files = await readInitrdConfig(data, name);

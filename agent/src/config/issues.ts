@@ -83,16 +83,78 @@ export function issuesFromValibot(
   });
 }
 
-function splitKey(raw: string): string[] {
-  // Dotted keys, with optional quotes around each part: a."b.c".d
-  const parts: string[] = [];
-  const re = /\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(?:\.|$)/gy;
-  let m: RegExpExecArray | null = re.exec(raw);
-  while (m !== null && m[0] !== "") {
-    parts.push(m[1] ?? m[2] ?? m[3] ?? "");
-    m = re.exec(raw);
+const isSpace = (c: string | undefined) => c === " " || c === "\t";
+const isBare = (c: string) => /[A-Za-z0-9_-]/.test(c);
+
+/** End of the quoted string starting at `i` (the index after its closing quote), or -1. */
+function skipQuoted(s: string, i: number): number {
+  const quote = s[i]!;
+  for (let j = i + 1; j < s.length; j++) {
+    if (quote === '"' && s[j] === "\\") j++;
+    else if (s[j] === quote) return j + 1;
   }
-  return parts;
+  return -1;
+}
+
+/**
+ * Dotted keys, with optional quotes around each part: a."b.c".d. One pass over the text (the
+ * file is the host's: a backtracking pattern here took a minute on a line of spaces).
+ */
+function splitKey(raw: string): string[] {
+  const parts: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (isSpace(raw[i])) i++;
+    if (i >= raw.length) return parts;
+    const c = raw[i]!;
+    if (c === '"' || c === "'") {
+      const end = skipQuoted(raw, i);
+      if (end < 0) return parts;
+      const inner = raw.slice(i + 1, end - 1);
+      parts.push(c === '"' ? inner.replace(/\\(.)/g, "$1") : inner);
+      i = end;
+    } else {
+      const start = i;
+      while (i < raw.length && isBare(raw[i]!)) i++;
+      if (i === start) return parts;
+      parts.push(raw.slice(start, i));
+    }
+    while (isSpace(raw[i])) i++;
+    if (raw[i] === ".") i++;
+    else return parts;
+  }
+}
+
+/** A TOML line's table header (`[a.b]`, `[[a]]`) or key (`a.b = v`), found in one pass. */
+function scanLine(line: string): { header: string } | { key: string; value: string } | undefined {
+  let i = 0;
+  while (isSpace(line[i])) i++;
+  if (line[i] === "[") {
+    i += line[i + 1] === "[" ? 2 : 1;
+    const start = i;
+    while (i < line.length && line[i] !== "]") {
+      if (line[i] === '"' || line[i] === "'") {
+        const end = skipQuoted(line, i);
+        if (end < 0) return undefined;
+        i = end;
+      } else i++;
+    }
+    return i < line.length ? { header: line.slice(start, i) } : undefined;
+  }
+  const start = i;
+  while (i < line.length && line[i] !== "=") {
+    const c = line[i]!;
+    if (c === '"' || c === "'") {
+      const end = skipQuoted(line, i);
+      if (end < 0) return undefined;
+      i = end;
+    } else if (isBare(c) || c === "." || isSpace(c)) i++;
+    else return undefined;
+  }
+  if (i >= line.length || i === start) return undefined;
+  let v = i + 1;
+  while (isSpace(line[v])) v++;
+  return { key: line.slice(start, i), value: line.slice(v) };
 }
 
 /**
@@ -121,16 +183,15 @@ export function findKeyLine(text: string, path: string[]): number | undefined {
       if (line.includes(multiline)) multiline = undefined;
       continue;
     }
-    const header = /^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/.exec(line);
-    if (header) {
-      table = splitKey(header[1]!);
+    const scanned = scanLine(line);
+    if (scanned && "header" in scanned) {
+      table = splitKey(scanned.header);
       consider(table, i + 1);
       continue;
     }
-    const kv = /^\s*((?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_.\s-])+?)\s*=\s*(.*)$/.exec(line);
-    if (kv) {
-      consider([...table, ...splitKey(kv[1]!)], i + 1);
-      const value = kv[2]!;
+    if (scanned) {
+      consider([...table, ...splitKey(scanned.key)], i + 1);
+      const value = scanned.value;
       for (const quote of ['"""', "'''"]) {
         if (value.startsWith(quote) && !value.slice(3).includes(quote)) multiline = quote;
       }

@@ -1,8 +1,15 @@
 /** Reading TOML config files; syntax errors become ConfigFileErrors with smol-toml's line number. */
-import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
 import { ConfigFileError } from "./issues.ts";
+import { readRegularFile } from "./read.ts";
+
+/**
+ * Largest configuration file read (fde.toml, global.toml, metadata.toml, volumes/*.toml, and the
+ * same files inside an initrd). Real ones are a few KiB; the limit keeps parsing and the line
+ * finder's work small whatever the host puts there.
+ */
+export const CONFIG_MAX_BYTES = 1 << 20;
 
 export interface TomlSource {
   file: string;
@@ -20,18 +27,26 @@ export function parseToml(file: string, text: string): TomlSource {
       // No `cause`: its multi-line excerpt would break the one-paragraph message.
       throw new ConfigFileError([{ file, line: cause.line, message: `invalid TOML: ${reason}` }]);
     }
+    // The parser recurses per nested array or inline table: a crafted file can exhaust the stack.
+    if (cause instanceof RangeError) {
+      throw new ConfigFileError([{ file, message: "invalid TOML: values nested too deeply" }]);
+    }
     throw cause;
   }
 }
 
-/** Read and parse a TOML file; undefined when it does not exist (callers decide if that is fine). */
+/**
+ * Read and parse a TOML file; undefined when it does not exist (callers decide if that is fine).
+ * It must be a regular file of at most CONFIG_MAX_BYTES, in UTF-8 (TOML's encoding).
+ */
 export async function readToml(file: string): Promise<TomlSource | undefined> {
+  const bytes = await readRegularFile(file, CONFIG_MAX_BYTES, "configuration file");
+  if (bytes === undefined) return undefined;
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new ConfigError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
+    throw new ConfigError(`${file} is not valid UTF-8 text; TOML files must be UTF-8`, { cause });
   }
   return parseToml(file, text);
 }
