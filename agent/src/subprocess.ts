@@ -52,7 +52,10 @@ export interface SpawnOutcome {
   stderr: string;
   timedOut: boolean;
   overflowed: boolean;
-  /** Pids of leftovers that held the output open after the program ended (killed; output may be incomplete). */
+  /**
+   * Pids of descendants killed because they held the output open after the program ended, or
+   * outlived a timeout. Non-empty after a normal exit means the output may be incomplete.
+   */
   leftovers: number[];
 }
 
@@ -238,7 +241,11 @@ export async function spawnBounded(
   const outReader = proc.stdout.getReader();
   const errReader = proc.stderr.getReader();
   let timedOut = false;
-  let leftovers: number[] = [];
+  // Marked processes killed so far (at the timeout and when detaching), for the warning.
+  const killed = new Map<number, string>();
+  const sweep = () => {
+    for (const p of killMarked(marker)) killed.set(p.pid, p.name);
+  };
   const timers: Timer[] = [];
   let finished = false;
   const later = (ms: number, fn: () => void) => {
@@ -250,10 +257,11 @@ export async function spawnBounded(
     abandon = () => resolve("abandoned");
   });
   const detach = (why: string) => {
-    const killed = killMarked(marker);
+    sweep();
     signalGroup(pgid, "SIGKILL");
-    leftovers = killed.map((p) => p.pid);
-    const who = killed.map((p) => `${p.name} (pid ${p.pid})`).join(", ") || "an unknown process";
+    const who =
+      [...killed].map(([pid, name]) => `${name} (pid ${pid})`).join(", ") ||
+      "an unknown process (one that cleared its environment)";
     log.warn(`${label}: ${why}; killed ${who} with its process group and stopped reading its output`);
     void outReader.cancel().catch(() => {});
     void errReader.cancel().catch(() => {});
@@ -266,7 +274,7 @@ export async function spawnBounded(
       signalGroup(pgid, "SIGTERM");
       later(KILL_GRACE_MS, () => {
         signalGroup(pgid, "SIGKILL");
-        killMarked(marker);
+        sweep();
         // Not reaped even after SIGKILL (stuck in the kernel): stop waiting for it.
         later(KILL_GRACE_MS, () => detach(`did not exit ${KILL_GRACE_MS} ms after SIGKILL`));
       });
@@ -304,7 +312,7 @@ export async function spawnBounded(
     stderr: err.text(),
     timedOut,
     overflowed: out.overflowed,
-    leftovers,
+    leftovers: [...killed.keys()],
   };
 }
 
