@@ -10,6 +10,7 @@ import {
   type ExchangeReply,
   exchange,
   HttpFailure,
+  printable,
   type RetryPolicy,
   text,
   withRetry,
@@ -87,10 +88,11 @@ export function errorInfo(body: string): KbsErrorInfo {
   try {
     const j = JSON.parse(body) as KbsErrorInfo;
     if (j && typeof j === "object" && (typeof j.type === "string" || typeof j.detail === "string")) {
-      return { type: j.type?.slice(0, 200), detail: j.detail?.slice(0, 500) };
+      const str = (x: unknown) => (typeof x === "string" ? printable(x, 500) : undefined);
+      return { type: str(j.type), detail: str(j.detail) };
     }
   } catch {}
-  const excerpt = body.trim().replace(/\s+/g, " ").slice(0, 200);
+  const excerpt = printable(body.trim().replace(/\s+/g, " "));
   return excerpt ? { detail: excerpt } : {};
 }
 

@@ -76,10 +76,13 @@ export function size(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-/** Peer-supplied text (Location) made safe for one log line. */
-function printable(s: string): string {
-  const clean = s.replace(/[^\x20-\x7e]/g, "?");
-  return clean.length > 200 ? `${clean.slice(0, 200)}...` : clean;
+/**
+ * Peer-supplied text (a Location, an error detail) made safe for one log line: no control
+ * characters (terminal escapes, forged log lines), at most `max` characters.
+ */
+export function printable(s: string, max = 200): string {
+  const clean = s.replace(/\p{Cc}/gu, "?");
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
 }
 
 /** Bun's texts for socket errors are guesses ("Was there a typo in the url or port?"). */

@@ -171,6 +171,17 @@ describe("KBS replies are capped", () => {
   });
 });
 
+describe("KBS error text is the peer's: printable and short", () => {
+  test("control characters in a refusal (terminal escapes, forged log lines) are neutralised", async () => {
+    const detail = `\x1b[2J\nkbs: attested to https://fake as tdx${"A".repeat(5000)}`;
+    const s = serve(() => Response.json({ type: "x/errors/\x1b[31mPolicyDeny", detail }, { status: 401 }));
+    const e = await bounded(() => failure(kbs(s.url)), CASE);
+    expect(e.message).toContain("HTTP 401 ?[31mPolicyDeny: ?[2J?kbs: attested to https://fake as tdx");
+    expect(e.message).not.toMatch(/\p{Cc}/u);
+    expect(e.message.length).toBeLessThan(1000);
+  });
+});
+
 describe("KBS timeouts cover the body", () => {
   test("a trickling body is retried, then reported with provider, step, URL and the timeout", async () => {
     const s = serve(() => new Response(trickle(100), { headers: { "content-type": "application/json" } }));
