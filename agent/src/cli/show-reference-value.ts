@@ -4,6 +4,7 @@
  * (raw or qcow2, unprivileged, only the blocks needed) or from the running system's /boot.
  */
 import { FdeError } from "../errors.ts";
+import { escapeText } from "../escape.ts";
 import type { Command } from "./command.ts";
 import { parseCommandArgs } from "./index.ts";
 
@@ -61,7 +62,11 @@ function guard<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof FdeError) throw err;
+    if (err instanceof FdeError) {
+      // Messages quote names read from the image: whatever a reader left unescaped is escaped here.
+      err.message = err.message.split("\n").map(escapeText).join("\n");
+      throw err;
+    }
     throw new FdeError(
       `cannot read the boot files of ${what}: the image is corrupt or laid out in a way this tool does not understand`,
       {
