@@ -68,7 +68,11 @@ async function readerGuard<T>(path: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof FdeError) throw err;
+    if (err instanceof FdeError) {
+      // Messages quote names read from the image: whatever a reader left unescaped is escaped here.
+      err.message = err.message.split("\n").map(escapeText).join("\n");
+      throw err;
+    }
     throw new FdeError(
       `${path}: cannot read the image: it is corrupt or laid out in a way this tool does not understand`,
       {
