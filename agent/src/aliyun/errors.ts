@@ -4,6 +4,7 @@
  * network, the clock, the credential or the secret is at fault. Never carries credentials.
  */
 import { FdeError } from "../errors.ts";
+import { printable } from "../net/http.ts";
 
 /**
  * "tls" (certificate or handshake), "redirect" and "too-large" are kept apart from "network": they
@@ -77,9 +78,10 @@ function describe(d: AliyunErrorDetails): string {
     case "protocol":
       return `${head}: unexpected response${d.status ? ` (HTTP ${d.status})` : ""}: ${d.reason ?? ""}`.trimEnd();
     case "http": {
-      const code = d.code ? ` ${d.code}` : "";
-      const msg = d.serviceMessage ? `: ${d.serviceMessage}` : "";
-      const rid = d.requestId ? ` (request id ${d.requestId})` : "";
+      // Code, Message and RequestId are the peer's text: printable and short.
+      const code = d.code ? ` ${printable(d.code)}` : "";
+      const msg = d.serviceMessage ? `: ${printable(d.serviceMessage, 500)}` : "";
+      const rid = d.requestId ? ` (request id ${printable(d.requestId)})` : "";
       return `${head}: HTTP ${d.status}${code}${msg}${rid}`;
     }
   }

@@ -14,6 +14,7 @@ import * as v from "valibot";
 import { type Broker, startBroker } from "../../../vm-test/kbs/broker.ts";
 import { AliyunError } from "../../src/aliyun/errors.ts";
 import { Imds } from "../../src/aliyun/imds.ts";
+import { assumeRoleWithOidc } from "../../src/aliyun/sts.ts";
 import { EncryptSchema, type KbsConfig } from "../../src/config/providers.ts";
 import { formatError, KeyProviderError } from "../../src/errors.ts";
 import { clearKbsSessions, getKbsResource } from "../../src/kbs/client.ts";
@@ -281,6 +282,32 @@ describe("Alibaba Cloud endpoints get the same bounds", () => {
     requestTimeoutMs: 500,
     totalTimeoutMs: 10_000,
   };
+
+  test("STS: the service's Code and Message reach the message printable and short", async () => {
+    const s = serve(() =>
+      Response.json(
+        { Code: "Denied\x1b[31m", Message: `evil\nkms: forged line${"B".repeat(5000)}`, RequestId: "r\r1" },
+        { status: 400 },
+      ),
+    );
+    const e = await bounded(
+      () =>
+        failure(
+          assumeRoleWithOidc({
+            endpoint: `${s.url}/`,
+            roleArn: "r",
+            oidcProviderArn: "p",
+            oidcToken: "t",
+            retry: ALIYUN,
+          }),
+        ),
+      CASE,
+    );
+    expect(e.message).toContain("HTTP 400 Denied?[31m: evil?kms: forged line");
+    expect(e.message).toContain("(request id r?1)");
+    expect(e.message).not.toMatch(/\p{Cc}/u);
+    expect(e.message.length).toBeLessThan(1000);
+  });
 
   test("IMDS: a 1 GiB reply is cut at 1 MiB, final", async () => {
     const s = serve((req) => (req.method === "PUT" ? new Response("token") : new Response(endless(1 << 30))));
