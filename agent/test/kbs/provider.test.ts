@@ -10,6 +10,7 @@ import { formatError } from "../../src/errors.ts";
 import { clearKbsSessions } from "../../src/kbs/client.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/kbs.ts";
+import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
 
 const ROOTFS = new TextEncoder().encode("correct horse battery staple");
@@ -134,6 +135,20 @@ describe("kbs provider", () => {
     brokers.push(b);
     const p = create(kbsConfig({ kbs_url: b.url, key_uri: "kbs:///default/key/rootfs", tee: "sample" }), ctx);
     await expect(p.getKey()).rejects.toThrow("is empty");
+  });
+  test("daemon: a resource over MAX_KEY_BYTES from the CDH is refused, not used as a key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cdh-"));
+    const cdh = await startCdh(join(dir, "cdh.sock"), {
+      "default/key/rootfs": new Uint8Array(MAX_KEY_BYTES + 1).fill(9),
+    });
+    const p = create(
+      kbsConfig({ cdh_type: "daemon", cdh_socket: cdh.socket, key_uri: "kbs:///default/key/rootfs" }),
+      ctx,
+    );
+    await expect(p.getKey()).rejects.toThrow(
+      `resource default/key/rootfs from confidential-data-hub ${cdh.socket} (volume rootfs) is ${MAX_KEY_BYTES + 1} bytes, more than the 64 KiB a key may have`,
+    );
+    await cdh.stop();
   });
   test("daemon: the CDH's error is reported with the socket and resource", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cdh-"));
