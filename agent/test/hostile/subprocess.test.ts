@@ -293,9 +293,12 @@ describe("fetch-key --out targets", () => {
   test("--force replaces your own file with a new 0600 file; a new file is 0600 whatever the umask", () => {
     const file = join(dir, "mine");
     writeFileSync(file, "old", { mode: 0o666 });
+    const oldInode = statSync(file).ino;
     writeKeyFile(file, key(), true);
     expect(readFileSync(file, "utf8")).toBe(KEY);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+    // Renamed over: the old (world-readable) inode, which others may hold open, never had the key.
+    expect(statSync(file).ino).not.toBe(oldInode);
     const fresh = join(dir, "fresh");
     const old = process.umask(0);
     try {
