@@ -256,7 +256,11 @@ export async function spawnBounded(
   const abandoned = new Promise<"abandoned">((resolve) => {
     abandon = () => resolve("abandoned");
   });
+  let detached = false;
   const detach = (why: string) => {
+    // Both the pipe grace and the post-SIGKILL wait may end here; warn once.
+    if (detached) return;
+    detached = true;
     sweep();
     signalGroup(pgid, "SIGKILL");
     const who =
