@@ -133,6 +133,18 @@ describe("oidc provider", () => {
     expect(missing.message).toContain("the token command /nonexistent/token-tool could not be started");
   });
 
+  test("a token command leaving a daemon on its stdout fails within seconds, not at the timeout", async () => {
+    const started = performance.now();
+    const daemon = "printf token-as-argument; setsid sleep 60 &";
+    const err = await failure(
+      config({ tokenCommand: { command: "sh", args: ["-c", daemon], timeoutMs: 20_000 } }),
+    );
+    expect(performance.now() - started).toBeLessThan(6000);
+    expect(err.message).toContain("the token command sh left process(es)");
+    expect(err.message).toContain("the token may be incomplete");
+    expect(err.message).not.toContain("token-as-argument");
+  }, 30_000);
+
   test("transient STS throttling is retried, then the key", async () => {
     env.world.setFault("sts", { mode: "throttle", times: 1 });
     const before = env.world.requests.length;
