@@ -82,7 +82,7 @@ const fdeToml = (rootfsExec: string) =>
 const daemon = (file: string) => `setsid sh -c 'echo $$ > ${file}; exec sleep 60' &`;
 
 async function daemonPid(file: string): Promise<number> {
-  for (let i = 0; i < 50 && !existsSync(file); i++) await Bun.sleep(20);
+  for (let i = 0; i < 250 && !existsSync(file); i++) await Bun.sleep(20);
   return Number(readFileSync(file, "utf8").trim());
 }
 
@@ -202,6 +202,28 @@ describe("bounded subprocesses", () => {
     expect(stderr).toContain("warning: exec key provider");
     expect(stderr).toContain("holding its stdout");
     expect(await alive(await daemonPid(pidFile))).toBe(false);
+  }, 30_000);
+});
+
+describe("interrupting the agent", () => {
+  test("SIGINT to the agent reaches its programs' own groups and ends the agent with 130", async () => {
+    const pidFile = join(dir, "interrupted.pid");
+    const script = join(dir, "interrupted.ts");
+    writeFileSync(
+      script,
+      `import { run } from ${JSON.stringify(join(ROOT, "agent/src/command.ts"))};\n` +
+        `await run("sh", ["-c", "echo $$ > ${pidFile}; exec sleep 60"]);\n`,
+    );
+    const agent = Bun.spawn([BUN, script], {
+      stdout: "ignore",
+      stderr: "pipe",
+      stdin: "ignore",
+      timeout: 20_000,
+    });
+    const child = await daemonPid(pidFile);
+    process.kill(agent.pid, "SIGINT");
+    expect(await bounded(() => agent.exited, { ms: 5000, mib: 100 })).toBe(130);
+    expect(await alive(child)).toBe(false);
   }, 30_000);
 });
 
