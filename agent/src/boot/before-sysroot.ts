@@ -11,6 +11,7 @@ import type { ProviderConfig } from "../config/providers.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
 import * as luks from "../disk/luks.ts";
+import { type HeaderProfile, openChecked, readCheckedHeader } from "../disk/luks2-header.ts";
 import * as lvm from "../disk/lvm.ts";
 import * as verity from "../disk/verity.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
@@ -138,7 +139,12 @@ async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
       hint: "configure a persistent provider in [rootfs.encrypt]",
     });
   }
-  await withKey(p, (key, keySlot) => luks.open(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key, keySlot));
+  // Checked before any key is fetched. convert's encryptOffline writes no integrity (verity checks the data).
+  const profile = { integrity: false };
+  const checked = await readCheckedHeader(N.LV_ROOTFS, profile);
+  await withKey(p, (key, keySlot) =>
+    openChecked(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key, { profile, keySlot, checked }),
+  );
   ctx.provider = undefined;
 }
 
@@ -188,6 +194,10 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
   });
   ctx.recreated = decision.recreate;
   log.info(`  ${decision.recreate ? "initialising" : "opening"}: ${decision.reason}`);
+  const profile = { integrity: ctx.fde.delta.integrity };
+  // A persistent delta with a replaced header is refused here, before any key is fetched; it is
+  // never reformatted (its data stays for a header restore).
+  const checked = decision.recreate ? undefined : await readCheckedHeader(N.LV_DELTA, profile);
   await withKey(p, async (key, keySlot) => {
     if (decision.recreate) {
       await luks.format(N.LV_DELTA, key, {
@@ -200,11 +210,12 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
       });
       // tpm2: store the sealed key in the new header while it is still marked initializing.
       await p.afterFormat?.(N.LV_DELTA);
-      await luks.open(N.LV_DELTA, N.DELTA, key);
+      // Checked too: the host can swap the header between our format and this open.
+      await openChecked(N.LV_DELTA, N.DELTA, key, { profile });
       return;
     }
     try {
-      await luks.open(N.LV_DELTA, N.DELTA, key, keySlot);
+      await openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot, checked });
     } catch (cause) {
       throw new FdeError(
         `cannot open the persistent delta volume ${N.LV_DELTA} with the key from ${p.describe()}`,
@@ -214,7 +225,7 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
         },
       );
     }
-    if (ctx.fde.delta.integrity) await growIntegrityDelta(key, keySlot);
+    if (ctx.fde.delta.integrity) await growIntegrityDelta(key, keySlot, profile);
   });
   ctx.provider = undefined;
 }
@@ -227,7 +238,11 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
  * grows only the _dif mapping, keeping the crypt table's old length. Best effort up to the close:
  * the delta keeps its size if the check or the close fails.
  */
-async function growIntegrityDelta(key: Uint8Array, keySlot: number | undefined): Promise<void> {
+async function growIntegrityDelta(
+  key: Uint8Array,
+  keySlot: number | undefined,
+  profile: HeaderProfile,
+): Promise<void> {
   let growth: ReturnType<typeof integrityGrowth>;
   try {
     growth = integrityGrowth(await luks.integritySize(N.DELTA));
@@ -240,7 +255,7 @@ async function growIntegrityDelta(key: Uint8Array, keySlot: number | undefined):
     return;
   }
   try {
-    await luks.open(N.LV_DELTA, N.DELTA, key, keySlot);
+    await openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot });
   } catch (cause) {
     throw new FdeError(`cannot open the delta volume ${N.LV_DELTA} again after closing it to grow it`, {
       cause,

@@ -83,21 +83,71 @@ export async function readSubsystem(device: string): Promise<string | undefined>
 }
 
 /** Binary header layout (cryptsetup luks2.h): 4096 bytes, the JSON area follows up to hdr_size. */
-const BINARY_HEADER_BYTES = 4096;
+export const BINARY_HEADER_BYTES = 4096;
 const LUKS2_MAGIC_SECONDARY = [0x53, 0x4b, 0x55, 0x4c, 0xba, 0xbe]; // "SKUL\xba\xbe"
 const CHECKSUM_ALG_OFFSET = 72;
 const CHECKSUM_OFFSET = 448;
 const CHECKSUM_LENGTH = 64;
 /** hdr_size may be 16 KiB to 4 MiB (powers of two): where a secondary header can sit. */
-const HEADER_SIZES = Array.from({ length: 9 }, (_, i) => 16384 * 2 ** i);
+export const HEADER_SIZES = Array.from({ length: 9 }, (_, i) => 16384 * 2 ** i);
 
 const NO_MAGIC = "no LUKS2 header magic";
 
-interface HeaderCopy {
+/**
+ * Bounds on the JSON area before it is parsed: the host writes it, and up to 4 MiB of nested or
+ * tiny containers would cost the parser hundreds of MiB (measured: 4 MiB of "{}," is 100 MiB).
+ * cryptsetup's own metadata is 5 levels deep; a token adds a few; a header has some hundred
+ * objects and arrays.
+ */
+export const LUKS2_JSON_MAX_DEPTH = 32;
+export const LUKS2_JSON_MAX_CONTAINERS = 16384;
+
+/** Why TEXT (JSON bytes) is too deep or has too many objects/arrays, or undefined. Linear, no parse. */
+export function jsonShapeProblem(text: Uint8Array): string | undefined {
+  let depth = 0;
+  let containers = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > LUKS2_JSON_MAX_DEPTH)
+        return `JSON area is nested deeper than ${LUKS2_JSON_MAX_DEPTH} levels`;
+      if (++containers > LUKS2_JSON_MAX_CONTAINERS)
+        return `JSON area has more than ${LUKS2_JSON_MAX_CONTAINERS} objects and arrays`;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+/** One checksum-verified copy of the LUKS2 header (binary header plus JSON area). */
+export interface HeaderCopy {
   seqid: bigint;
   /** hdr_size: where this copy says the secondary sits. */
   size: number;
+  /** Where this copy sits on the device: 0 for the primary, hdr_size for the secondary. */
+  offset: number;
+  /** The hash the checksum uses (cryptsetup writes "sha256"). */
+  checksumAlg: string;
+  /** The hdr_size bytes of this copy exactly as read (what was verified). */
+  bytes: Uint8Array;
   json: unknown;
+}
+
+/** The checksum over a header copy: hdr_size bytes with the checksum field taken as zeros. */
+function headerChecksum(area: Uint8Array, alg: string): Uint8Array {
+  const zeroed = area.slice();
+  zeroed.fill(0, CHECKSUM_OFFSET, CHECKSUM_OFFSET + CHECKSUM_LENGTH);
+  const out = new Uint8Array(CHECKSUM_LENGTH);
+  out.set(createHash(alg).update(zeroed).digest());
+  return out;
 }
 
 /**
@@ -123,21 +173,25 @@ async function readHeaderCopy(
   const algField = bin.subarray(CHECKSUM_ALG_OFFSET, CHECKSUM_ALG_OFFSET + 32);
   const alg = new TextDecoder().decode(algField.subarray(0, Math.max(0, algField.indexOf(0))));
   if (!getHashes().includes(alg)) return `unsupported checksum algorithm "${alg}"`;
+  // Read once: everything below (checksum, JSON, the private copy) uses these bytes only.
   const area = new Uint8Array(size);
   if ((await fh.read(area, 0, size, offset)).bytesRead < size) return "header is truncated";
-  const stored = area.slice(CHECKSUM_OFFSET, CHECKSUM_OFFSET + CHECKSUM_LENGTH);
-  area.fill(0, CHECKSUM_OFFSET, CHECKSUM_OFFSET + CHECKSUM_LENGTH);
-  const digest = createHash(alg).update(area).digest();
-  const expected = new Uint8Array(CHECKSUM_LENGTH);
-  expected.set(digest);
+  const stored = area.subarray(CHECKSUM_OFFSET, CHECKSUM_OFFSET + CHECKSUM_LENGTH);
+  const expected = headerChecksum(area, alg);
   if (!expected.every((b, i) => stored[i] === b)) return "checksum mismatch";
   const text = area.subarray(BINARY_HEADER_BYTES);
   const end = text.indexOf(0);
+  const json = end < 0 ? text : text.subarray(0, end);
+  const shape = jsonShapeProblem(json);
+  if (shape) return shape;
   try {
     return {
-      seqid: view.getBigUint64(16),
+      seqid: new DataView(area.buffer).getBigUint64(16),
       size,
-      json: JSON.parse(new TextDecoder().decode(end < 0 ? text : text.subarray(0, end))),
+      offset,
+      checksumAlg: alg,
+      bytes: area,
+      json: JSON.parse(new TextDecoder().decode(json)),
     };
   } catch {
     return "JSON area does not parse";
@@ -145,13 +199,25 @@ async function readHeaderCopy(
 }
 
 /**
- * The LUKS2 JSON metadata (keyslots, tokens, segments, ...) read straight from the header, as
- * `cryptsetup luksDump --dump-json-metadata` prints it, without spawning cryptsetup (~0.35 s in
- * an emulated guest). Like cryptsetup: both copies are checksum-verified, the one with the higher
- * seqid wins, and a damaged primary falls back to the secondary (searched at every possible
- * offset when the primary's hdr_size cannot be trusted).
+ * The header copy `copy` re-labelled as the primary (offset 0) or secondary (offset hdr_size):
+ * magic, hdr_offset and checksum rewritten, everything else (JSON, seqid) byte for byte the same.
  */
-export async function readHeaderJson(device: string): Promise<unknown> {
+export function relabelHeaderCopy(copy: HeaderCopy, offset: 0 | "secondary"): Uint8Array {
+  const out = copy.bytes.slice();
+  const at = offset === 0 ? 0 : copy.size;
+  out.set(at === 0 ? LUKS2_MAGIC : LUKS2_MAGIC_SECONDARY, 0);
+  new DataView(out.buffer).setBigUint64(256, BigInt(at));
+  out.set(headerChecksum(out, copy.checksumAlg), CHECKSUM_OFFSET);
+  return out;
+}
+
+/**
+ * The LUKS2 header copy cryptsetup would use, read straight from the device without spawning
+ * cryptsetup (~0.35 s in an emulated guest). Like cryptsetup: both copies are checksum-verified,
+ * the one with the higher seqid wins, and a damaged primary falls back to the secondary (searched
+ * at every possible offset when the primary's hdr_size cannot be trusted).
+ */
+export async function readHeader(device: string): Promise<HeaderCopy> {
   const fh = await openFile(device, "r");
   try {
     const primary = await readHeaderCopy(fh, 0, LUKS2_MAGIC);
@@ -164,12 +230,12 @@ export async function readHeaderJson(device: string): Promise<unknown> {
       if (typeof copy !== "string") break;
     }
     if (typeof primary !== "string" && typeof secondary !== "string") {
-      return secondary.seqid > primary.seqid ? secondary.json : primary.json;
+      return secondary.seqid > primary.seqid ? secondary : primary;
     }
-    if (typeof primary !== "string") return primary.json;
+    if (typeof primary !== "string") return primary;
     if (typeof secondary !== "string") {
       log.warn(`${device}: the primary LUKS2 header is damaged (${primary}); using the secondary copy`);
-      return secondary.json;
+      return secondary;
     }
     throw new FdeError(`${device} has no valid LUKS2 header: primary: ${primary}; secondary: ${secondary}`, {
       hint: "is this a LUKS2 volume? a header damaged in both copies needs a header backup (cryptsetup luksHeaderRestore)",
@@ -177,6 +243,14 @@ export async function readHeaderJson(device: string): Promise<unknown> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The LUKS2 JSON metadata (keyslots, tokens, segments, ...) of the copy cryptsetup would use, as
+ * `cryptsetup luksDump --dump-json-metadata` prints it (see readHeader).
+ */
+export async function readHeaderJson(device: string): Promise<unknown> {
+  return (await readHeader(device)).json;
 }
 
 /** `pbkdf` defaults to the choice for an unknown (zero-length) key: a passphrase's argon2id. */
@@ -220,18 +294,41 @@ export async function format(
   });
 }
 
-/** cryptsetup's arguments to open DEVICE as NAME with the key on stdin, only KEYSLOT when given. */
-export function openArgs(device: string, name: string, keySlot?: number): string[] {
+/**
+ * cryptsetup's arguments to open DEVICE as NAME with the key on stdin, only KEYSLOT when given.
+ * With HEADER cryptsetup reads the LUKS2 metadata from that file (a checked private copy, see
+ * luks2-header.ts), not from DEVICE. External token plugins stay off: tokens are host-written
+ * JSON, and the agent unseals its tpm2 tokens itself.
+ */
+export function openArgs(device: string, name: string, keySlot?: number, header?: string): string[] {
   const slot = keySlot === undefined ? [] : ["--key-slot", String(keySlot)];
-  return ["open", "--type", "luks2", ...slot, "--key-file=-", device, name];
+  const hdr = header === undefined ? [] : ["--header", header];
+  return [
+    "open",
+    "--type",
+    "luks2",
+    "--disable-external-tokens",
+    ...hdr,
+    ...slot,
+    "--key-file=-",
+    device,
+    name,
+  ];
 }
 
 /**
  * Open DEVICE as /dev/mapper/NAME. With KEYSLOT only that keyslot is tried (no KDF run for the
- * others). A wrong key fails with cryptsetup's exit code 2.
+ * others). A wrong key fails with cryptsetup's exit code 2. Callers that open a header the host
+ * could have written use luks2-header.ts openChecked, which passes HEADER.
  */
-export async function open(device: string, name: string, key: Uint8Array, keySlot?: number): Promise<void> {
-  await run("cryptsetup", openArgs(device, name, keySlot), {
+export async function open(
+  device: string,
+  name: string,
+  key: Uint8Array,
+  keySlot?: number,
+  header?: string,
+): Promise<void> {
+  await run("cryptsetup", openArgs(device, name, keySlot, header), {
     stdin: key,
     hint: `the key did not open ${device}, or dm-crypt is missing`,
   });

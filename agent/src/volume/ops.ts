@@ -6,6 +6,7 @@ import { closeSync, constants, openSync } from "node:fs";
 import { run } from "../command.ts";
 import type { VolumeConfig } from "../config/volume.ts";
 import * as luks from "../disk/luks.ts";
+import { type HeaderProfile, openChecked, readCheckedHeader } from "../disk/luks2-header.ts";
 import { CommandError, FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { KeyProvider } from "../providers/provider.ts";
@@ -49,10 +50,16 @@ export const formatOptions = (
   randomKey,
 });
 
-/** Open under a throw-away name, run makefs, close again (init of a persistent volume). */
+/** The header a volume must have: what volume init writes, with the configured integrity. */
+export const headerProfile = (vol: VolumeConfig): HeaderProfile => ({ integrity: vol.integrity });
+
+/**
+ * Open under a throw-away name, run makefs, close again (init of a persistent volume). The header
+ * is checked although we just wrote it: the host can swap it between the format and this open.
+ */
 async function makeFsThroughTemporaryMapping(vol: VolumeConfig, key: Uint8Array): Promise<void> {
   const name = `cryptpilot-init-${vol.volume}`;
-  await luks.open(vol.dev, name, key);
+  await openChecked(vol.dev, name, key, { profile: headerProfile(vol) });
   try {
     await makeFs(vol.makefs!, mapperPath(name));
   } finally {
@@ -143,9 +150,12 @@ export async function openVolume(
       const refusal = persistentOpenRefusal(facts, vol.dev);
       if (refusal) throw volumeError(vol, refusal);
       assertNotInUse(vol);
+      // A replaced header is refused before any key is fetched; the volume is left as it is.
+      const profile = headerProfile(vol);
+      const checked = await readCheckedHeader(vol.dev, profile);
       const key = await provider.getKey();
       try {
-        await luks.open(vol.dev, vol.volume, key, provider.keySlot?.());
+        await openChecked(vol.dev, vol.volume, key, { profile, keySlot: provider.keySlot?.(), checked });
       } catch (err) {
         const wrongKey = err instanceof CommandError && err.code === 2;
         throw new FdeError(
@@ -168,7 +178,8 @@ async function openTemporary(vol: VolumeConfig, provider: KeyProvider): Promise<
   const key = await provider.getKey();
   try {
     await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING, true));
-    await luks.open(vol.dev, vol.volume, key);
+    // Checked although just written: the host can swap the header before this open.
+    await openChecked(vol.dev, vol.volume, key, { profile: headerProfile(vol) });
   } finally {
     key.fill(0);
   }

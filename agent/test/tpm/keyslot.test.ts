@@ -32,11 +32,20 @@ function sh(args: string[], stdin?: string, env?: Record<string, string>) {
 }
 
 test("openArgs: --key-slot only when a keyslot is given, the key always from stdin", () => {
-  expect(luks.openArgs("/dev/x", "n")).toEqual(["open", "--type", "luks2", "--key-file=-", "/dev/x", "n"]);
+  expect(luks.openArgs("/dev/x", "n")).toEqual([
+    "open",
+    "--type",
+    "luks2",
+    "--disable-external-tokens",
+    "--key-file=-",
+    "/dev/x",
+    "n",
+  ]);
   expect(luks.openArgs("/dev/x", "n", 3)).toEqual([
     "open",
     "--type",
     "luks2",
+    "--disable-external-tokens",
     "--key-slot",
     "3",
     "--key-file=-",
