@@ -27,7 +27,8 @@ export type InitrdConfigFiles = Partial<Record<(typeof INITRD_CONFIG_FILES)[numb
 
 const CPIO_MAGIC = ["070701", "070702"];
 const HEADER = 110;
-const align4 = (n: number) => (n + 3) & ~3;
+/** Arithmetic, not `& ~3`: a member's 32-bit size plus its offset can pass 2^31. */
+const align4 = (n: number) => n + ((4 - (n % 4)) % 4);
 
 const startsWith = (b: Uint8Array, at: number, magic: number[]) => magic.every((m, i) => b[at + i] === m);
 const GZIP = [0x1f, 0x8b];
@@ -247,9 +248,13 @@ function* lz4Legacy(src: Uint8Array, what: string): Generator<Uint8Array> {
       if (match === 15) match = length(match);
       match += 4;
       if (offset === 0 || offset > op || op + match > BLOCK) throw damaged(ip);
-      // Overlapping copies repeat the last bytes, so copy forward byte by byte when they overlap.
-      if (offset >= match) out.copyWithin(op, op - offset, op - offset + match);
-      else for (let i = 0; i < match; i++) out[op + i] = out[op - offset + i]!;
+      // An overlapping copy repeats the last `offset` bytes: copy in doubling runs, each starting a
+      // whole number of periods back, so a crafted 8 MiB run costs ~23 copies, not 8 M steps.
+      for (let done = 0; done < match; ) {
+        const n = Math.min(offset + done, match - done);
+        out.copyWithin(op + done, op - offset, op - offset + n);
+        done += n;
+      }
       op += match;
     }
     yield out.subarray(0, op);
