@@ -5,7 +5,7 @@
  * type, toToml) and keep the three in step; docs/key-providers.md documents the result.
  */
 import * as v from "valibot";
-import { DEFAULT_RETRY as KBS_DEFAULT_RETRY } from "../kbs/http.ts";
+import { DEFAULT_RETRY as KBS_DEFAULT_RETRY } from "../providers/kbs-defaults.ts";
 import { describeIssue, fieldsAt } from "./issues.ts";
 
 /** Path item for issues raised inside rawTransform, so messages name the field and its line. */
@@ -107,7 +107,7 @@ export interface KbsConfig {
   requestTimeoutMs: number;
 }
 
-/** Defaults that outlast a key broker coming up 30 s after the guest: kbs/http.ts DEFAULT_RETRY. */
+/** Defaults that outlast a key broker coming up 30 s after the guest: providers/kbs-defaults.ts DEFAULT_RETRY. */
 const KBS_RETRY_DEFAULTS = {
   attempts: KBS_DEFAULT_RETRY.attempts,
   timeoutSecs: KBS_DEFAULT_RETRY.totalTimeoutMs / 1000,

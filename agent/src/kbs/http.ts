@@ -20,18 +20,7 @@ import { KbsError, type KbsErrorInfo, type KbsStep } from "./errors.ts";
 
 export { backoffDelay, type RetryPolicy } from "../net/http.ts";
 
-/**
- * Survives a key broker that comes up ~30 s after the guest: waits of ~1, 2, 4, 8, 10, 10 ... s
- * (times 0.5-1 jitter) reach well past a minute within 15 attempts. config/providers.ts takes its
- * kbs defaults (retry_attempts, retry_timeout_secs, request_timeout_secs) from here.
- */
-export const DEFAULT_RETRY: RetryPolicy = {
-  attempts: 15,
-  totalTimeoutMs: 180_000,
-  requestTimeoutMs: 15_000,
-  baseDelayMs: 1_000,
-  maxDelayMs: 10_000,
-};
+export { DEFAULT_RETRY } from "../providers/kbs-defaults.ts";
 
 /**
  * A /resource reply is a flattened JWE of the key: base64url (4/3) of at most MAX_KEY_BYTES plus
