@@ -7,6 +7,7 @@
 
 import { run } from "../command.ts";
 import { readHeaderJson } from "../disk/luks.ts";
+import { LUKS2_MAX_TOKENS, LUKS2_TOKEN_MAX_BYTES } from "../disk/luks2-header.ts";
 import { FdeError } from "../errors.ts";
 import type { PcrBank } from "./marshal.ts";
 import type { SealedKey } from "./seal.ts";
@@ -53,6 +54,17 @@ export function tokenKeySlot(json: unknown): number | undefined {
 
 const BANKS = ["sha1", "sha256", "sha384", "sha512"];
 
+/**
+ * Bounds on a token read from a header (host-written JSON). A sealed blob is a TPM2B_PRIVATE plus
+ * a TPM2B_PUBLIC, a few hundred bytes; 8 KiB of base64 leaves room for larger TPM objects.
+ */
+export const TPM2_BLOB_MAX_B64_CHARS = 8192;
+/** A TPM has 24 PCRs: a list naming more than that (or one twice) is not a real policy. */
+export const TPM2_MAX_PCRS = 24;
+/** A PCR value in hex: sha512 is 128 characters. */
+const PCR_VALUE_MAX_HEX = 128;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
 /** Validate a token read from a header; `where` names the device and token id for messages. */
 export function sealedFromToken(json: unknown, where: string, type = TOKEN_TYPE): SealedKey {
   const t = json as Partial<Tpm2Token>;
@@ -60,9 +72,17 @@ export function sealedFromToken(json: unknown, where: string, type = TOKEN_TYPE)
     new FdeError(`${where}: the ${type} token has an invalid or missing "${field}"`, {
       hint: "re-enroll with 'cryptpilot-fde tpm2 enroll'",
     });
-  if (typeof t["tpm2-blob"] !== "string" || t["tpm2-blob"].length === 0) throw bad("tpm2-blob");
+  const blob = t["tpm2-blob"];
+  // Buffer.from(base64) skips what is not base64: the check keeps a garbage blob from parsing.
+  if (typeof blob !== "string" || blob.length > TPM2_BLOB_MAX_B64_CHARS || !BASE64.test(blob))
+    throw bad("tpm2-blob");
   const pcrs = t["tpm2-pcrs"];
-  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p <= 23))
+  if (
+    !Array.isArray(pcrs) ||
+    pcrs.length > TPM2_MAX_PCRS ||
+    new Set(pcrs).size !== pcrs.length ||
+    !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < TPM2_MAX_PCRS)
+  )
     throw bad("tpm2-pcrs");
   const bank = t["tpm2-pcr-bank"];
   if (typeof bank !== "string" || !BANKS.includes(bank)) throw bad("tpm2-pcr-bank");
@@ -71,9 +91,22 @@ export function sealedFromToken(json: unknown, where: string, type = TOKEN_TYPE)
   if (typeof policy !== "string" || !/^[0-9a-f]{64}$/.test(policy)) throw bad("tpm2-policy-hash");
   if (typeof t["tpm2-pin"] !== "boolean") throw bad("tpm2-pin");
   const values = t["tpm2-pcr-values"] ?? {};
-  if (typeof values !== "object" || Array.isArray(values)) throw bad("tpm2-pcr-values");
+  if (
+    typeof values !== "object" ||
+    values === null ||
+    Array.isArray(values) ||
+    Object.keys(values).length > TPM2_MAX_PCRS ||
+    !Object.entries(values).every(
+      ([k, v]) =>
+        /^\d{1,2}$/.test(k) &&
+        typeof v === "string" &&
+        v.length <= PCR_VALUE_MAX_HEX &&
+        /^[0-9a-f]*$/i.test(v),
+    )
+  )
+    throw bad("tpm2-pcr-values");
   return {
-    blob: Buffer.from(t["tpm2-blob"], "base64"),
+    blob: Buffer.from(blob, "base64"),
     bank: bank as PcrBank,
     pcrs,
     policyDigest: Buffer.from(policy, "hex"),
@@ -135,8 +168,25 @@ interface LuksMetadata {
 /** The cryptpilot-tpm2 and systemd-tpm2 tokens in the header, oldest first. */
 export async function findTokens(device: string): Promise<{ id: number; type: string; token: unknown }[]> {
   const meta = (await readHeaderJson(device)) as LuksMetadata;
-  return Object.entries(meta.tokens ?? {})
+  const tokens = meta.tokens ?? {};
+  if (typeof tokens !== "object" || tokens === null || Object.keys(tokens).length > LUKS2_MAX_TOKENS) {
+    throw new FdeError(
+      `${device}: the LUKS2 header's tokens are not an object of at most ${LUKS2_MAX_TOKENS}`,
+    );
+  }
+  return Object.entries(tokens)
+    .filter(([, token]) => token !== null && typeof token === "object")
     .filter(([, token]) => token.type === TOKEN_TYPE || token.type === SYSTEMD_TOKEN_TYPE)
+    .map(([id, token]) => {
+      const bytes = JSON.stringify(token).length;
+      if (bytes > LUKS2_TOKEN_MAX_BYTES) {
+        throw new FdeError(
+          `${device}: LUKS2 token ${id.slice(0, 20)} is ${bytes} bytes of JSON (at most ${LUKS2_TOKEN_MAX_BYTES}); cryptpilot writes about 2 KiB`,
+          { hint: "the header was edited outside the guest; re-enroll with 'cryptpilot-fde tpm2 enroll'" },
+        );
+      }
+      return [id, token] as const;
+    })
     .map(([id, token]) => ({ id: Number(id), type: token.type!, token }))
     .sort((a, b) => a.id - b.id);
 }

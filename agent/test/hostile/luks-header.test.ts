@@ -30,6 +30,7 @@ import {
   writeHeaderCopy,
 } from "../../src/disk/luks2-header.ts";
 import { FdeError } from "../../src/errors.ts";
+import { findTokens } from "../../src/tpm/token.ts";
 import { formatOptions, headerProfile } from "../../src/volume/ops.ts";
 import { bounded } from "./limits.ts";
 import { editJson, nullKeyslotAttack, readJson, writeJson } from "./luks-craft.ts";
@@ -334,6 +335,8 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
       PLAIN,
       new RegExp(`token 0 is \\d+ bytes of JSON \\(at most ${LUKS2_TOKEN_MAX_BYTES}\\)`),
     );
+    // The tpm2 provider reads tokens itself (before the header check on a first-boot delta).
+    await expect(findTokens(file)).rejects.toThrow(/LUKS2 token 0 is \d+ bytes of JSON/);
   });
 
   test("a 4 MiB metadata area of deeply nested JSON ends quickly with a clear error", async () => {

@@ -20,6 +20,7 @@ import {
   sealedFromToken,
   systemdPassphrase,
   TOKEN_TYPE,
+  TPM2_BLOB_MAX_B64_CHARS,
 } from "../../src/tpm/token.ts";
 
 describe("wire format", () => {
@@ -139,6 +140,14 @@ describe("LUKS2 token", () => {
       ["tpm2-primary-alg", "rsa"],
       ["tpm2-policy-hash", "xyz"],
       ["tpm2-pin", "no"],
+      // Bounds on host-written token JSON (issue #14): sizes and lists a real token never has.
+      ["tpm2-blob", "A".repeat(TPM2_BLOB_MAX_B64_CHARS + 4)],
+      ["tpm2-blob", "AAEC!!not-base64"],
+      ["tpm2-pcrs", Array.from({ length: 25 }, (_, i) => i % 24)],
+      ["tpm2-pcrs", [7, 7]],
+      ["tpm2-pcr-values", Object.fromEntries(Array.from({ length: 25 }, (_, i) => [String(i), "00"]))],
+      ["tpm2-pcr-values", { "7": "zz" }],
+      ["tpm2-pcr-values", { "7": "0".repeat(129) }],
     ] as const) {
       expect(() => sealedFromToken({ ...valid, [field]: value }, "/dev/x token 3")).toThrow(
         `/dev/x token 3: the cryptpilot-tpm2 token has an invalid or missing "${field}"`,
