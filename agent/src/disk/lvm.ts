@@ -5,6 +5,7 @@
  */
 import { run, runText } from "../command.ts";
 import { FdeError } from "../errors.ts";
+import { checkActiveLayout } from "./lvm-layout.ts";
 
 export const GUEST_LVM_SYSTEM_DIR = "/usr/lib/cryptpilot/lvm";
 
@@ -21,8 +22,39 @@ async function lvm(ctx: LvmContext, args: string[], okCodes = [0]): Promise<stri
   return new TextDecoder().decode(stdout);
 }
 
+/**
+ * Activate VG, then check the layout the kernel now has (lvm-layout.ts): LVs that overlap, cover
+ * the PV's LVM metadata or run past the PV's end are refused before anything uses them.
+ */
 export async function activateVg(ctx: LvmContext, vg: string): Promise<void> {
   await lvm(ctx, ["vgchange", "-a", "y", vg]);
+  await checkActiveLayout(vg, await lvNames(ctx, vg), await pvStarts(ctx, vg));
+}
+
+/** The VG's PVs with the sector where their extents start (before it: label and metadata). */
+export async function pvStarts(
+  ctx: LvmContext,
+  vg: string,
+): Promise<{ device: string; peStartSectors: number }[]> {
+  const out = await lvm(ctx, [
+    "pvs",
+    "--noheadings",
+    "--units",
+    "s",
+    "--nosuffix",
+    "-o",
+    "pv_name,vg_name,pe_start",
+  ]);
+  return parsePvStarts(out, vg);
+}
+
+/** Parse `pvs -o pv_name,vg_name,pe_start --units s --nosuffix` for VG's PVs. */
+export function parsePvStarts(text: string, vg: string): { device: string; peStartSectors: number }[] {
+  return text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length === 3 && f[1] === vg && /^\d+$/.test(f[2]!))
+    .map((f) => ({ device: f[0]!, peStartSectors: Number(f[2]) }));
 }
 
 export async function deactivateVg(ctx: LvmContext, vg: string): Promise<void> {
@@ -69,9 +101,17 @@ export async function waitForVg(
   return performance.now() - start;
 }
 
-export async function lvExists(ctx: LvmContext, vg: string, lv: string): Promise<boolean> {
+/** The names of VG's LVs. */
+export async function lvNames(ctx: LvmContext, vg: string): Promise<string[]> {
   const out = await lvm(ctx, ["lvs", "--noheadings", "-o", "lv_name", vg]);
-  return out.split("\n").some((l) => l.trim() === lv);
+  return out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+}
+
+export async function lvExists(ctx: LvmContext, vg: string, lv: string): Promise<boolean> {
+  return (await lvNames(ctx, vg)).includes(lv);
 }
 
 /** Create an LV over all free extents, without zeroing (no udev in the initrd to wait for). */
