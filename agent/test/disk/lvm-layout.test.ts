@@ -5,7 +5,7 @@
  * no device-mapper; the activation path itself runs in the VM scenarios).
  */
 import { expect, test } from "bun:test";
-import { parsePvStarts } from "../../src/disk/lvm.ts";
+import { parsePvSegments } from "../../src/disk/lvm.ts";
 import { checkLvLayout, lvOfMapping, type PvBounds, parseVgTables } from "../../src/disk/lvm-layout.ts";
 import { FdeError } from "../../src/errors.ts";
 
@@ -80,8 +80,15 @@ test("dm names: dashes doubled inside VG and LV names, a single dash splits them
   expect(lvOfMapping("cryptpilot", "cryptpilot-rootfs-real")).toBe("rootfs-real"); // a layer: checked too
 });
 
-test("parsePvStarts keeps the VG's PVs with pe_start in sectors", () => {
-  expect(
-    parsePvStarts("  /dev/vda3 cryptpilot 2048\n  /dev/vdb other 2048\n  /dev/vdc  \n", "cryptpilot"),
-  ).toEqual([{ device: "/dev/vda3", peStartSectors: 2048 }]);
+test("parsePvSegments: the VG's PVs (once each) with pe_start in sectors, and its LV names", () => {
+  const text = `  /dev/vda3 cryptpilot 2048 rootfs
+  /dev/vda3 cryptpilot 2048 rootfs_hash
+  /dev/vda3 cryptpilot 2048 delta
+  /dev/vda3 cryptpilot 2048
+  /dev/vdb  other      2048 home
+`;
+  expect(parsePvSegments(text, "cryptpilot")).toEqual({
+    pvs: [{ device: "/dev/vda3", peStartSectors: 2048 }],
+    lvNames: ["rootfs", "rootfs_hash", "delta"],
+  });
 });
