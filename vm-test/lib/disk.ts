@@ -162,6 +162,17 @@ export async function readBytes(image: string, offset: number, length: number): 
   }
 }
 
+/** Writes BYTES at OFFSET (the host editing the guest's disk). */
+export async function writeBytes(image: string, offset: number, bytes: Uint8Array): Promise<void> {
+  const fs = await import("node:fs/promises");
+  const fd = await fs.open(image, "r+");
+  try {
+    await fd.write(bytes, 0, bytes.length, offset);
+  } finally {
+    await fd.close();
+  }
+}
+
 /**
  * Writes files into the ext4 root partition (label/name "root") of a plain image, before
  * conversion, by loop-mounting it at its offset. Modes: 0755 for paths ending in .sh, else 0644.
