@@ -444,6 +444,21 @@ describe("qcow2", () => {
     expect(r.stderr.split("\n").length).toBeLessThan(6);
   });
 
+  test("CLI: --disk naming a FIFO or /dev/zero is refused at once", () => {
+    const fifo = t("disk.fifo");
+    sh(["mkfifo", fifo]);
+    expectCleanFailure(
+      cli(["show-reference-value", "--disk", fifo]),
+      1,
+      /disk.fifo is a FIFO, not a regular file or block device/,
+    );
+    expectCleanFailure(
+      cli(["config", "dump", "--disk", "/dev/zero"]),
+      1,
+      /\/dev\/zero is a character device/,
+    );
+  });
+
   test("a backing chain deeper than the limit is refused; a short one reads", async () => {
     let prev = "chain-0.qcow2";
     sh(["qemu-img", "create", "-q", "-f", "qcow2", t(prev), "16M"]);
