@@ -596,6 +596,26 @@ function findDirEntry(bytes: Uint8Array, name83: string): number {
   throw new Error(`no directory entry ${name83}`);
 }
 
+/**
+ * Where an ext4 image keeps its live metadata: superblock, group descriptors, the first inodes
+ * (root, the files made here) and the directory blocks, as [start, length] ranges from `base`.
+ */
+function ext4Metadata(image: string, base: number): [number, number][] {
+  const block = (n: string) => Number(n) * 4096;
+  const table = /inode table at (\d+)/i.exec(sh(["debugfs", "-R", "stats", image]))!;
+  const dirs = ["/", "/grub"].flatMap((d) =>
+    sh(["debugfs", "-R", `blocks ${d}`, image])
+      .trim()
+      .split(/\s+/),
+  );
+  return [
+    [base + 1024, 1024],
+    [base + 4096, 4096],
+    [base + block(table[1]!), 32 * 256],
+    ...dirs.map((b): [number, number] => [base + block(b), 4096]),
+  ];
+}
+
 /** Inode number and byte offset of `path` in an ext4 image, from debugfs. */
 function inodeOf(image: string, path: string): { ino: number; at: number } {
   const out = sh(["debugfs", "-R", `imap ${path}`, image]);
@@ -677,14 +697,27 @@ function rng(seed: number) {
 
 const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x7fffffff, 0x80000000, 0xffffffff];
 
-/** Overwrite a few bytes or 32-bit fields, mostly in the first 64 KiB where the metadata lives. */
-function mutate(bytes: Uint8Array, next: () => number): [number, Uint8Array][] {
+/**
+ * Offsets worth mutating: the non-zero bytes (the structures actually in use) inside the
+ * [start, length] ranges where a format's headers and tables live.
+ */
+function liveBytes(bytes: Uint8Array, ranges: [number, number][]): number[] {
+  const out: number[] = [];
+  for (const [start, length] of ranges)
+    for (let o = start; o < Math.min(bytes.length - 4, start + length); o++) if (bytes[o] !== 0) out.push(o);
+  return out;
+}
+
+/**
+ * Overwrite a few bytes or 32-bit fields, mostly at `hot` offsets (see liveBytes), sometimes
+ * anywhere. Returns what to write back.
+ */
+function mutate(bytes: Uint8Array, hot: number[], next: () => number): [number, Uint8Array][] {
   const undo: [number, Uint8Array][] = [];
-  const count = 1 + (next() % 6);
+  const count = 1 + (next() % 4);
   for (let k = 0; k < count; k++) {
-    const span = next() % 4 === 0 ? bytes.length : Math.min(bytes.length, 65536);
-    const at = next() % Math.max(1, span - 4);
-    undo.push([at, bytes.slice(at, at + 4)]);
+    const at = next() % 4 === 0 || hot.length === 0 ? next() % (bytes.length - 4) : hot[next() % hot.length]!;
+    undo.push([at, new Uint8Array(bytes.subarray(at, at + 4))]); // a copy (Buffer#slice is a view)
     const v = next() % 3 === 0 ? next() : INTERESTING[next() % INTERESTING.length]!;
     const dv = new DataView(bytes.buffer, bytes.byteOffset);
     if (next() % 2) dv.setUint32(at, v >>> 0, next() % 2 === 0);
@@ -698,33 +731,69 @@ describe("fuzz", () => {
 
   test(`${iterations} seeded mutations of cpio/gzip/zstd/lz4 initrds, GPT, qcow2, FAT and ext4`, async () => {
     const cpioBase = configCpio();
-    const targets: { name: string; bytes: Uint8Array; run: (b: Uint8Array) => Promise<unknown> }[] = [
-      { name: "cpio", bytes: cpioBase, run: (b) => readInitrdConfig(b, "f.img") },
-      { name: "gzip", bytes: concat(cpioBase, gzipSync(cpioBase)), run: (b) => readInitrdConfig(b, "f.img") },
-      { name: "zstd", bytes: zstdCompressSync(cpioBase), run: (b) => readInitrdConfig(b, "f.img") },
-      { name: "lz4", bytes: lz4LegacyLiterals(cpioBase), run: (b) => readInitrdConfig(b, "f.img") },
-      { name: "gpt", bytes: diskBytes.slice(), run: async (b) => exerciseDisk(new MemSource("d.img", b)) },
+    const MiB = 1 << 20;
+    const all = (b: Uint8Array): [number, number][] => [[0, b.length]];
+    const hotOf = (bytes: Uint8Array, ranges: [number, number][]) => liveBytes(bytes, ranges);
+    // The disk's ESP starts at 1 MiB and /boot at 3 MiB (sfdisk's default alignment).
+    const diskHot: [number, number][] = [[0, 17408], [MiB, 16384], ...ext4Metadata(ext4Path, 3 * MiB)];
+    const qcowHot: [number, number][] = [[0, 65536]];
+    const targets: {
+      name: string;
+      bytes: Uint8Array;
+      hot: [number, number][];
+      run: (b: Uint8Array) => Promise<unknown>;
+    }[] = [
+      { name: "cpio", bytes: cpioBase, hot: all(cpioBase), run: (b) => readInitrdConfig(b, "f.img") },
+      {
+        name: "gzip",
+        bytes: concat(cpioBase, gzipSync(cpioBase)),
+        hot: [[0, 8192]],
+        run: (b) => readInitrdConfig(b, "f.img"),
+      },
+      {
+        name: "zstd",
+        bytes: new Uint8Array(zstdCompressSync(cpioBase)),
+        hot: [[0, 512]],
+        run: (b) => readInitrdConfig(b, "f.img"),
+      },
+      {
+        name: "lz4",
+        bytes: lz4LegacyLiterals(cpioBase),
+        hot: [[0, 8192]],
+        run: (b) => readInitrdConfig(b, "f.img"),
+      },
+      {
+        name: "gpt",
+        bytes: diskBytes.slice(),
+        hot: diskHot,
+        run: async (b) => exerciseDisk(new MemSource("d.img", b)),
+      },
       {
         name: "qcow2-zlib",
         bytes: qcowZlib.slice(),
+        hot: qcowHot,
         run: async (b) => exerciseDisk(new Qcow2Source("q.qcow2", new MemSource("q.qcow2", b), noBacking)),
       },
       {
         name: "qcow2-zstd",
         bytes: qcowZstd.slice(),
+        hot: qcowHot,
         run: async (b) => exerciseDisk(new Qcow2Source("z.qcow2", new MemSource("z.qcow2", b), noBacking)),
       },
       {
         name: "fat",
         bytes: fatBytes.slice(),
+        hot: [[0, 16384]],
         run: async (b) => walk(openTree(new MemSource("f.img", b), "vfat")),
       },
       {
         name: "ext4",
         bytes: ext4Bytes.slice(),
+        hot: ext4Metadata(ext4Path, 0),
         run: async (b) => walk(openTree(new MemSource("e.img", b), "ext4")),
       },
     ];
+    const hot = new Map(targets.map((x) => [x, hotOf(x.bytes, x.hot)]));
     const unexpected: string[] = [];
     const next = rng(0x5eed14);
     let slowest = 0;
@@ -732,7 +801,7 @@ describe("fuzz", () => {
       async () => {
         for (let i = 0; i < iterations; i++) {
           const target = targets[i % targets.length]!;
-          const undo = mutate(target.bytes, next);
+          const undo = mutate(target.bytes, hot.get(target)!, next);
           const started = performance.now();
           try {
             await target.run(target.bytes);
