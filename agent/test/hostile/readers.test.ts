@@ -12,6 +12,7 @@ import { gzipSync, zstdCompressSync } from "node:zlib";
 import { readInitrdConfig } from "../../src/config/initrd.ts";
 import { findKeyLine } from "../../src/config/issues.ts";
 import type { FileTree } from "../../src/disk/image/fs.ts";
+import { readLogicalVolumes } from "../../src/disk/image/lvm.ts";
 import { openImage } from "../../src/disk/image/open.ts";
 import { partitionSource, readPartitions } from "../../src/disk/image/partitions.ts";
 import { openTree, probe } from "../../src/disk/image/probe.ts";
@@ -583,6 +584,54 @@ describe("partition tables and filesystems", () => {
     await expectReject(
       () => openTree(new MemSource("e.img", bytes), "ext4").readFile("/vmlinuz-6.1"),
       /larger than the 536870912-byte limit/,
+    );
+  });
+});
+
+describe("LVM metadata", () => {
+  const UUID = "abcdefghijklmnopqrstuvwxyz012345";
+  const text = (extentCount: string) =>
+    `vg {\nextent_size = 8\nphysical_volumes {\npv0 {\nid = "${UUID.slice(0, 6)}-${UUID.slice(6)}"\npe_start = 2048\n}\n}\nlogical_volumes {\nlv {\nsegment1 {\nstart_extent = 0\nextent_count = ${extentCount}\ntype = "striped"\nstripe_count = 1\nstripes = ["pv0", 0]\n}\n}\n}\n}\n`;
+  /** A PV label, one metadata area at 4 KiB holding `meta`, data at 1 MiB, on a `size`-byte device. */
+  function pv(meta: string, o: { size?: number; mdaSize?: number; locSize?: number } = {}): MemSource {
+    const bytes = new Uint8Array(o.size ?? 2 << 20);
+    const dv = new DataView(bytes.buffer);
+    bytes.set(enc.encode("LABELONE"), 512);
+    dv.setUint32(512 + 20, 32, true);
+    bytes.set(enc.encode("LVM2 001"), 512 + 24);
+    const label = 512 + 32;
+    bytes.set(enc.encode(UUID), label);
+    dv.setBigUint64(label + 40, 1n << 20n, true); // data area, then a zero terminator
+    dv.setBigUint64(label + 72, 4096n, true); // metadata area offset
+    dv.setBigUint64(label + 80, BigInt(o.mdaSize ?? 1 << 19), true);
+    bytes.set(enc.encode(" LVM2 x[5A%r0N*>"), 4096 + 4);
+    dv.setBigUint64(4096 + 40, 512n, true);
+    const textBytes = enc.encode(meta);
+    dv.setBigUint64(4096 + 48, BigInt(o.locSize ?? textBytes.length), true);
+    bytes.set(textBytes, 4096 + 512);
+    bytes.fill(0x5a, 1 << 20, (1 << 20) + 8192);
+    return new MemSource("pv.img", bytes);
+  }
+
+  test("a valid PV maps its LV; crafted area sizes and extent counts are refused", async () => {
+    const [lv] = readLogicalVolumes(pv(text("2")));
+    expect(lv!.source.size).toBe(8192);
+    expect(lv!.source.read(0, 8192).every((b) => b === 0x5a)).toBe(true);
+    await expectReject(
+      () => readLogicalVolumes(pv(text("2"), { mdaSize: 2 ** 40 })),
+      /pv.img: LVM metadata area \(1099511627776 bytes at byte 4096\) is too small or past the end of the PV/,
+    );
+    await expectReject(
+      () => readLogicalVolumes(pv(text("2"), { size: 32 << 20, mdaSize: 16 << 20, locSize: 8 << 20 })),
+      /larger than 4194304 bytes/,
+    );
+    await expectReject(
+      () => readLogicalVolumes(pv(text('"x"'))),
+      /LV vg\/lv segment1 field extent_count is not a valid count \(x\)/,
+    );
+    await expectReject(
+      () => readLogicalVolumes(pv(text("4000000"))),
+      /LV vg\/lv segment1 maps past the end of the PV/,
     );
   });
 });
