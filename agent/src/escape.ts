@@ -1,7 +1,8 @@
 /**
  * Text taken from attacker-controlled bytes (partition names, file names, labels read out of a
- * disk image or initrd) is shown through this before it reaches a terminal or a log, so an
- * escape sequence in a GPT partition name cannot rewrite the operator's screen.
+ * disk image or initrd; a peer's error message or Location) is shown through this before it
+ * reaches a terminal or a log, so an escape sequence in a GPT partition name cannot rewrite the
+ * operator's screen and a peer cannot forge log lines.
  */
 
 /**
@@ -17,4 +18,10 @@ export function escapeText(text: string): string {
     const code = c.charCodeAt(0);
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
   });
+}
+
+/** A peer's text for one log line: escaped as escapeText does, at most `max` characters. */
+export function printable(text: string, max = 200): string {
+  const clean = escapeText(text);
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
 }

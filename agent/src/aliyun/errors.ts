@@ -4,7 +4,7 @@
  * network, the clock, the credential or the secret is at fault. Never carries credentials.
  */
 import { FdeError } from "../errors.ts";
-import { printable } from "../net/http.ts";
+import { printable } from "../escape.ts";
 
 /**
  * "tls" (certificate or handshake), "redirect" and "too-large" are kept apart from "network": they

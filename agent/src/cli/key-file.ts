@@ -19,22 +19,13 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { FdeError } from "../errors.ts";
+import { describeFileType } from "../file-type.ts";
 
 /** Mode of every key file written. */
 export const KEY_FILE_MODE = 0o600;
 
 /** open(2) flags for a key file: a new file only, never through a symlink. */
 const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-
-function kind(st: Stats): string {
-  if (st.isSymbolicLink()) return "a symbolic link";
-  if (st.isFIFO()) return "a FIFO";
-  if (st.isCharacterDevice()) return "a character device (a terminal or /dev node)";
-  if (st.isBlockDevice()) return "a block device";
-  if (st.isDirectory()) return "a directory";
-  if (st.isSocket()) return "a socket";
-  return "not a regular file";
-}
 
 function lstatOrUndefined(file: string): Stats | undefined {
   try {
@@ -54,7 +45,7 @@ export function checkKeyTarget(file: string, force: boolean): void {
   const st = lstatOrUndefined(file);
   if (st === undefined) return;
   if (!st.isFile()) {
-    throw new FdeError(`--out ${file} is ${kind(st)}; a key is only written to a regular file`, {
+    throw new FdeError(`--out ${file} is ${describeFileType(st)}; a key is only written to a regular file`, {
       hint: "name a new file (it is created with mode 0600), or pipe stdout instead",
     });
   }

@@ -3,18 +3,10 @@
  * check first: a FIFO, a device such as /dev/zero, or a directory in its place must be a clear
  * error, not a hang or gigabytes of memory.
  */
-import { constants, type Stats } from "node:fs";
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { ConfigError } from "../errors.ts";
-
-function fileType(st: Stats): string {
-  if (st.isDirectory()) return "a directory";
-  if (st.isFIFO()) return "a FIFO";
-  if (st.isCharacterDevice()) return "a character device";
-  if (st.isBlockDevice()) return "a block device";
-  if (st.isSocket()) return "a socket";
-  return "not a regular file";
-}
+import { describeFileType } from "../file-type.ts";
 
 /**
  * The bytes of the regular file `path`, at most `maxBytes` of them; undefined if it does not exist.
@@ -36,7 +28,7 @@ export async function readRegularFile(
   try {
     const st = await handle.stat();
     if (!st.isFile())
-      throw new ConfigError(`${path} is ${fileType(st)}, not a regular file; a ${what} must be one`);
+      throw new ConfigError(`${path} is ${describeFileType(st)}, not a regular file; a ${what} must be one`);
     if (st.size > maxBytes) {
       throw new ConfigError(
         `${path} is ${st.size} bytes, larger than the ${maxBytes}-byte limit for a ${what}`,

@@ -5,12 +5,12 @@
  * replies are final; every other answer (401/403/404 policy answers included) goes to the caller.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { printable } from "../escape.ts";
 import {
   CONTROL_REPLY_MAX_BYTES,
   type ExchangeReply,
   exchange,
   HttpFailure,
-  printable,
   type RetryPolicy,
   text,
   withRetry,

@@ -5,6 +5,7 @@
  * connect, headers AND body, every body is read as a stream up to a per-endpoint cap, redirects
  * are refused and certificate failures are final (a MITM does not get better by retrying).
  */
+import { printable } from "../escape.ts";
 import { log } from "../log.ts";
 
 /** Cap for JSON/protobuf control replies (KBS /auth, /attest; KMS, STS, IMDS): 1 MiB. */
@@ -74,15 +75,6 @@ export function size(bytes: number): string {
   if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
   if (bytes % 1024 === 0) return `${bytes / 1024} KiB`;
   return `${bytes} bytes`;
-}
-
-/**
- * Peer-supplied text (a Location, an error detail) made safe for one log line: no control
- * characters (terminal escapes, forged log lines), at most `max` characters.
- */
-export function printable(s: string, max = 200): string {
-  const clean = s.replace(/\p{Cc}/gu, "?");
-  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
 }
 
 /** Bun's texts for socket errors are guesses ("Was there a typo in the url or port?"). */

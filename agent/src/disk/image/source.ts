@@ -5,6 +5,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, type Stats } from "node:fs";
 import { FdeError } from "../../errors.ts";
+import { describeFileType } from "../../file-type.ts";
 
 export interface BlockSource {
   /** What to call this source in error messages (a path, or "partition 2 of disk.img"). */
@@ -100,15 +101,6 @@ export class FileSource implements BlockSource {
   close(): void {
     closeSync(this.fd);
   }
-}
-
-export function describeFileType(st: Stats): string {
-  if (st.isDirectory()) return "a directory";
-  if (st.isFIFO()) return "a FIFO";
-  if (st.isCharacterDevice()) return "a character device";
-  if (st.isBlockDevice()) return "a block device";
-  if (st.isSocket()) return "a socket";
-  return "not a regular file";
 }
 
 /** A byte range of another source (a partition, or a contiguous LV). Closing it does not close the parent. */
