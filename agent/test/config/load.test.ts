@@ -2,9 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_GLOBAL } from "../../src/config/fde.ts";
 import { ConfigFileError, type ConfigIssue, loadConfig, loadMetadata } from "../../src/config/index.ts";
 import { ConfigError } from "../../src/errors.ts";
-import { DEFAULT_GLOBAL } from "../../src/config/fde.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -229,7 +229,9 @@ describe("global.toml", () => {
     const load = async (text: string) => (await loadConfig(configDir({ "global.toml": text }))).global;
     expect(await load("")).toEqual(DEFAULT_GLOBAL);
     expect(await load("[boot]\n")).toEqual(DEFAULT_GLOBAL);
-    expect(await load("[boot]\nverbose = true\n")).toEqual({ boot: { ...DEFAULT_GLOBAL.boot, verbose: true } });
+    expect(await load("[boot]\nverbose = true\n")).toEqual({
+      boot: { ...DEFAULT_GLOBAL.boot, verbose: true },
+    });
   });
 
   test("rejected: unknown field and wrong type", async () => {
