@@ -49,9 +49,28 @@ export interface Policy {
 export const ALLOW_ALL: Policy = { default: "allow", rules: [] };
 export const DENY_ALL: Policy = { default: "deny", rules: [] };
 
+/** How long a cold trustee verifier can take to answer /attest (collateral fetch): the slow-attest fault. */
+export const COLD_VERIFIER_ATTEST_MS = 40_000;
+
+/** Default name of the affinity cookie of the load-balancer fault (HAProxy-style). */
+export const AFFINITY_COOKIE = "lb-affinity";
+
 export interface Faults {
   /** Delay every response by this many ms. */
   slowMs: number;
+  /** Delay /attest replies only (a cold verifier; COLD_VERIFIER_ATTEST_MS in the VM scenario). */
+  slowAttestMs: number;
+  /**
+   * The next N /attest requests get trustee's 401 for an attestation-service failure (a slow or
+   * rate-limited DCAP/KDS collateral fetch), session and evidence notwithstanding.
+   */
+  transient401Attest: number;
+  /**
+   * A load balancer in front of several replicas with in-memory sessions: every reply without
+   * this cookie sets it (Path=/kbs, Max-Age), and a request without it reaches another replica,
+   * which knows no session ("session not found" at /attest, TokenNotFound at /resource).
+   */
+  affinityCookie?: string;
   /** The next N requests get a 503. */
   fail5xx: number;
   /** This endpoint answers 200 with a body that is not JSON. */
@@ -204,18 +223,31 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const tokenTtl = options.tokenTtlMs ?? 5 * 60_000;
   const stats: Record<string, number> = { auth: 0, attest: 0, resource: 0, other: 0, attestations: 0 };
   const broker = {
-    faults: { slowMs: 0, fail5xx: 0, wrongJweKey: false, ...options.faults } as Faults,
+    faults: {
+      slowMs: 0,
+      slowAttestMs: 0,
+      transient401Attest: 0,
+      fail5xx: 0,
+      wrongJweKey: false,
+      ...options.faults,
+    } as Faults,
     policy: options.policy ?? ALLOW_ALL,
   };
 
-  const cookieOf = (req: Request) =>
+  const cookieOf = (req: Request, name = COOKIE) =>
     req.headers
       .get("cookie")
       ?.split(";")
       .map((c) => c.trim().split("="))
-      .find(([k]) => k === COOKIE)?.[1];
+      .find(([k]) => k === name)?.[1];
+
+  // The replica this broker plays behind the load-balancer fault.
+  const replica = `replica-${randomBytes(4).toString("hex")}`;
+  const otherReplica = (req: Request) =>
+    broker.faults.affinityCookie !== undefined && cookieOf(req, broker.faults.affinityCookie) !== replica;
 
   const liveSession = (req: Request): Session | undefined => {
+    if (otherReplica(req)) return undefined;
     const id = cookieOf(req);
     const s = id ? sessions.get(id) : undefined;
     if (s && s.expires < Date.now()) {
@@ -366,6 +398,31 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
     return Response.json(jwe);
   }
 
+  async function answer(req: Request, path: string, step: string, m: RegExpExecArray | null) {
+    try {
+      if (path === "/healthz") return new Response("ok");
+      if (!m || (step !== "resource" && req.method !== "POST")) {
+        throw new KbsHttpError(404, "InvalidRequestPath", `invalid request path ${path}`);
+      }
+      if (step === "auth") return await auth(req);
+      if (step === "attest") {
+        if (broker.faults.slowAttestMs > 0) await Bun.sleep(broker.faults.slowAttestMs);
+        if (broker.faults.transient401Attest > 0) {
+          broker.faults.transient401Attest--;
+          throw deny(
+            "AttestationError",
+            "RCAR handshake Attest failed: Verifier evaluate failed: fetching collateral: 429 Too Many Requests (injected fault)",
+          );
+        }
+        return await attest(req);
+      }
+      return await resource(req, m[2] ?? "");
+    } catch (e) {
+      if (!(e instanceof KbsHttpError)) throw e;
+      return Response.json({ type: ERROR_PREFIX + e.variant, detail: e.message }, { status: e.status });
+    }
+  }
+
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: options.port ?? 0,
@@ -381,18 +438,12 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
         return new Response("Service Unavailable (injected fault)", { status: 503 });
       }
       if (broker.faults.malformed === step) return new Response("<html>not json", { status: 200 });
-      try {
-        if (path === "/healthz") return new Response("ok");
-        if (!m || (step !== "resource" && req.method !== "POST")) {
-          throw new KbsHttpError(404, "InvalidRequestPath", `invalid request path ${path}`);
-        }
-        if (step === "auth") return await auth(req);
-        if (step === "attest") return await attest(req);
-        return await resource(req, m[2] ?? "");
-      } catch (e) {
-        if (!(e instanceof KbsHttpError)) throw e;
-        return Response.json({ type: ERROR_PREFIX + e.variant, detail: e.message }, { status: e.status });
+      const res = await answer(req, path, step, m);
+      const lb = broker.faults.affinityCookie;
+      if (lb !== undefined && otherReplica(req)) {
+        res.headers.append("set-cookie", `${lb}=${replica}; Path=/kbs; Max-Age=3600; HttpOnly`);
       }
+      return res;
     },
   });
   const scheme = options.tls ? "https" : "http";

@@ -6,6 +6,7 @@
  *       [--resource default/key/delta=text] [--out DIR [--guest-host 10.0.2.2] [--tee sample]] \
  *       [--policy allow-all|deny-all|policy.json] [--allow-tee sample,tdx,snp,tpm] [--tls-dir DIR] \
  *       [--start-delay SECS] [--session-ttl SECS] [--fail-5xx N] [--slow MS]
+ *       [--fail-401-attest N] [--slow-attest MS|cold] [--affinity-cookie NAME|lb]
  *
  * --out DIR writes what a guest needs: DIR/fde.toml (rootfs and delta keys from this broker at
  * http(s)://GUEST-HOST:PORT, `tee` as given, kbs_root_cert with --tls-dir) and DIR/rootfs.key,
@@ -14,13 +15,24 @@
  * With --tls-dir it serves HTTPS with the CA and server certificate in DIR, made on first use
  * (DIR/ca.pem is what kbs_root_cert pins), printing "CA: DIR/ca.pem" before the start delay.
  * Prints "listening on <url>" once it accepts connections, "stats {...}" on SIGTERM/SIGINT.
+ * Fault modes trustee deployments show: --fail-401-attest N answers the next N /attest requests
+ * with trustee's 401 for a transient verifier failure; --slow-attest delays /attest replies
+ * ("cold": 40 s, what a cold verifier takes); --affinity-cookie plays a load balancer that needs
+ * its own cookie ("lb": lb-affinity) or routes to a replica without the session.
  * Listens on 127.0.0.1 only.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ALLOW_ALL, DENY_ALL, type Policy, startBroker } from "./broker.ts";
+import {
+  AFFINITY_COOKIE,
+  ALLOW_ALL,
+  COLD_VERIFIER_ATTEST_MS,
+  DENY_ALL,
+  type Policy,
+  startBroker,
+} from "./broker.ts";
 import { loadOrMakePki } from "./tls.ts";
 
 function fail(message: string): never {
@@ -42,6 +54,9 @@ const { values } = parseArgs({
     "session-ttl": { type: "string" },
     "fail-5xx": { type: "string", default: "0" },
     slow: { type: "string", default: "0" },
+    "fail-401-attest": { type: "string", default: "0" },
+    "slow-attest": { type: "string" },
+    "affinity-cookie": { type: "string" },
   },
   strict: true,
 });
@@ -126,7 +141,14 @@ const broker = await startBroker({
   allowTees: values["allow-tee"]?.split(","),
   sessionTtlMs: values["session-ttl"] ? Number(values["session-ttl"]) * 1000 : undefined,
   tls: pki ? { cert: pki.certPem, key: pki.keyPem } : undefined,
-  faults: { fail5xx: Number(values["fail-5xx"]), slowMs: Number(values.slow) },
+  faults: {
+    fail5xx: Number(values["fail-5xx"]),
+    slowMs: Number(values.slow),
+    transient401Attest: Number(values["fail-401-attest"]),
+    slowAttestMs:
+      values["slow-attest"] === "cold" ? COLD_VERIFIER_ATTEST_MS : Number(values["slow-attest"] ?? 0),
+    affinityCookie: values["affinity-cookie"] === "lb" ? AFFINITY_COOKIE : values["affinity-cookie"],
+  },
 });
 process.stdout.write(`listening on ${broker.url}\n`);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {

@@ -2,6 +2,11 @@
  * Trustee KBS client, RCAR protocol 0.4.0: POST /auth (Request) -> Challenge + kbs-session-id
  * cookie; POST /attest with runtime data {nonce, tee-pubkey} bound into the TEE evidence ->
  * attestation token; GET /resource/<repo>/<type>/<tag> -> JWE encrypted to the TEE key.
+ * Trustee answers every attestation-service failure with 401, transient ones included (slow or
+ * rate-limited collateral fetches), so a 401 at /auth or /attest restarts the whole handshake a
+ * bounded number of times, as guest-components' RCAR client does; a 401/403 at /resource with a
+ * live session is a policy answer and final. Every cookie the broker or a load balancer in front
+ * of it sets is kept for the session (net/cookies.ts), so replica affinity holds.
  * In passport mode the attestation runs against `attestUrl` and the resource KBS gets the
  * token as a Bearer credential. Sessions are cached per process, keyed by KBS URL + TEE, so the
  * rootfs and delta keys of one boot cost one attestation.
@@ -10,7 +15,8 @@ import { createHash } from "node:crypto";
 import { decodeJwt, type FlattenedJWE } from "jose";
 import { type SelectOptions, selectAttester } from "../attest/index.ts";
 import { log } from "../log.ts";
-import { type ExchangeReply, text } from "../net/http.ts";
+import { CookieJar } from "../net/cookies.ts";
+import { backoffDelay, type ExchangeReply, text } from "../net/http.ts";
 import { canonicalJson } from "./canonical.ts";
 import { KbsError, type KbsStep } from "./errors.ts";
 import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy, systemCaBundle } from "./http.ts";
@@ -18,6 +24,12 @@ import { decryptResource, generateTeeKeyPair, type TeeKeyAlgorithm, type TeeKeyP
 
 export const KBS_PROTOCOL_VERSION = "0.4.0";
 export const SESSION_COOKIE = "kbs-session-id";
+/**
+ * Handshakes (auth + attest) per session when /auth or /attest answers 401: guest-components'
+ * RCAR_MAX_ATTEMPT. Waits between them follow the retry policy's backoff, and the key fetch's
+ * overall deadline (retry_timeout_secs) still bounds them.
+ */
+export const RCAR_HANDSHAKE_ATTEMPTS = 5;
 /** 401 answers that mean "no valid session/token" (not a policy or resource answer). */
 const SESSION_ERRORS = new Set([undefined, "TokenNotFound", "TokenVerifierError"]);
 const HASH_NAMES: Record<string, string> = { sha256: "sha256", sha384: "sha384", sha512: "sha512" };
@@ -39,9 +51,10 @@ export interface KbsClientConfig {
 }
 
 interface Session {
-  cookie?: string;
-  /** ms since epoch; the cookie is not sent after this. */
-  cookieExpires: number;
+  /** Every cookie of the handshake (session id, load-balancer affinity), for the resource requests. */
+  jar: CookieJar;
+  /** Where the session cookie is checked (the attestation KBS's /resource path). */
+  resourceUrl: string;
   token: string;
   tokenExpires: number;
   key: TeeKeyPair;
@@ -67,23 +80,8 @@ const EXPIRY_MARGIN_MS = 10_000;
 
 function usable(s: Session, passport: boolean): boolean {
   const now = Date.now() + EXPIRY_MARGIN_MS;
-  return passport ? s.tokenExpires > now : s.cookieExpires > now && s.cookie !== undefined;
-}
-
-function parseSessionCookie(res: ExchangeReply): { value: string; expires: number } | undefined {
-  for (const line of res.headers.getSetCookie()) {
-    const [pair, ...attrs] = line.split(";");
-    const eq = pair!.indexOf("=");
-    if (pair!.slice(0, eq).trim() !== SESSION_COOKIE) continue;
-    let expires = Number.POSITIVE_INFINITY;
-    for (const attr of attrs) {
-      const [k, v] = attr.split("=");
-      if (k?.trim().toLowerCase() === "expires" && v) expires = Date.parse(v.trim());
-      if (k?.trim().toLowerCase() === "max-age" && v) expires = Date.now() + Number(v) * 1000;
-    }
-    return { value: pair!.slice(eq + 1).trim(), expires };
-  }
-  return undefined;
+  if (passport) return s.tokenExpires > now;
+  return (s.jar.expiry(s.resourceUrl, SESSION_COOKIE) ?? 0) > now;
 }
 
 function readJson(step: KbsStep, url: string, res: ExchangeReply, what: string): Record<string, unknown> {
@@ -111,17 +109,59 @@ function refused(step: KbsStep, url: string, res: ExchangeReply): KbsError {
   return new KbsError(step, url, "was refused", { status: res.status, info, hint });
 }
 
+type Attester = Awaited<ReturnType<typeof selectAttester>>;
+
+/** A 401 from /auth or /attest: trustee's answer to any attestation-service failure, maybe transient. */
+function handshakeRefusal(err: unknown): err is KbsError {
+  return err instanceof KbsError && err.status === 401 && err.step !== "resource";
+}
+
+/**
+ * Runs the handshake up to RCAR_HANDSHAKE_ATTEMPTS times while /auth or /attest answers 401, each
+ * with a fresh nonce, evidence and cookie jar (nothing of a refused session is reused). Anything
+ * else (transport failures after their own retries, malformed replies, 403/404) is final.
+ */
 async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> {
-  const kbs = `${base(cfg.attestUrl ?? cfg.url)}/kbs/v0`;
   const attester = await selectAttester({ ...cfg.attestation, tee: cfg.tee });
   const key = await generateTeeKeyPair(cfg.keyAlgorithm);
+  for (let n = 1; ; n++) {
+    try {
+      return await handshake(cfg, ctx, attester, key);
+    } catch (err) {
+      if (!handshakeRefusal(err)) throw err;
+      const delay = backoffDelay(ctx.retry, n);
+      if (n >= RCAR_HANDSHAKE_ATTEMPTS || Date.now() + delay >= ctx.deadline) {
+        throw new KbsError(err.step, err.url, `was refused in each of ${n} handshake${n > 1 ? "s" : ""}`, {
+          status: err.status,
+          info: err.info,
+          cause: err,
+          hint: err.hint,
+        });
+      }
+      log.warn(
+        `kbs: ${err.step} request to ${err.url} ${err.reason}; new handshake in ${(delay / 1000).toFixed(1)} s (${n + 1}/${RCAR_HANDSHAKE_ATTEMPTS})`,
+      );
+      await Bun.sleep(delay);
+    }
+  }
+}
 
+async function handshake(
+  cfg: KbsClientConfig,
+  ctx: HttpContext,
+  attester: Attester,
+  key: TeeKeyPair,
+): Promise<Session> {
+  const kbs = `${base(cfg.attestUrl ?? cfg.url)}/kbs/v0`;
+  const jar = new CookieJar();
   const authUrl = `${kbs}/auth`;
+  const resourceUrl = `${kbs}/resource/`;
   const authRes = await kbsFetch(
     {
       step: "auth",
       method: "POST",
       url: authUrl,
+      jar,
       body: JSON.stringify({
         version: KBS_PROTOCOL_VERSION,
         tee: attester.tee,
@@ -131,12 +171,11 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
     ctx,
   );
   if (authRes.status !== 200) throw refused("auth", authUrl, authRes);
-  const cookie = parseSessionCookie(authRes);
   const challenge = readJson("auth", authUrl, authRes, "Challenge");
   if (typeof challenge.nonce !== "string" || challenge.nonce === "") {
     throw new KbsError("auth", authUrl, 'returned a Challenge without a "nonce"', { status: authRes.status });
   }
-  if (!cookie) {
+  if (jar.expiry(resourceUrl, SESSION_COOKIE) === undefined) {
     throw new KbsError("auth", authUrl, `returned no ${SESSION_COOKIE} cookie`, { status: authRes.status });
   }
   const extra = challenge["extra-params"];
@@ -158,7 +197,7 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
       step: "attest",
       method: "POST",
       url: attestUrl,
-      headers: { cookie: `${SESSION_COOKIE}=${cookie.value}` },
+      jar,
       body: JSON.stringify({
         "runtime-data": { nonce: challenge.nonce, "tee-pubkey": key.publicJwk },
         "tee-evidence": { primary_evidence: evidence, additional_evidence: "" },
@@ -178,9 +217,8 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
   } catch {
     // Background-check mode does not need to read the token; passport mode fails at the resource KBS.
   }
-  const refreshed = parseSessionCookie(attestRes) ?? cookie;
   log.info(`kbs: attested to ${base(cfg.attestUrl ?? cfg.url)} as ${attester.tee}`);
-  return { cookie: refreshed.value, cookieExpires: refreshed.expires, token: body.token, tokenExpires, key };
+  return { jar, resourceUrl, token: body.token, tokenExpires, key };
 }
 
 async function session(cfg: KbsClientConfig, ctx: HttpContext, fresh: boolean): Promise<Session> {
@@ -217,10 +255,8 @@ export async function getKbsResource(cfg: KbsClientConfig, path: string): Promis
   const passport = isPassport(cfg);
   for (let round = 0; ; round++) {
     const s = await session(cfg, ctx, round > 0);
-    const headers: Record<string, string> = passport
-      ? { authorization: `Bearer ${s.token}` }
-      : { cookie: `${SESSION_COOKIE}=${s.cookie}` };
-    const res = await kbsFetch({ step: "resource", method: "GET", url, headers }, ctx);
+    const headers: Record<string, string> = passport ? { authorization: `Bearer ${s.token}` } : {};
+    const res = await kbsFetch({ step: "resource", method: "GET", url, headers, jar: s.jar }, ctx);
     if (res.status !== 200) {
       const err = refused("resource", url, res);
       // A session the KBS forgot (expired, restarted) is renewed once; policy and resource answers are final.

@@ -15,6 +15,8 @@ export class KbsError extends KeyProviderError {
   readonly url: string;
   readonly status?: number;
   readonly kbsType?: string;
+  /** The broker's error body (type, detail), escaped. */
+  readonly info?: KbsErrorInfo;
   /** Connection failures and 5xx: worth another attempt. */
   readonly retryable: boolean;
   /** The message without provider, step and URL (for retry logs and the final summary). */
@@ -45,6 +47,7 @@ export class KbsError extends KeyProviderError {
     this.url = url;
     this.status = options.status;
     this.kbsType = kbsType;
+    this.info = options.info;
     this.retryable = options.retryable ?? false;
     this.reason = reason;
   }

@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { printable } from "../escape.ts";
+import type { CookieJar } from "../net/cookies.ts";
 import {
   CONTROL_REPLY_MAX_BYTES,
   type ExchangeReply,
@@ -51,6 +52,8 @@ export interface KbsRequest {
   url: string;
   headers?: Record<string, string>;
   body?: string;
+  /** The session's cookies: sent with every attempt, and every reply's Set-Cookie kept. */
+  jar?: CookieJar;
 }
 
 /** OpenSSL's conventional bundle locations (Debian/Ubuntu, Fedora/RHEL/Anolis, Alpine/others). */
@@ -108,12 +111,14 @@ export async function kbsFetch(req: KbsRequest, ctx: HttpContext): Promise<Excha
     async (timeoutMs) => {
       ctx.onRequest?.(req.step);
       let reply: ExchangeReply;
+      const cookie = req.jar?.header(req.url);
       try {
         reply = await exchange({
           method: req.method,
           url: req.url,
           headers: {
             ...(req.body === undefined ? {} : { "content-type": "application/json" }),
+            ...(cookie === undefined ? {} : { cookie }),
             ...req.headers,
           },
           body: req.body,
@@ -129,6 +134,8 @@ export async function kbsFetch(req: KbsRequest, ctx: HttpContext): Promise<Excha
           hint: hintFor(cause, ctx.ca),
         });
       }
+      // A load balancer sets its affinity cookie on any reply, errors included.
+      req.jar?.store(req.url, reply.headers.getSetCookie());
       if (reply.status >= 500) {
         throw new KbsError(req.step, req.url, "failed", {
           status: reply.status,

@@ -2,10 +2,22 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ALLOW_ALL, type Broker, DENY_ALL, startBroker } from "../../../vm-test/kbs/broker.ts";
+import {
+  AFFINITY_COOKIE,
+  ALLOW_ALL,
+  type Broker,
+  COLD_VERIFIER_ATTEST_MS,
+  DENY_ALL,
+  startBroker,
+} from "../../../vm-test/kbs/broker.ts";
 import { makeTestPki } from "../../../vm-test/kbs/tls.ts";
 import { canonicalJson } from "../../src/kbs/canonical.ts";
-import { clearKbsSessions, getKbsResource, type KbsClientConfig } from "../../src/kbs/client.ts";
+import {
+  clearKbsSessions,
+  getKbsResource,
+  type KbsClientConfig,
+  RCAR_HANDSHAKE_ATTEMPTS,
+} from "../../src/kbs/client.ts";
 import type { KbsError } from "../../src/kbs/errors.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/http.ts";
 import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
@@ -446,7 +458,10 @@ describe("fault modes", () => {
     expect(b.stats.attestations).toBe(1);
   });
   for (const status of [401, 403, 404]) {
-    test(`HTTP ${status} is final: one request, error names URL, step, status, KBS type and detail`, async () => {
+    // trustee's 401 may be transient (a verifier failure): the handshake is restarted, a bounded
+    // number of times; 403 and 404 are final at once.
+    const tries = status === 401 ? RCAR_HANDSHAKE_ATTEMPTS : 1;
+    test(`HTTP ${status} at auth: ${tries} request(s), error names URL, step, status, KBS type and detail`, async () => {
       let requests = 0;
       const server = Bun.serve({
         hostname: "127.0.0.1",
@@ -465,11 +480,12 @@ describe("fault modes", () => {
       try {
         const url = `http://127.0.0.1:${server.port}`;
         const e = await failure(getKbsResource(cfg({ url }), "default/key/rootfs"));
+        const how = status === 401 ? `was refused in each of ${tries} handshakes` : "was refused";
         expect(e.message).toContain(
-          `auth request to ${url}/kbs/v0/auth was refused: HTTP ${status} AttestationFailed: nope`,
+          `auth request to ${url}/kbs/v0/auth ${how}: HTTP ${status} AttestationFailed: nope`,
         );
         expect(e.status).toBe(status);
-        expect(requests).toBe(1);
+        expect(requests).toBe(tries);
       } finally {
         await server.stop(true);
       }
@@ -481,5 +497,90 @@ describe("fault modes", () => {
     expect(e.message).toContain("HTTP 404 InvalidRequestPath");
     expect(e.hint).toContain("URL");
     expect(b.stats.other).toBe(1);
+  });
+});
+
+describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow verifiers", () => {
+  test("transient 401 at /attest (verifier failure): the whole handshake is restarted and succeeds", async () => {
+    const b = await broker({ faults: { transient401Attest: 2 } });
+    expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    // Each restart is a new /auth (fresh nonce and session), not a replay of /attest.
+    expect(b.stats).toMatchObject({ auth: 3, attest: 3, resource: 1, attestations: 1 });
+  });
+  test(`401 at /attest that never clears: ${RCAR_HANDSHAKE_ATTEMPTS} handshakes, then one error with the broker's reason`, async () => {
+    const b = await broker({ faults: { transient401Attest: 1000 } });
+    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    expect(e.message).toContain(
+      `attest request to ${b.url}/kbs/v0/attest was refused in each of ${RCAR_HANDSHAKE_ATTEMPTS} handshakes: HTTP 401 AttestationError: RCAR handshake Attest failed: Verifier evaluate failed`,
+    );
+    expect(e.hint).toContain("attestation-service logs");
+    expect(b.stats).toMatchObject({
+      auth: RCAR_HANDSHAKE_ATTEMPTS,
+      attest: RCAR_HANDSHAKE_ATTEMPTS,
+      resource: 0,
+    });
+  });
+  test("the key fetch's overall deadline (retry_timeout_secs) bounds the handshake restarts", async () => {
+    const b = await broker({ faults: { transient401Attest: 1000 } });
+    const started = Date.now();
+    // Waits of 0.5-1 s against a 0.7 s budget: one or two handshakes, never five.
+    const retry = { ...FAST, baseDelayMs: 1000, maxDelayMs: 1000, totalTimeoutMs: 700 };
+    const e = await failure(getKbsResource(cfg(b, { retry }), "default/key/rootfs"));
+    expect(e.message).toMatch(/was refused in each of [1-2] handshakes?: HTTP 401/);
+    expect(b.stats.auth).toBeLessThan(RCAR_HANDSHAKE_ATTEMPTS);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+  test("policy denial at /resource with a live session: final after one try, no new handshake", async () => {
+    const b = await broker({ policy: DENY_ALL });
+    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    expect(e.kbsType).toBe("PolicyDeny");
+    expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 1 });
+  });
+  test("a load balancer's affinity cookie is kept and sent back with the session cookie", async () => {
+    const b = await broker({ faults: { affinityCookie: AFFINITY_COOKIE } });
+    expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    expect(await getKbsResource(cfg(b), "default/key/delta")).toEqual(DELTA);
+    // Without the affinity cookie /attest would reach a replica without the session (401).
+    expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 2, attestations: 1 });
+  });
+  test("the front really requires its cookie: only kbs-session-id sent back gets 'session not found'", async () => {
+    const b = await broker({ faults: { affinityCookie: AFFINITY_COOKIE } });
+    const auth = await fetch(`${b.url}/kbs/v0/auth`, {
+      method: "POST",
+      body: JSON.stringify({ version: "0.4.0", tee: "sample", "extra-params": "" }),
+    });
+    const cookies = auth.headers.getSetCookie();
+    expect(cookies.some((c) => c.startsWith(`${AFFINITY_COOKIE}=replica-`))).toBe(true);
+    const session = cookies.find((c) => c.startsWith("kbs-session-id="))!.split(";")[0]!;
+    const res = await fetch(`${b.url}/kbs/v0/attest`, {
+      method: "POST",
+      headers: { cookie: session },
+      body: "{}",
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { detail: string }).detail).toContain("session not found");
+  });
+  test("a slow /attest (cold verifier) passes within the request timeout, and times out below it", async () => {
+    // Scaled down 100x from the VM scenario (40 s attest, 60 s timeout).
+    const b = await broker({ faults: { slowAttestMs: 400 } });
+    expect(
+      await getKbsResource(cfg(b, { retry: { ...FAST, requestTimeoutMs: 600 } }), "default/key/rootfs"),
+    ).toEqual(KEY);
+    clearKbsSessions();
+    const e = await failure(
+      getKbsResource(
+        cfg(b, { retry: { ...FAST, attempts: 2, requestTimeoutMs: 150 } }),
+        "default/key/rootfs",
+      ),
+    );
+    expect(e.message).toContain(`attest request to ${b.url}/kbs/v0/attest gave up after 2 attempts`);
+    expect(e.message).toContain("timed out");
+  });
+  test("the default request timeout outlasts a cold verifier's 40 s /attest (upstream's 60 s)", () => {
+    expect(COLD_VERIFIER_ATTEST_MS).toBe(40_000);
+    expect(DEFAULT_RETRY.requestTimeoutMs).toBe(60_000);
+    expect(DEFAULT_RETRY.requestTimeoutMs).toBeGreaterThan(COLD_VERIFIER_ATTEST_MS * 1.25);
+    // One slow attest fits the overall budget many times over.
+    expect(DEFAULT_RETRY.totalTimeoutMs).toBeGreaterThan(2 * DEFAULT_RETRY.requestTimeoutMs);
   });
 });

@@ -113,7 +113,8 @@ describe("kbs provider", () => {
     expect(d).toMatchObject({
       retryAttempts: 15,
       retryTimeoutMs: 180_000,
-      requestTimeoutMs: 15_000,
+      // guest-components' default: a cold verifier can take ~40 s to answer /attest.
+      requestTimeoutMs: 60_000,
       teeKeyAlgorithm: "ECDH-ES+A256KW",
     });
     expect(() => kbsConfig({ kbs_url: "https://kbs", key_uri: "kbs:///a/b/c", tee: "sgx" })).toThrow();
