@@ -11,6 +11,36 @@ import type { StsCredentials } from "./rpc.ts";
 export const IMDS_ENDPOINT = "http://100.100.100.200";
 const TOKEN_TTL_SECONDS = "300";
 
+/**
+ * Alibaba Cloud's NTP service inside ECS networks (upstream time_sync.rs uses the first; the
+ * others are numbered servers of the same service, tried when it does not answer).
+ */
+export const ALIYUN_NTP_SERVERS = [
+  "ntp.cloud.aliyuncs.com",
+  "ntp1.cloud.aliyuncs.com",
+  "ntp10.cloud.aliyuncs.com",
+];
+
+/**
+ * Whether the metadata service accepts a TCP connection within `timeoutMs`: how upstream tells an
+ * ECS instance (it waits 5 s; callers here pass less, so a VM without IMDS is not held up).
+ */
+export async function imdsAnswers(timeoutMs: number, endpoint: string = IMDS_ENDPOINT): Promise<boolean> {
+  const { connect } = await import("node:net");
+  const url = new URL(endpoint);
+  return new Promise<boolean>((resolve) => {
+    const socket = connect({ host: url.hostname, port: Number(url.port || 80) });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
 export class Imds {
   private token: string | undefined | null = null;
 

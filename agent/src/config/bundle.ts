@@ -35,6 +35,7 @@ function bootToToml(boot: GlobalConfig["boot"]): Record<string, unknown> {
     verbose: boot.verbose,
     ...(boot.onFailure !== d.onFailure ? { on_failure: boot.onFailure } : {}),
     ...(boot.failurePauseSecs !== d.failurePauseSecs ? { failure_pause_secs: boot.failurePauseSecs } : {}),
+    ...(boot.ntpServers.length > 0 ? { ntp_servers: boot.ntpServers } : {}),
   };
 }
 

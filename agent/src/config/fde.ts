@@ -3,6 +3,7 @@
  * schemas including its aliases (`[data]` for `[delta]`, `rw_overlay` for `delta_location`).
  */
 import * as v from "valibot";
+import { MAX_NTP_SERVERS, NTP_SERVER_FORMAT, parseNtpServer } from "../clock/servers.ts";
 import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers.ts";
 
 export interface FdeConfig {
@@ -30,12 +31,14 @@ export interface GlobalConfig {
     onFailure: FailureAction;
     /** Seconds the failure stays on the console before the action. */
     failurePauseSecs: number;
+    /** SNTP servers to set the clock from before the first key fetch (see clock/sync.ts). */
+    ntpServers: string[];
   };
 }
 
 /** Defaults: power off, after a pause long enough to read the error on the console. */
 export const DEFAULT_GLOBAL: GlobalConfig = {
-  boot: { verbose: false, onFailure: "poweroff", failurePauseSecs: 10 },
+  boot: { verbose: false, onFailure: "poweroff", failurePauseSecs: 10, ntpServers: [] },
 };
 
 /** Upper bound of failure_pause_secs: a typo must not park a failed machine for days. */
@@ -121,6 +124,17 @@ export const GlobalSchema = v.pipe(
         failure_pause_secs: v.optional(
           v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_FAILURE_PAUSE_SECS)),
         ),
+        ntp_servers: v.optional(
+          v.pipe(
+            v.array(
+              v.pipe(
+                v.string(),
+                v.check((s) => parseNtpServer(s) !== undefined, `must be ${NTP_SERVER_FORMAT}`),
+              ),
+            ),
+            v.maxLength(MAX_NTP_SERVERS, `at most ${MAX_NTP_SERVERS} servers`),
+          ),
+        ),
       }),
     ),
   }),
@@ -130,6 +144,7 @@ export const GlobalSchema = v.pipe(
         verbose: t.boot?.verbose ?? DEFAULT_GLOBAL.boot.verbose,
         onFailure: t.boot?.on_failure ?? DEFAULT_GLOBAL.boot.onFailure,
         failurePauseSecs: t.boot?.failure_pause_secs ?? DEFAULT_GLOBAL.boot.failurePauseSecs,
+        ntpServers: t.boot?.ntp_servers ?? DEFAULT_GLOBAL.boot.ntpServers,
       },
     }),
   ),
