@@ -1,14 +1,18 @@
 /**
  * Picks the evidence source. Auto-detection follows guest-components' order (tdx, then snp,
- * then tpm; the SGX/Azure/CSV/CCA/SE attesters in between are not supported here). The TPM
- * module (ESAPI bindings) is imported only when TPM evidence is wanted. Unlike
- * upstream, no TEE does NOT fall back to the unsigned "sample" evidence: that needs an explicit
- * `tee = "sample"` in the provider config or CRYPTPILOT_TEE=sample.
+ * then tpm; the SGX/Azure/CSV/CCA/SE attesters in between are not supported here). The platform
+ * comes from the CPU and kernel (platform.ts), not from the attestation interface: a TDX or SNP
+ * guest whose interface is missing fails naming the driver; it never falls back to TPM
+ * evidence (a vTPM in a CVM may be the host's) nor to sample evidence. Only an explicit `tee`
+ * setting (or CRYPTPILOT_TEE) picks another source. The TPM module (ESAPI bindings) is imported
+ * only when TPM evidence is wanted.
  */
 import { KeyProviderError } from "../errors.ts";
+import { log } from "../log.ts";
+import { attestInterface, detectPlatform, missingInterface } from "./platform.ts";
 import { createSampleAttester } from "./sample.ts";
-import { createSnpAttester, detectSnp } from "./snp.ts";
-import { createTdxAttester, detectTdx } from "./tdx.ts";
+import { createSnpAttester } from "./snp.ts";
+import { createTdxAttester } from "./tdx.ts";
 import type { TpmAttesterOptions } from "./tpm.ts";
 import type { TsmFs } from "./tsm.ts";
 import { type Attester, DEFAULT_PATHS, type HostPaths, TEE_TYPES, type TeeType } from "./types.ts";
@@ -38,10 +42,13 @@ async function create(tee: TeeType, paths: HostPaths, options: SelectOptions): P
   }
 }
 
-/** The TEE this machine offers, or undefined. */
+/**
+ * The TEE this machine is (tdx, snp: from the CPU and kernel, whether or not its attestation
+ * interface is there), else tpm when it has a TPM, else undefined.
+ */
 export async function detectTee(paths: HostPaths = DEFAULT_PATHS, fs?: TsmFs): Promise<TeeType | undefined> {
-  if (await detectTdx(paths, fs)) return "tdx";
-  if (detectSnp(paths)) return "snp";
+  const { platform } = await detectPlatform(paths, fs);
+  if (platform !== "none") return platform;
   if ((await import("./tpm.ts")).detectTpm(paths)) return "tpm";
   return undefined;
 }
@@ -62,15 +69,22 @@ export async function selectAttester(options: SelectOptions = {}): Promise<Attes
     }
     return create(forced as TeeType, paths, options);
   }
-  const tee = await detectTee(paths, options.fs);
-  if (tee === undefined) {
-    throw new KeyProviderError(
-      "kbs",
-      `no TEE found: no configfs-tsm TDX provider under ${paths.tsmRoot}, no ${paths.sysRoot}/dev/tdx_guest, no ${paths.sysRoot}/sys/devices/platform/sev-guest, no ${paths.sysRoot}/dev/tpmrm0 or /dev/tpm0`,
-      {
-        hint: 'run inside a TDX or SEV-SNP guest or with a TPM, or set tee = "sample" in the kbs provider config for development',
-      },
-    );
+  const info = await detectPlatform(paths, options.fs);
+  if (info.platform !== "none") {
+    const via = attestInterface(info.platform, info.interfaces);
+    if (via === undefined) {
+      const { message, hint } = missingInterface({ ...info, platform: info.platform }, paths.tsmRoot);
+      throw new KeyProviderError("kbs", message, { hint });
+    }
+    log.debug(`attest: ${info.platform} guest (${info.signs.join(", ")}), evidence via ${via}`);
+    return create(info.platform, paths, options);
   }
-  return create(tee, paths, options);
+  if ((await import("./tpm.ts")).detectTpm(paths)) return create("tpm", paths, options);
+  throw new KeyProviderError(
+    "kbs",
+    `no TEE found: no TDX or SEV-SNP sign (CPU flag tdx_guest, ${paths.sysRoot}/sys/devices/platform/sev-guest, a configfs-tsm provider under ${paths.tsmRoot}, ${paths.sysRoot}/dev/tdx_guest or /dev/sev-guest) and no ${paths.sysRoot}/dev/tpmrm0 or /dev/tpm0`,
+    {
+      hint: 'run inside a TDX or SEV-SNP guest or with a TPM, or set tee = "sample" in the kbs provider config for development',
+    },
+  );
 }

@@ -5,11 +5,30 @@
  * explicit input so tests can run the same sequence against a temp dir that emulates the kernel.
  */
 import { randomBytes } from "node:crypto";
+import { statfsSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { FdeError } from "../errors.ts";
 
-export const TSM_ROOT = "/sys/kernel/config/tsm";
+/**
+ * configfs's mount point. The kernel creates the directory when configfs registers (built in, or
+ * the configfs module loaded); systemd mounts it in the booted system, the before-sysroot stage
+ * mounts it in the initrd when nobody has (boot/before-sysroot.ts).
+ */
+export const CONFIGFS_ROOT = "/sys/kernel/config";
+export const TSM_ROOT = `${CONFIGFS_ROOT}/tsm`;
+
+/** statfs f_type of configfs (CONFIGFS_MAGIC, include/uapi/linux/magic.h). */
+export const CONFIGFS_MAGIC = 0x62656570;
+
+/** Whether `path` is a mounted configfs (not just the empty directory sysfs shows before). */
+export function isConfigfs(path: string = CONFIGFS_ROOT): boolean {
+  try {
+    return statfsSync(path).type === CONFIGFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
 
 /** The few filesystem calls the ABI needs; `nodeTsmFs` is the real one. */
 export interface TsmFs {

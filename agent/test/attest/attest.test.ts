@@ -139,7 +139,14 @@ describe.skipIf(!haveFixtures)("SEV-SNP report JSON", () => {
     const json = snpReportJson(fixture("verifier/snp/test-vlek-report.bin")) as J;
     expect(json.version).toBe(3);
     expect([json.cpuid_fam_id, json.cpuid_mod_id]).toEqual([0x19, 0x01]);
-    expect(json.reported_tcb).toEqual({ fmc: null, bootloader: 4, tee: 0, snp: 0x18, microcode: 0xd9 });
+    expect(json.reported_tcb).toEqual({
+      fmc: null,
+      bootloader: 4,
+      tee: 0,
+      _reserved: [0, 0, 0, 0],
+      snp: 0x18,
+      microcode: 0xd9,
+    });
     expect(json.launch_mit_vector).toBeNull();
   });
   test("u64 fields are exact JSON integers beyond 2^53", () => {
@@ -218,15 +225,20 @@ describe("TEE detection and selection", () => {
     expect((await selectAttester({ paths, env: {}, tee: "sample" })).tee).toBe("sample");
     await expect(selectAttester({ paths, env: {}, tee: "sgx" })).rejects.toThrow('unknown TEE "sgx"');
   });
-  test("detection order: tdx (configfs provider) before snp", async () => {
+  test("an attestation interface is itself a sign: configfs-tsm provider, /dev/tdx_guest", async () => {
     const sys = emptySys();
     mkdirSync(join(sys, "sys/devices/platform/sev-guest"), { recursive: true });
     expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: sys })).toBe("snp");
     const tsm = await fakeTsm("tdx_guest", (inblob) => ({ outblob: inblob }));
-    expect(await detectTee({ tsmRoot: tsm.root, sysRoot: sys }, tsm.fs)).toBe("tdx");
-    mkdirSync(join(sys, "dev"));
-    writeFileSync(join(sys, "dev/tdx_guest"), "");
-    expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: sys })).toBe("tdx");
+    expect(await detectTee({ tsmRoot: tsm.root, sysRoot: emptySys() }, tsm.fs)).toBe("tdx");
+    const tdx = emptySys();
+    mkdirSync(join(tdx, "dev"));
+    writeFileSync(join(tdx, "dev/tdx_guest"), "");
+    expect(await detectTee({ tsmRoot: "/nonexistent", sysRoot: tdx })).toBe("tdx");
+    // Signs of both TEEs cannot come from one kernel: refused rather than picking one.
+    await expect(detectTee({ tsmRoot: tsm.root, sysRoot: sys }, tsm.fs)).rejects.toThrow(
+      "conflicting TEE signs",
+    );
   });
   test("detection order: snp before tpm; a TPM device alone means tpm", async () => {
     const sys = emptySys();
