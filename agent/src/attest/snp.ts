@@ -1,17 +1,42 @@
 /**
  * AMD SEV-SNP evidence: the ATTESTATION_REPORT (VMPL 0, runtime-data digest zero-padded to 64
- * bytes as REPORT_DATA) and the GHCB certificate table, both through configfs-tsm. The JSON is
- * the serde form of the virtee/sev `AttestationReport` that trustee's SNP verifier deserializes
- * and re-encodes to check the signature, so every field must round-trip to the same bytes.
+ * bytes as REPORT_DATA) and the GHCB certificate table, through configfs-tsm (Linux >= 6.7) or,
+ * without it, /dev/sev-guest's ioctls (sev-guest.ts).
+ *
+ * The JSON is the serde form of virtee/sev's `AttestationReport`, which the trustee verifiers
+ * deserialise and re-encode to check the signature, so every field must round-trip to the same
+ * bytes. Two trustees use two incompatible versions of that struct:
+ *  - confidential-containers/trustee: sev 7 (`key_info`, `cpuid_*`, `current`/`committed`
+ *    {major,minor,build}, `*_mit_vector`, TcbVersion {fmc,bootloader,tee,snp,microcode} decoded
+ *    per CPU generation, Signature {r,s}); re-encodes field by field.
+ *  - openanolis/trustee: sev 4.0.0 (`_author_key_en`, `_reserved_0.._4`, `current_build` ...,
+ *    TcbVersion {bootloader,tee,_reserved[4],snp,microcode} always in the Milan layout,
+ *    Signature {r,s,_reserved[368]}); re-encodes with bincode, i.e. the struct in byte order.
+ * Both derive `Deserialize` without `deny_unknown_fields`, so serde ignores the other version's
+ * fields and one JSON carrying both field sets is accepted by both. The one conflict is Turin
+ * (family 0x1A): its TCB_VERSION bytes are [fmc,bootloader,tee,snp,0,0,0,microcode], which sev 7
+ * names per generation and sev 4 names in the Milan positions, under the same keys. For Turin
+ * reports `format` picks whose names are used (SnpEvidenceFormat).
  */
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { FdeError } from "../errors.ts";
+import { type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
 import { padReportData } from "./tdx.ts";
 import { type TsmFs, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
 export const SNP_PROVIDER = "sev_guest";
 export const SNP_REPORT_SIZE = 1184;
+
+/**
+ * Which trustee's serde names the TCB_VERSION fields of Turin reports: "coco" (sev 7,
+ * confidential-containers/trustee) or "openanolis" (sev 4.0.0, openanolis/trustee). Milan and
+ * Genoa reports give the same JSON for both, which both trustees accept.
+ */
+export type SnpEvidenceFormat = "coco" | "openanolis";
+export const SNP_EVIDENCE_FORMATS: readonly SnpEvidenceFormat[] = ["coco", "openanolis"];
+export const DEFAULT_SNP_EVIDENCE_FORMAT: SnpEvidenceFormat = "coco";
 
 /** JSON.rawJSON (TC39 "JSON.parse source text"; in Bun) is missing from TypeScript's lib. */
 const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
@@ -24,14 +49,29 @@ function generation(family: number | null, model: number | null): Generation {
   return "milan-genoa";
 }
 
-function tcbVersion(b: Uint8Array, gen: Generation) {
-  return gen === "turin"
-    ? { fmc: b[0], bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7] }
-    : { fmc: null, bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7] };
+/**
+ * TcbVersion in both serde forms. Milan layout: sev 7 and sev 4 agree on the names, sev 4 adds
+ * `_reserved` (bytes 2-5). Turin layout: the names differ, `format` decides; the sev 7 form then
+ * leaves `_reserved` out so openanolis/trustee fails at deserialising, not at the signature.
+ */
+function tcbVersion(b: Uint8Array, gen: Generation, format: SnpEvidenceFormat) {
+  const milan = {
+    bootloader: b[0],
+    tee: b[1],
+    _reserved: Array.from(b.subarray(2, 6)),
+    snp: b[6],
+    microcode: b[7],
+  };
+  if (gen !== "turin") return { fmc: null, ...milan };
+  if (format === "openanolis") return milan;
+  return { fmc: b[0], bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7] };
 }
 
 /** The serde JSON of a 1184-byte report (u64 fields as exact integers via JSON.rawJSON). */
-export function snpReportJson(report: Uint8Array): Record<string, unknown> {
+export function snpReportJson(
+  report: Uint8Array,
+  format: SnpEvidenceFormat = DEFAULT_SNP_EVIDENCE_FORMAT,
+): Record<string, unknown> {
   if (report.length !== SNP_REPORT_SIZE) {
     throw new FdeError(`SEV-SNP report is ${report.length} bytes, expected ${SNP_REPORT_SIZE}`);
   }
@@ -44,7 +84,7 @@ export function snpReportJson(report: Uint8Array): Record<string, unknown> {
   const family = hasCpuid ? report[0x188]! : null;
   const model = hasCpuid ? report[0x189]! : null;
   const gen = generation(family, model);
-  const tcb = (o: number) => tcbVersion(report.subarray(o, o + 8), gen);
+  const tcb = (o: number) => tcbVersion(report.subarray(o, o + 8), gen, format);
   const fw = (o: number) => ({ major: report[o + 2], minor: report[o + 1], build: report[o] });
   return {
     version,
@@ -56,7 +96,9 @@ export function snpReportJson(report: Uint8Array): Record<string, unknown> {
     sig_algo: u32(0x34),
     current_tcb: tcb(0x38),
     plat_info: u64(0x40),
-    key_info: u32(0x48),
+    key_info: u32(0x48), // sev 7
+    _author_key_en: u32(0x48), // sev 4: the same word
+    _reserved_0: u32(0x4c), // sev 4
     report_data: bytes(0x50, 64),
     measurement: bytes(0x90, 48),
     host_data: bytes(0xc0, 32),
@@ -65,17 +107,27 @@ export function snpReportJson(report: Uint8Array): Record<string, unknown> {
     report_id: bytes(0x140, 32),
     report_id_ma: bytes(0x160, 32),
     reported_tcb: tcb(0x180),
-    cpuid_fam_id: family,
+    cpuid_fam_id: family, // sev 7 (cpuid_*)
     cpuid_mod_id: model,
     cpuid_step: hasCpuid ? report[0x18a] : null,
+    _reserved_1: bytes(0x188, 24), // sev 4: CPUID bytes and reserved up to chip_id
     chip_id: bytes(0x1a0, 64),
     committed_tcb: tcb(0x1e0),
-    current: fw(0x1e8),
+    current: fw(0x1e8), // sev 7
     committed: fw(0x1ec),
+    current_build: report[0x1e8], // sev 4
+    current_minor: report[0x1e9],
+    current_major: report[0x1ea],
+    _reserved_2: report[0x1eb],
+    committed_build: report[0x1ec],
+    committed_minor: report[0x1ed],
+    committed_major: report[0x1ee],
+    _reserved_3: report[0x1ef],
     launch_tcb: tcb(0x1f0),
-    launch_mit_vector: version >= 5 ? u64(0x1f8) : null,
+    launch_mit_vector: version >= 5 ? u64(0x1f8) : null, // sev 7
     current_mit_vector: version >= 5 ? u64(0x200) : null,
-    signature: { r: bytes(0x2a0, 72), s: bytes(0x2e8, 72) },
+    _reserved_4: bytes(0x1f8, 168), // sev 4: mitigation vectors and reserved up to the signature
+    signature: { r: bytes(0x2a0, 72), s: bytes(0x2e8, 72), _reserved: bytes(0x330, 368) },
   };
 }
 
@@ -117,26 +169,63 @@ export function detectSnp(paths: HostPaths): boolean {
   return existsSync(`${paths.sysRoot}/sys/devices/platform/sev-guest`);
 }
 
-export function createSnpAttester(paths: HostPaths, fs?: TsmFs): Attester {
+/** The sev-guest device under a HostPaths prefix. */
+export function sevGuestDevice(paths: HostPaths): string {
+  return `${paths.sysRoot}/dev/sev-guest`;
+}
+
+/**
+ * Which kernel interface SNP evidence comes from: configfs-tsm when its report directory exists
+ * (the tsm core is loaded), else /dev/sev-guest when present, else undefined.
+ */
+export function snpInterface(paths: HostPaths): "configfs-tsm" | "sev-guest" | undefined {
+  if (existsSync(join(paths.tsmRoot, "report"))) return "configfs-tsm";
+  if (existsSync(sevGuestDevice(paths))) return "sev-guest";
+  return undefined;
+}
+
+export interface SnpAttesterOptions {
+  /** Serde form for Turin reports (the `snp_evidence_format` setting); default "coco". */
+  format?: SnpEvidenceFormat;
+  /** ioctl and sleep for /dev/sev-guest (tests); the device path comes from `paths`. */
+  device?: Omit<SevGuestOptions, "device">;
+}
+
+export function createSnpAttester(paths: HostPaths, fs?: TsmFs, options: SnpAttesterOptions = {}): Attester {
   return {
     tee: "snp",
     async evidence(digest: Uint8Array) {
       const reportData = padReportData(digest);
-      const { outblob, auxblob } = await tsmReport({
-        root: paths.tsmRoot,
-        fs,
-        provider: SNP_PROVIDER,
-        inblob: reportData,
-        privlevel: 0,
-        auxblob: true,
-      });
-      const attestation_report = snpReportJson(outblob);
-      if (!Buffer.from(outblob.subarray(0x50, 0x90)).equals(reportData)) {
-        throw new FdeError("SEV-SNP report from configfs-tsm does not carry the requested REPORT_DATA");
+      const via = snpInterface(paths);
+      let report: Uint8Array;
+      let certs: Uint8Array | undefined;
+      if (via === "sev-guest") {
+        ({ report, certs } = await snpReportFromDevice(reportData, {
+          ...options.device,
+          device: sevGuestDevice(paths),
+        }));
+      } else {
+        // Also when neither exists: tsmReport's error names configfs-tsm and the kernel version.
+        const r = await tsmReport({
+          root: paths.tsmRoot,
+          fs,
+          provider: SNP_PROVIDER,
+          inblob: reportData,
+          privlevel: 0,
+          auxblob: true,
+        });
+        report = r.outblob;
+        certs = r.auxblob;
+      }
+      const attestation_report = snpReportJson(report, options.format);
+      if (!Buffer.from(report.subarray(0x50, 0x90)).equals(reportData)) {
+        throw new FdeError(
+          `SEV-SNP report from ${via ?? "configfs-tsm"} does not carry the requested REPORT_DATA`,
+        );
       }
       return {
         attestation_report,
-        cert_chain: auxblob && auxblob.length > 0 ? snpCertChainJson(auxblob) : null,
+        cert_chain: certs && certs.length > 0 ? snpCertChainJson(certs) : null,
       };
     },
   };
