@@ -92,6 +92,9 @@ export function errorInfo(body: string): KbsErrorInfo {
 function hintFor(failure: HttpFailure, ca: string | undefined): string {
   switch (failure.kind) {
     case "certificate":
+      if (failure.clock) {
+        return "check this machine's clock first (no or wrong RTC, a restored snapshot: sync it by NTP), then the dates of the broker's certificates. Not retried: the clock does not correct itself between attempts";
+      }
       return `the broker's TLS certificate is not trusted: set kbs_root_cert to the PEM of the CA that issued it${ca ? "" : " (or add that CA to the system bundle)"}, and check the clock (an expired or not yet valid certificate fails the same way). Not retried: a certificate that fails once fails every time`;
     case "tls":
       return "does the broker speak TLS on this port (https:// vs http://)?";

@@ -7,6 +7,7 @@
  */
 import { printable } from "../escape.ts";
 import { log } from "../log.ts";
+import { CERTIFICATE_TIME_CODES, certificateTimeMessage } from "./cert-time.ts";
 
 /** Cap for JSON/protobuf control replies (KBS /auth, /attest; KMS, STS, IMDS): 1 MiB. */
 export const CONTROL_REPLY_MAX_BYTES = 1024 * 1024;
@@ -34,10 +35,17 @@ export class HttpFailure extends Error {
   readonly kind: FailureKind;
   /** For redirects: the Location the peer named (sanitised, shortened). */
   readonly location?: string;
-  constructor(kind: FailureKind, message: string, options: { cause?: unknown; location?: string } = {}) {
+  /** A certificate expired or not yet valid: the clock may be wrong, not the trust anchor. */
+  readonly clock: boolean;
+  constructor(
+    kind: FailureKind,
+    message: string,
+    options: { cause?: unknown; location?: string; clock?: boolean } = {},
+  ) {
     super(message, { cause: options.cause });
     this.kind = kind;
     this.location = options.location;
+    this.clock = options.clock ?? false;
   }
   get retryable(): boolean {
     return this.kind === "network" || this.kind === "timeout";
@@ -184,6 +192,11 @@ export async function exchange(req: ExchangeRequest): Promise<ExchangeReply> {
           : `timed out: the reply body did not arrive within ${duration(req.timeoutMs)}`,
         { cause },
       );
+    }
+    const code = String((cause as { code?: unknown })?.code ?? "");
+    if (CERTIFICATE_TIME_CODES.has(code)) {
+      const message = await certificateTimeMessage(code, req.url, req.ca, req.timeoutMs);
+      throw new HttpFailure("certificate", message, { cause, clock: true });
     }
     throw classify(cause);
   } finally {

@@ -10,7 +10,7 @@ import {
   DENY_ALL,
   startBroker,
 } from "../../../vm-test/kbs/broker.ts";
-import { makeTestPki } from "../../../vm-test/kbs/tls.ts";
+import { makeDatedPki, makeTestPki } from "../../../vm-test/kbs/tls.ts";
 import { canonicalJson } from "../../src/kbs/canonical.ts";
 import {
   clearKbsSessions,
@@ -310,6 +310,52 @@ describe("TLS", () => {
     }
     expect(b.stats.attestations).toBe(0);
   });
+});
+
+describe("TLS failures caused by the clock name the clock, not kbs_root_cert (#15)", () => {
+  const YEAR = 365 * 86_400_000;
+  const at = (iso: string) => new Date(iso);
+  const cases = [
+    {
+      name: "expired server certificate",
+      leaf: { notBefore: at("2020-01-01T00:00:00Z"), notAfter: at("2021-01-01T00:00:00Z") },
+      ca: undefined,
+      code: "CERT_HAS_EXPIRED",
+      dates: "CN=127.0.0.1 is valid from 2020-01-01T00:00:00Z to 2021-01-01T00:00:00Z",
+    },
+    {
+      name: "server certificate not yet valid",
+      leaf: { notBefore: at("2090-01-01T00:00:00Z"), notAfter: at("2091-01-01T00:00:00Z") },
+      ca: undefined,
+      code: "CERT_NOT_YET_VALID",
+      dates: "CN=127.0.0.1 is valid from 2090-01-01T00:00:00Z to 2091-01-01T00:00:00Z",
+    },
+    {
+      name: "expired CA (kbs_root_cert) above a valid server certificate",
+      leaf: { notBefore: new Date(Date.now() - YEAR), notAfter: new Date(Date.now() + YEAR) },
+      ca: { notBefore: at("2019-06-01T00:00:00Z"), notAfter: at("2022-06-01T00:00:00Z") },
+      code: "CERT_HAS_EXPIRED",
+      dates: "CN=cryptpilot dated test CA is valid from 2019-06-01T00:00:00Z to 2022-06-01T00:00:00Z",
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: the guest clock and the certificate's dates, final at once`, async () => {
+      const pki = makeDatedPki(c.leaf, c.ca);
+      const b = await broker({ tls: { cert: pki.certPem, key: pki.keyPem } });
+      let sent = 0;
+      const e = await failure(
+        getKbsResource(cfg(b, { ca: pki.caPem, onRequest: () => sent++ }), "default/key/rootfs"),
+      );
+      expect(e.message).toContain(`auth request to ${b.url}/kbs/v0/auth could not be completed`);
+      expect(e.message).toContain(`TLS certificate not valid at this machine's time (${c.code})`);
+      expect(e.message).toMatch(/the guest clock says \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ; /);
+      expect(e.message).toContain(`the certificate ${c.dates}`);
+      expect(e.hint).toContain("clock");
+      expect(e.hint).not.toContain("kbs_root_cert");
+      expect(sent).toBe(1);
+      expect(b.stats.auth).toBe(0);
+    });
+  }
 });
 
 describe("passport mode", () => {
