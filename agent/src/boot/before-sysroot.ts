@@ -18,6 +18,7 @@ import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import { createProvider, type KeyProvider } from "../providers/index.ts";
 import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
+import { loadModules } from "./kernel-modules.ts";
 import * as N from "./names.ts";
 import type { Step } from "./steps.ts";
 
@@ -29,23 +30,9 @@ export interface BeforeCtx {
   rootHash?: string;
   /** Name of the verity mapping: "rootfs" for overlayfs, "rootfs_verity" for dm-snapshot. */
   verityName: string;
+  /** `[boot] ntp_servers` from global.toml, for the clock check before the first key fetch. */
+  ntpServers?: string[];
   recreated?: boolean;
-}
-
-const KERNEL_MODULES = [
-  "dm_mod",
-  "dm_crypt",
-  "dm_verity",
-  "dm_snapshot",
-  "dm_zero",
-  "dm_integrity",
-  "zram",
-  "overlay",
-];
-
-async function loadModules(): Promise<void> {
-  // Built-in or already loaded modules are fine; a missing one shows up when its target is used.
-  await run("modprobe", ["-a", ...KERNEL_MODULES], { okCodes: [0, 1] }).catch((e) => log.debug(String(e)));
 }
 
 async function provider(
@@ -86,6 +73,9 @@ export function beforeSysrootSteps(fde: FdeConfig): Step<BeforeCtx>[] {
       run: loadRootHash,
     },
   ];
+  if (fde.rootfs.encrypt || diskDelta(fde)) {
+    steps.push({ title: "checking the clock before the first key fetch", run: checkClock });
+  }
   if (fde.rootfs.encrypt) {
     steps.push({ title: "unlocking the encrypted rootfs", device: () => N.LV_ROOTFS, run: unlockRootfs });
   }
@@ -130,6 +120,15 @@ async function activate(ctx: BeforeCtx): Promise<void> {
 async function loadRootHash(ctx: BeforeCtx): Promise<void> {
   const { loadMetadata } = await import("../config/index.ts");
   ctx.rootHash = (await loadMetadata(ctx.configDir)).rootHash;
+}
+
+/**
+ * TLS to a KBS and signed KMS/STS requests fail on a clock that is years off: sync it when NTP
+ * servers are configured or it is before the build time (clock/sync.ts). Never fails the boot.
+ */
+async function checkClock(ctx: BeforeCtx): Promise<void> {
+  const { realClockDeps, syncClock } = await import("../clock/sync.ts");
+  await syncClock(ctx.ntpServers ?? [], await realClockDeps());
 }
 
 async function unlockRootfs(ctx: BeforeCtx): Promise<void> {

@@ -52,6 +52,7 @@ export async function runStage(
         fde,
         lvm: { systemDir: GUEST_LVM_SYSTEM_DIR },
         verityName: fde.rootfs.deltaBackend === "overlayfs" ? N.ROOTFS : N.ROOTFS_VERITY,
+        ntpServers: config.global.boot.ntpServers,
       });
     } else {
       await runSteps(what, afterSysrootSteps(fde), {

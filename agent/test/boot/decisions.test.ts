@@ -78,6 +78,7 @@ describe("step order", () => {
     expect(beforeSysrootSteps(cfg("disk-persist", "dm-snapshot", true)).map((s) => s.title)).toEqual([
       "activating LVM volume group cryptpilot",
       "loading the dm-verity root hash (metadata.toml)",
+      "checking the clock before the first key fetch",
       "unlocking the encrypted rootfs",
       "opening dm-verity",
       "growing the disk partition and the delta volume",
