@@ -25,6 +25,10 @@ node_modules/.installed: package.json package-lock.json
 
 deps: apt-deps node_modules/.installed
 
+# The clock check's floor (agent/src/clock/build-time.ts): SOURCE_DATE_EPOCH, else the HEAD
+# commit's time, so the binary (and the initrd measured with it) stays reproducible.
+BUILD_EPOCH = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),$(shell date +%s))
+
 # One self-contained executable. The x64 (not -baseline) target: in Bun 1.4 both embed the same
 # SSE4.2 runtime and pick AVX2 at run time, so it runs on TDX/SNP hosts and under QEMU TCG -cpu max.
 # --splitting keeps each lazily imported command/provider in its own embedded chunk: without it the
@@ -32,7 +36,7 @@ deps: apt-deps node_modules/.installed
 # time of `--version` (see bench/results.md).
 $(BIN): $(SRC) node_modules/.installed
 	@mkdir -p dist
-	$(BUN) build --compile --minify --bytecode --splitting --format=esm --target=bun-linux-x64 agent/src/main.ts --outfile $(BIN)
+	$(BUN) build --compile --minify --bytecode --splitting --format=esm --target=bun-linux-x64 --define CRYPTPILOT_BUILD_EPOCH=$(BUILD_EPOCH) agent/src/main.ts --outfile $(BIN)
 
 build: $(BIN)
 
