@@ -148,7 +148,7 @@ const isBusy = (r: CallResult) => r.errno === ERRNO.EAGAIN || r.vmmError === SNP
 const extUnsupported = (r: CallResult) =>
   r.errno === ERRNO.ENOTTY ||
   r.errno === ERRNO.EOPNOTSUPP ||
-  (r.errno === ERRNO.EIO && r.fwError === 0 && r.vmmError !== SNP_GUEST_VMM_ERR_INVALID_LEN);
+  (r.errno === ERRNO.EIO && r.fwError === 0 && r.vmmError !== SNP_GUEST_VMM_ERR_INVALID_LEN && !isBusy(r));
 
 async function withBusyRetry(
   call: () => CallResult,
