@@ -170,7 +170,19 @@ installkernel() {
     if cryptpilot_needs_tpm; then
         hostonly='' instmods tpm tpm_tis tpm_tis_core tpm_crb
     fi
+    cryptpilot_install_tee_modules
     return 0
+}
+
+# TEE guest drivers, whatever the build host is (rarely the TDX or SEV-SNP guest itself): the
+# Intel TDX and AMD SEV-SNP guest drivers (/dev/tdx_guest, /dev/sev-guest and their configfs-tsm
+# report providers), configfs-tsm (tsm up to Linux 6.15, tsm_report after) and configfs. dracut's
+# generic set leaves drivers/virt/coco out; Debian 13 builds all of them as modules. Built-in or
+# absent ones (Debian 12's 6.1 has no TDX guest support) are skipped by instmods. The
+# before-sysroot stage loads them and mounts configfs before it detects the TEE; a TEE guest
+# without its driver stops there, naming it (agent/src/attest/platform.ts, TEE_DRIVERS).
+cryptpilot_install_tee_modules() {
+    hostonly='' instmods configfs tsm tsm_report tdx_guest sev-guest
 }
 
 install() {

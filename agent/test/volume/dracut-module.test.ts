@@ -22,7 +22,7 @@ inst_binary() { echo "inst_binary $*" >>"$LOG"; }
 inst_script() { echo "inst_script $*" >>"$LOG"; }
 inst_hook() { echo "inst_hook $*" >>"$LOG"; }
 inst_libdir_file() { echo "inst_libdir_file $*" >>"$LOG"; }
-instmods() { echo "instmods $*" >>"$LOG"; }
+instmods() { echo "instmods hostonly=\${hostonly-unset} $*" >>"$LOG"; }
 dracut_module_included() { return 1; }
 derror() { echo "derror $*" >>"$LOG"; }
 fake_systemctl() { echo "systemctl $*" >>"$LOG"; }
@@ -48,6 +48,7 @@ function runModule(fde: string | undefined, volumes: Record<string, string>): Ru
   const script = `${STUBS}
 source "${ROOT}/dracut-module/91cryptpilot/module-setup.sh"
 echo "depends: $(depends)" >"$DEPENDS"
+installkernel
 install`;
   const proc = Bun.spawnSync(["bash", "-c", script], {
     env: {
@@ -61,6 +62,8 @@ install`;
       moddir: join(ROOT, "hooks"),
       systemdsystemunitdir: "/usr/lib/systemd/system",
       udevrulesdir: "/usr/lib/udev/rules.d",
+      // dracut --hostonly: the module must switch it off for what the guest needs.
+      hostonly: "yes",
     },
     stdout: "pipe",
     stderr: "pipe",
@@ -123,4 +126,14 @@ test("no open_in_initrd volume: the FDE initrd exactly as before, no volume unit
     "enable cryptpilot-fde-before-sysroot.service cryptpilot-fde-after-sysroot.service",
   );
   expect(readFileSync(join(run.initdir, "etc/cmdline.d/90-cryptpilot.conf"), "utf8")).toContain("rd.lvm=0");
+});
+
+test("installkernel: TEE guest drivers, configfs-tsm and configfs with hostonly off, whatever the providers", () => {
+  for (const fde of [FDE, undefined]) {
+    const run = runModule(fde, {});
+    expect(run.code).toBe(0);
+    expect(run.log).toContain("instmods hostonly= configfs tsm tsm_report tdx_guest sev-guest\n");
+  }
+  // The storage modules keep their hostonly='' too (the recorder sees the caller's value otherwise).
+  expect(runModule(FDE, {}).log).toMatch(/^instmods hostonly= dm-mod dm-crypt/m);
 });
