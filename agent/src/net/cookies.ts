@@ -63,9 +63,15 @@ export class CookieJar {
   /** Store the Set-Cookie lines of a reply to `requestUrl`; malformed or refused ones are skipped. */
   store(requestUrl: string, setCookies: readonly string[]): void {
     const url = new URL(requestUrl);
+    const ignored: string[] = [];
     for (const line of setCookies) {
       const why = this.storeOne(url, line);
-      if (why) log.warn(`cookie from ${url.origin} ignored: ${why}`);
+      if (why) ignored.push(why);
+    }
+    // One line per reply: a flood of bad cookies must not flood the log.
+    if (ignored.length) {
+      const more = ignored.length > 1 ? ` (and ${ignored.length - 1} more)` : "";
+      log.warn(`cookie from ${url.origin} ignored: ${ignored[0]}${more}`);
     }
   }
 
