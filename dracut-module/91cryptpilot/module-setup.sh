@@ -176,9 +176,10 @@ installkernel() {
 
 # TEE guest drivers, whatever the build host is (rarely the TDX or SEV-SNP guest itself): the
 # Intel TDX and AMD SEV-SNP guest drivers (/dev/tdx_guest, /dev/sev-guest and their configfs-tsm
-# report providers), configfs-tsm (tsm up to Linux 6.15, tsm_report after) and configfs. dracut's
-# generic set leaves drivers/virt/coco out; Debian 13 builds all of them as modules. Built-in or
-# absent ones (Debian 12's 6.1 has no TDX guest support) are skipped by instmods. The
+# report providers), configfs-tsm (module tsm, as in Debian 13's 6.12; tsm_report since the 2025
+# coco/tsm split) and configfs. dracut's generic set leaves drivers/virt/coco out; Debian 13
+# builds all of them as modules. Built-in or absent ones (Debian 12's 6.1 has sev-guest and
+# configfs only: no TDX guest support, no configfs-tsm) are skipped by instmods. The
 # before-sysroot stage loads them and mounts configfs before it detects the TEE; a TEE guest
 # without its driver stops there, naming it (agent/src/attest/platform.ts, TEE_DRIVERS).
 cryptpilot_install_tee_modules() {

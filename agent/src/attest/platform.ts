@@ -43,7 +43,7 @@ export const TEE_DRIVERS: Readonly<Record<Exclude<Platform, "none">, TeeDriver>>
   snp: { name: "AMD SEV-SNP", tsmProvider: "sev_guest", device: "/dev/sev-guest", module: "sev_guest" },
 };
 
-/** The configfs-tsm core module: `tsm` up to Linux 6.15, `tsm_report` after its split. */
+/** The configfs-tsm core module: `tsm` (Linux 6.7+, Debian 13's 6.12), `tsm_report` since the 2025 coco/tsm split. */
 export const TSM_MODULES = ["tsm", "tsm_report"] as const;
 
 /** Kernel paths of the signs (under HostPaths.sysRoot). */
