@@ -4,7 +4,7 @@
  *   - NTP servers configured (`[boot] ntp_servers`, `cryptpilot.ntp=` on the kernel command line):
  *     sync from them;
  *   - else the clock is before this binary's build time (certainly wrong): sync from Alibaba
- *     Cloud's NTP service when the ECS metadata service answers (as upstream does), otherwise from
+ *     Cloud's NTP service when the ECS metadata service answers (as upstream does), then from
  *     DEFAULT_NTP_SERVERS; if that fails too, set the clock forward to the build time (as
  *     systemd does with its build date), the best lower bound there is;
  *   - else: nothing, no network (a sane clock costs a file read and a comparison).
@@ -32,7 +32,7 @@ export const PER_SERVER_TIMEOUT_MS = 1000;
 export const ECS_PROBE_TIMEOUT_MS = 1000;
 /** Differences below this are left alone: not worth a clock step. */
 export const MIN_STEP_MS = 1000;
-/** Public servers used when the clock is before the build time and nothing else is known. */
+/** Public servers asked (after ECS's, on ECS) when the clock is before the build time and none is configured. */
 export const DEFAULT_NTP_SERVERS = ["time.cloudflare.com", "pool.ntp.org"];
 
 export interface ClockDeps {
@@ -133,7 +133,9 @@ export async function syncClock(fromConfig: readonly string[], deps: ClockDeps):
     let servers = plan.configured;
     if (servers.length === 0) {
       const ecs = await deps.ecs(ECS_PROBE_TIMEOUT_MS);
-      servers = (ecs ?? DEFAULT_NTP_SERVERS).map((host) => parseNtpServer(host)!);
+      // On ECS its own service first; the public servers still follow, since anything that
+      // accepts a TCP connection on the metadata address (a transparent proxy) looks like ECS.
+      servers = [...(ecs ?? []), ...DEFAULT_NTP_SERVERS].map((host) => parseNtpServer(host)!);
       log.info(
         `  ${plan.reason}; syncing from ${ecs ? "Alibaba Cloud's NTP service (ECS)" : "public NTP servers"}`,
       );
