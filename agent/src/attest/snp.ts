@@ -19,11 +19,10 @@
  * reports `format` picks whose names are used (SnpEvidenceFormat).
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { FdeError } from "../errors.ts";
 import { type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
 import { padReportData } from "./tdx.ts";
-import { type TsmFs, tsmReport } from "./tsm.ts";
+import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
 export const SNP_PROVIDER = "sev_guest";
@@ -175,11 +174,14 @@ export function sevGuestDevice(paths: HostPaths): string {
 }
 
 /**
- * Which kernel interface SNP evidence comes from: configfs-tsm when its report directory exists
- * (the tsm core is loaded), else /dev/sev-guest when present, else undefined.
+ * Which kernel interface SNP evidence comes from: configfs-tsm when it offers the sev_guest
+ * provider, else /dev/sev-guest when present, else undefined (platform.ts's attestInterface rule).
  */
-export function snpInterface(paths: HostPaths): "configfs-tsm" | "sev-guest" | undefined {
-  if (existsSync(join(paths.tsmRoot, "report"))) return "configfs-tsm";
+export async function snpInterface(
+  paths: HostPaths,
+  fs?: TsmFs,
+): Promise<"configfs-tsm" | "sev-guest" | undefined> {
+  if ((await tsmProvider({ root: paths.tsmRoot, fs })) === SNP_PROVIDER) return "configfs-tsm";
   if (existsSync(sevGuestDevice(paths))) return "sev-guest";
   return undefined;
 }
@@ -196,7 +198,7 @@ export function createSnpAttester(paths: HostPaths, fs?: TsmFs, options: SnpAtte
     tee: "snp",
     async evidence(digest: Uint8Array) {
       const reportData = padReportData(digest);
-      const via = snpInterface(paths);
+      const via = await snpInterface(paths, fs);
       let report: Uint8Array;
       let certs: Uint8Array | undefined;
       if (via === "sev-guest") {

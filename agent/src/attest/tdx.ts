@@ -1,11 +1,13 @@
 /**
  * Intel TDX evidence: a TD quote from configfs-tsm with the runtime-data digest zero-padded to
- * 64 bytes as REPORTDATA, plus the CCEL event log. JSON shape: trustee's TdxEvidence
+ * 64 bytes as REPORTDATA, plus the CCEL event log. configfs-tsm (Linux 6.7+) is the only mainline
+ * interface that gives a quote; /dev/tdx_guest alone does not (tdx-guest.ts). JSON shape: trustee's TdxEvidence
  * `{cc_eventlog: base64 | null, quote: base64}`.
  */
 import { existsSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { readCcel } from "./ccel.ts";
+import { TDX_GUEST_DEVICE, tdxQuoteUnavailable } from "./tdx-guest.ts";
 import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
@@ -60,6 +62,12 @@ export function createTdxAttester(paths: HostPaths, fs?: TsmFs): Attester {
     tee: "tdx",
     async evidence(digest: Uint8Array) {
       const reportData = padReportData(digest);
+      // Without configfs-tsm, /dev/tdx_guest gives no quote (tdx-guest.ts): say so rather than
+      // report configfs-tsm as merely missing.
+      const device = `${paths.sysRoot}${TDX_GUEST_DEVICE}`;
+      if ((await tsmProvider({ root: paths.tsmRoot, fs })) !== TDX_PROVIDER && existsSync(device)) {
+        throw tdxQuoteUnavailable(device, paths.tsmRoot);
+      }
       const { outblob } = await tsmReport({
         root: paths.tsmRoot,
         fs,

@@ -85,7 +85,7 @@ describe.skipIf(!haveFixtures)("/dev/sev-guest through a fake kernel", () => {
   test("the attester uses /dev/sev-guest when configfs-tsm is absent", async () => {
     const dev = fakeSevGuest({ report, certs: certTable(VCEK_GUID, vcek) });
     const paths = { tsmRoot: join(mkdtempSync(join(tmpdir(), "no-tsm-")), "tsm"), sysRoot: dev.sysRoot };
-    expect(snpInterface(paths)).toBe("sev-guest");
+    expect(await snpInterface(paths)).toBe("sev-guest");
     const attester = createSnpAttester(paths, undefined, { device: { ioctl: dev.ioctl, sleep: noSleep } });
     const ev = JSON.parse(JSON.stringify(await attester.evidence(digest)));
     expect(ev.attestation_report.report_data).toEqual([...digest, ...new Array(16).fill(0)]);
