@@ -27,6 +27,8 @@ export interface FakeHost {
   /** MSG_REPORT_RSP status / report_size overrides. */
   status?: number;
   reportSize?: number;
+  /** Answer with the template as is (a replayed report), ignoring the request's REPORT_DATA. */
+  replay?: boolean;
 }
 
 export interface FakeSevGuest {
@@ -114,8 +116,10 @@ export function fakeSevGuest(host: FakeHost): FakeSevGuest {
       rv.setUint32(0, host.status ?? 0, true);
       rv.setUint32(4, host.reportSize ?? 1184, true);
       const report = host.report.slice();
-      report.set(req.subarray(0, 64), 0x50);
-      report.set(req.subarray(64, 68), 0x30); // vmpl
+      if (!host.replay) {
+        report.set(req.subarray(0, 64), 0x50);
+        report.set(req.subarray(64, 68), 0x30); // vmpl
+      }
       resp.set(report, 0x20);
       return 0;
     },

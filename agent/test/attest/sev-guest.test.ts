@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ERRNO, kernelBuffer, libcIoctl } from "../../src/attest/ioctl.ts";
 import {
   SNP_BUSY_RETRIES,
   SNP_CERTS_INITIAL_BYTES,
@@ -22,6 +23,20 @@ const digest = new Uint8Array(createHash("sha384").update("runtime data").digest
 test("request numbers are _IOWR('S', n, struct snp_guest_request_ioctl)", () => {
   expect(SNP_GET_REPORT).toBe(0xc0205300);
   expect(SNP_GET_EXT_REPORT).toBe(0xc0205302);
+});
+
+describe("the real ioctl through bun:ffi and libc", () => {
+  test("a file that is no sev-guest device: ENOTTY read from errno, both requests named", async () => {
+    const fd = openSync("/dev/null", "r");
+    try {
+      expect(libcIoctl().call(fd, SNP_GET_REPORT, kernelBuffer(32))).toBe(ERRNO.ENOTTY);
+    } finally {
+      closeSync(fd);
+    }
+    await expect(snpReportFromDevice(reportData, { device: "/dev/null", sleep: noSleep })).rejects.toThrow(
+      "SNP_GET_REPORT (after SNP_GET_EXT_REPORT was refused) on /dev/null failed: ENOTTY (25)",
+    );
+  });
 });
 
 describe.skipIf(!haveFixtures)("/dev/sev-guest through a fake kernel", () => {
