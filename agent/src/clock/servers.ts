@@ -3,7 +3,23 @@
  * (`cryptpilot.ntp=host1,host2`) give them: `host`, `host:port`, an IPv4 address, or an IPv6
  * address (bare, or `[addr]:port`). Kept free of other imports: the config schema uses it too.
  */
-import { isIP } from "node:net";
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * 4 or 6 for an IP address literal, else 0 (as node:net's isIP, which is not imported: node:net
+ * would load with the config schema at every start-up). IPv6 is checked by the URL parser.
+ */
+export function isIP(text: string): 0 | 4 | 6 {
+  if (IPV4.test(text)) return 4;
+  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return 0;
+  try {
+    new URL(`http://[${text}]/`);
+    return 6;
+  } catch {
+    return 0;
+  }
+}
 
 /** The SNTP port (RFC 4330). */
 export const NTP_PORT = 123;

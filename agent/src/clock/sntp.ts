@@ -8,9 +8,8 @@
  */
 import { createSocket, type Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { printable } from "../escape.ts";
-import { describeServer, type NtpServer } from "./servers.ts";
+import { describeServer, isIP, type NtpServer } from "./servers.ts";
 
 export const NTP_PACKET_BYTES = 48;
 /** Seconds from the NTP epoch (1900) to the Unix epoch (1970). */

@@ -41,3 +41,31 @@ describe("[boot] ntp_servers", () => {
     ]);
   });
 });
+
+describe("isIP (node:net's, without loading node:net)", () => {
+  test("agrees with node:net on addresses and near misses", async () => {
+    const net = await import("node:net");
+    const { isIP } = await import("../../src/clock/servers.ts");
+    for (const s of [
+      "10.0.2.2",
+      "255.255.255.255",
+      "256.1.1.1",
+      "01.2.3.4",
+      "1.2.3",
+      "::1",
+      "fd00::1",
+      "::ffff:1.2.3.4",
+      "1::2::3",
+      ":::",
+      "g::1",
+      "ntp.example.org",
+      "",
+      "1:2:3:4:5:6:7:8",
+      "1:2:3:4:5:6:7:8:9",
+    ]) {
+      expect(`${s} ${isIP(s)}`).toBe(`${s} ${net.isIP(s)}`);
+    }
+    // Zone ids (link-local with %iface) are the one difference: not taken as NTP servers.
+    expect(isIP("fe80::1%eth0")).toBe(0);
+  });
+});
