@@ -134,7 +134,6 @@ async function attest(cfg: KbsClientConfig, ctx: HttpContext): Promise<Session> 
         throw new KbsError(err.step, err.url, `was refused in each of ${n} handshake${n > 1 ? "s" : ""}`, {
           status: err.status,
           info: err.info,
-          cause: err,
           hint: err.hint,
         });
       }
