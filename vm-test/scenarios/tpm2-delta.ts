@@ -164,15 +164,20 @@ export default defineScenario({
     const again = await bootWithTpm("unseal", verboseFiles(ctx.repo));
     expectFdeRoot(ctx, again, fde);
     // Each volume is opened with the keyslot its token names only: no KDF run for keyslot 0's
-    // argon2id recovery passphrase in front of the rootfs's sealed key.
+    // argon2id recovery passphrase in front of the rootfs's sealed key; and from the checked
+    // private copy of its header (--header, disk/luks2-header.ts), never the header on the disk.
     for (const [device, slot] of [
       ["/dev/mapper/cryptpilot-rootfs", 1],
       ["/dev/mapper/cryptpilot-delta", 0],
     ] as const) {
       const open = new RegExp(
-        `running: cryptsetup open --type luks2 --key-slot ${slot} --key-file=- ${device} \\S+\\s[\\s\\S]*?finished: cryptsetup open \\(exit 0\\) in (\\d+) ms`,
+        `running: cryptsetup open --type luks2 [^\\n]*--header /run/cryptpilot/\\S+ --key-slot ${slot} --key-file=- ${device} \\S+\\s[\\s\\S]*?finished: cryptsetup open \\(exit 0\\) in (\\d+) ms`,
       ).exec(again.serial);
-      ctx.check(open !== null, `${device} was not opened with --key-slot ${slot}`, again);
+      ctx.check(
+        open !== null,
+        `${device} was not opened from a private header copy with --key-slot ${slot}`,
+        again,
+      );
       ctx.log(`${device}: cryptsetup open --key-slot ${slot} took ${open![1]} ms`);
     }
     expectPersistence(ctx, first, again, fde);
