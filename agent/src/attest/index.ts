@@ -12,6 +12,7 @@ import { log } from "../log.ts";
 import { attestInterface, detectPlatform, missingInterface } from "./platform.ts";
 import { createSampleAttester } from "./sample.ts";
 import { createSnpAttester } from "./snp.ts";
+import type { SnpEvidenceFormat } from "./snp-format.ts";
 import { createTdxAttester } from "./tdx.ts";
 import type { TpmAttesterOptions } from "./tpm.ts";
 import type { TsmFs } from "./tsm.ts";
@@ -27,6 +28,8 @@ export interface SelectOptions {
   fs?: TsmFs;
   /** TCTI and event log for TPM evidence (default: TPM2TOOLS_TCTI/TCTI, else /dev/tpmrm0). */
   tpm?: TpmAttesterOptions;
+  /** `snp_evidence_format` from the provider config (snp-format.ts). */
+  snpEvidenceFormat?: SnpEvidenceFormat;
 }
 
 async function create(tee: TeeType, paths: HostPaths, options: SelectOptions): Promise<Attester> {
@@ -34,7 +37,7 @@ async function create(tee: TeeType, paths: HostPaths, options: SelectOptions): P
     case "tdx":
       return createTdxAttester(paths, options.fs);
     case "snp":
-      return createSnpAttester(paths, options.fs);
+      return createSnpAttester(paths, options.fs, { format: options.snpEvidenceFormat });
     case "sample":
       return createSampleAttester();
     case "tpm":

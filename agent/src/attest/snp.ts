@@ -21,21 +21,15 @@
 import { existsSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
+import { DEFAULT_SNP_EVIDENCE_FORMAT, type SnpEvidenceFormat } from "./snp-format.ts";
 import { padReportData } from "./tdx.ts";
 import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
+export { DEFAULT_SNP_EVIDENCE_FORMAT, SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "./snp-format.ts";
+
 export const SNP_PROVIDER = "sev_guest";
 export const SNP_REPORT_SIZE = 1184;
-
-/**
- * Which trustee's serde names the TCB_VERSION fields of Turin reports: "coco" (sev 7,
- * confidential-containers/trustee) or "openanolis" (sev 4.0.0, openanolis/trustee). Milan and
- * Genoa reports give the same JSON for both, which both trustees accept.
- */
-export type SnpEvidenceFormat = "coco" | "openanolis";
-export const SNP_EVIDENCE_FORMATS: readonly SnpEvidenceFormat[] = ["coco", "openanolis"];
-export const DEFAULT_SNP_EVIDENCE_FORMAT: SnpEvidenceFormat = "coco";
 
 /** JSON.rawJSON (TC39 "JSON.parse source text"; in Bun) is missing from TypeScript's lib. */
 const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;

@@ -5,6 +5,7 @@
  * type, toToml) and keep the three in step; docs/key-providers.md documents the result.
  */
 import * as v from "valibot";
+import { SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "../attest/snp-format.ts";
 import { DEFAULT_RETRY as KBS_DEFAULT_RETRY } from "../providers/kbs-defaults.ts";
 import { describeIssue, fieldsAt } from "./issues.ts";
 
@@ -95,6 +96,8 @@ export interface KbsConfig {
   cdhSocket?: string;
   /** Force a TEE type for the evidence (e.g. "tdx", "snp", "tpm", "sample"); auto-detect when absent. */
   tee?: string;
+  /** Field names of SEV-SNP Turin evidence: "coco" (confidential-containers/trustee) or "openanolis". */
+  snpEvidenceFormat?: SnpEvidenceFormat;
   /** Passport mode: the KBS that attests and issues the token presented to `url`. */
   attestationUrl?: string;
   /** Ephemeral TEE key the resource is encrypted to. */
@@ -132,6 +135,7 @@ const KbsSchema = v.pipe(
     ),
     cdh_socket: v.optional(NonEmpty),
     tee: v.optional(v.picklist(["tdx", "snp", "tpm", "sample"])),
+    snp_evidence_format: v.optional(v.picklist(SNP_EVIDENCE_FORMATS)),
     attestation_url: v.optional(HttpUrl),
     tee_key_algorithm: v.optional(v.picklist(["ECDH-ES+A256KW", "RSA-OAEP-256"]), "ECDH-ES+A256KW"),
     retry_attempts: v.optional(
@@ -190,6 +194,7 @@ const KbsSchema = v.pipe(
     if (t.kbs_root_cert !== undefined) out.rootCert = t.kbs_root_cert;
     if (t.cdh_type === "daemon") out.cdhSocket = t.cdh_socket ?? DEFAULT_CDH_SOCKET;
     if (t.tee !== undefined) out.tee = t.tee;
+    if (t.snp_evidence_format !== undefined) out.snpEvidenceFormat = t.snp_evidence_format;
     return out;
   }),
 );
@@ -202,6 +207,7 @@ function kbsToToml(c: KbsConfig): Table {
     cdh_socket: c.cdhSocket,
     key_uri: `kbs:///${c.resourcePath}`,
     tee: c.tee,
+    snp_evidence_format: c.snpEvidenceFormat,
     attestation_url: c.attestationUrl,
     tee_key_algorithm: c.teeKeyAlgorithm === "ECDH-ES+A256KW" ? undefined : c.teeKeyAlgorithm,
     retry_attempts: c.retryAttempts === KBS_RETRY_DEFAULTS.attempts ? undefined : c.retryAttempts,

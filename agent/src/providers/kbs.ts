@@ -37,6 +37,7 @@ export function create(config: KbsConfig, ctx: ProviderContext): KeyProvider {
     url: config.url!,
     attestUrl: config.attestationUrl,
     tee: config.tee,
+    attestation: config.snpEvidenceFormat ? { snpEvidenceFormat: config.snpEvidenceFormat } : undefined,
     ca: config.rootCert,
     keyAlgorithm: config.teeKeyAlgorithm,
     retry: {
