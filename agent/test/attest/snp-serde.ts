@@ -14,7 +14,7 @@
 
 // biome-ignore lint/suspicious/noExplicitAny: evidence JSON is checked field by field
 type J = Record<string, any>;
-export type Ty = "u8" | "u32" | "u64" | { arr: number } | { opt: Ty } | { struct: Field[] };
+export type Ty = "u8" | "u32" | "u64" | "string" | { arr: number } | { opt: Ty } | { struct: Field[] };
 export type Field = [string, Ty];
 
 const arr = (n: number): Ty => ({ arr: n });
@@ -135,7 +135,9 @@ const isUint = (x: unknown, max: bigint) => {
 
 /** serde_json + derived Deserialize: throws "missing field" / "invalid type" like serde would. */
 export function serdeCheck(value: unknown, ty: Ty, at = "$"): void {
-  if (ty === "u8" || ty === "u32" || ty === "u64") {
+  if (ty === "string") {
+    if (typeof value !== "string") throw new Error(`${at}: invalid type, expected a string`);
+  } else if (ty === "u8" || ty === "u32" || ty === "u64") {
     const max = ty === "u8" ? 0xffn : ty === "u32" ? 0xffffffffn : 0xffffffffffffffffn;
     if (!isUint(value, max)) throw new Error(`${at}: invalid type, expected ${ty}`);
   } else if ("arr" in ty) {
@@ -167,7 +169,8 @@ export function parseExact(text: string): J {
 export function bincodeSev4(json: J, fields: Field[] = SEV4_REPORT): Uint8Array {
   const out: number[] = [];
   const put = (v: unknown, ty: Ty) => {
-    if (ty === "u8") out.push(Number(v));
+    if (ty === "string") throw new Error("sev 4 report has no strings");
+    else if (ty === "u8") out.push(Number(v));
     else if (ty === "u32" || ty === "u64") {
       let b = BigInt(v as number);
       for (let i = 0; i < (ty === "u32" ? 4 : 8); i++, b >>= 8n) out.push(Number(b & 0xffn));
@@ -219,3 +222,17 @@ export function encodeSev7(j: J): Uint8Array {
   put(0x2e8, j.signature.s);
   return out;
 }
+
+/**
+ * TdxEvidence in deps/verifier/src/tdx/mod.rs: confidential-containers/trustee {cc_eventlog:
+ * Option<String>, quote: String}; openanolis/trustee adds gpu_evidence: Option<...>.
+ */
+export const TDX_EVIDENCE_COCO: Field[] = [
+  ["cc_eventlog", opt("string")],
+  ["quote", "string"],
+];
+export const TDX_EVIDENCE_OPENANOLIS: Field[] = [
+  ["quote", "string"],
+  ["cc_eventlog", opt("string")],
+  ["gpu_evidence", opt({ struct: [] })],
+];

@@ -6,6 +6,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { snpCertChainJson, snpReportJson } from "../../src/attest/snp.ts";
+import { createTdxAttester } from "../../src/attest/tdx.ts";
+import { fakeTsm } from "./fake-tsm.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 import {
   bincodeSev4,
@@ -15,6 +17,8 @@ import {
   SEV4_REPORT,
   SEV7_REPORT,
   serdeCheck,
+  TDX_EVIDENCE_COCO,
+  TDX_EVIDENCE_OPENANOLIS,
 } from "./snp-serde.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -92,6 +96,21 @@ describe.skipIf(!haveFixtures)("SNP evidence deserialises in both trustees", () 
     table.set(vcek, 48);
     const [entry] = snpCertChainJson(table) as { cert_type: string }[];
     expect(CERT_TYPE_VARIANTS).toContain(entry!.cert_type);
+  });
+});
+
+describe.skipIf(!haveFixtures)("TDX evidence deserialises in both trustees", () => {
+  test("{cc_eventlog, quote} fits both TdxEvidence structs", async () => {
+    const quote = fixture("verifier/tdx/tdx_quote_4.dat");
+    const tsm = await fakeTsm("tdx_guest", (inblob) => {
+      const q = quote.slice();
+      q.set(inblob, 48 + 520);
+      return { outblob: q };
+    });
+    const attester = createTdxAttester({ tsmRoot: tsm.root, sysRoot: "/nonexistent" }, tsm.fs);
+    const ev = JSON.parse(JSON.stringify(await attester.evidence(new Uint8Array(48))));
+    serdeCheck(ev, { struct: TDX_EVIDENCE_COCO });
+    serdeCheck(ev, { struct: TDX_EVIDENCE_OPENANOLIS });
   });
 });
 
