@@ -132,6 +132,12 @@ const CERT_TYPES: Record<string, string> = {
   "92f81bc3-5811-4d3d-97ff-d19f88dc67ea": "CRL",
 };
 
+/**
+ * Most entries a GHCB certificate table may have: real hosts list VCEK or VLEK, ASK, ARK and
+ * maybe a CRL.
+ */
+export const SNP_CERT_ENTRIES_MAX = 16;
+
 function uuid(b: Uint8Array): string {
   const h = Buffer.from(b).toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
@@ -141,6 +147,7 @@ function uuid(b: Uint8Array): string {
 export function snpCertChainJson(table: Uint8Array): unknown[] | null {
   const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
   const entries: unknown[] = [];
+  let total = 0;
   for (let at = 0; at + 24 <= table.length; at += 24) {
     const guid = table.subarray(at, at + 16);
     const offset = view.getUint32(at + 16, true);
@@ -148,6 +155,14 @@ export function snpCertChainJson(table: Uint8Array): unknown[] | null {
     if (guid.every((b) => b === 0) && offset === 0 && length === 0) break;
     if (offset + length > table.length) {
       throw new FdeError(`SEV-SNP certificate table entry ${uuid(guid)} points past the table end`);
+    }
+    // The host writes this table. Entries that overlap could make each JSON copy the whole
+    // table again (2,700 entries x 64 KiB as JSON number arrays: gigabytes); real ones do not.
+    total += length;
+    if (entries.length >= SNP_CERT_ENTRIES_MAX || total > table.length) {
+      throw new FdeError(
+        `SEV-SNP certificate table has more than ${SNP_CERT_ENTRIES_MAX} entries or overlapping ones (${total} bytes of certificates in a ${table.length}-byte table)`,
+      );
     }
     const id = uuid(guid);
     entries.push({

@@ -17,6 +17,7 @@ import {
 } from "../../src/attest/sev-guest.ts";
 import { createSnpAttester } from "../../src/attest/snp.ts";
 import { certTable, type FakeHost, fakeSevGuest } from "../attest/fake-sev-guest.ts";
+import { fakeTsm } from "../attest/fake-tsm.ts";
 import { fixture, haveFixtures } from "../attest/fixtures.ts";
 import { bounded } from "./limits.ts";
 
@@ -84,6 +85,27 @@ describe.skipIf(!haveFixtures)("hostile /dev/sev-guest answers", () => {
       await expect(a.evidence(digest)).rejects.toThrow(
         "certificate table entry 63da758d-e664-4564-adc5-f4b93be8accd points past the table end",
       );
+    }, CASE);
+  });
+  test("overlapping certificate entries (each the whole table) are refused, not copied", async () => {
+    // Through configfs-tsm's auxblob, whose size the host picks: copied per entry this would be
+    // 2,700 x 64 KiB as JSON number arrays.
+    const table = new Uint8Array(64 * 1024);
+    const view = new DataView(table.buffer);
+    const entries = Math.floor(table.length / 24) - 1;
+    for (let i = 0; i < entries; i++) {
+      table.set(Buffer.from("63da758de6644564adc5f4b93be8accd", "hex"), i * 24);
+      view.setUint32(i * 24 + 16, 0, true);
+      view.setUint32(i * 24 + 20, table.length, true);
+    }
+    const tsm = await fakeTsm("sev_guest", (inblob) => {
+      const r = report.slice();
+      r.set(inblob, 0x50);
+      return { outblob: r, auxblob: table };
+    });
+    const a = createSnpAttester({ tsmRoot: tsm.root, sysRoot: "/nonexistent" }, tsm.fs);
+    await bounded(async () => {
+      await expect(a.evidence(digest)).rejects.toThrow("overlapping");
     }, CASE);
   });
   test("a replayed report (not carrying our REPORT_DATA) is refused", async () => {
