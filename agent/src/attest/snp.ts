@@ -215,8 +215,14 @@ export function createSnpAttester(paths: HostPaths, fs?: TsmFs, options: SnpAtte
           ...options.device,
           device: sevGuestDevice(paths),
         }));
+      } else if (via === undefined) {
+        throw new FdeError(
+          `SEV-SNP: no attestation interface: no configfs-tsm provider ${SNP_PROVIDER} under ${paths.tsmRoot} and no ${sevGuestDevice(paths)}`,
+          {
+            hint: "load the sev_guest module (it provides both; configfs-tsm needs Linux >= 6.7 and configfs mounted)",
+          },
+        );
       } else {
-        // Also when neither exists: tsmReport's error names configfs-tsm and the kernel version.
         const r = await tsmReport({
           root: paths.tsmRoot,
           fs,

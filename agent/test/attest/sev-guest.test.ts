@@ -97,6 +97,13 @@ describe.skipIf(!haveFixtures)("/dev/sev-guest through a fake kernel", () => {
       /cannot open \/nonexistent\/sev-guest/,
     );
   });
+  test("neither configfs-tsm nor the device: the error names both and the module", async () => {
+    const sys = mkdtempSync(join(tmpdir(), "no-sev-"));
+    const attester = createSnpAttester({ tsmRoot: join(sys, "tsm"), sysRoot: sys });
+    await expect(attester.evidence(digest)).rejects.toThrow(
+      /no configfs-tsm provider sev_guest under .*\/tsm and no .*\/dev\/sev-guest/,
+    );
+  });
   test("the attester uses /dev/sev-guest when configfs-tsm is absent", async () => {
     const dev = fakeSevGuest({ report, certs: certTable(VCEK_GUID, vcek) });
     const paths = { tsmRoot: join(mkdtempSync(join(tmpdir(), "no-tsm-")), "tsm"), sysRoot: dev.sysRoot };
