@@ -589,6 +589,12 @@ describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow ve
     // Without the affinity cookie /attest would reach a replica without the session (401).
     expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 2, attestations: 1 });
   });
+  test("both at once (the kbs-https VM scenario): restarted handshakes each get the affinity cookie anew", async () => {
+    const b = await broker({ faults: { transient401Attest: 2, affinityCookie: AFFINITY_COOKIE } });
+    expect(await getKbsResource(cfg(b), "default/key/rootfs")).toEqual(KEY);
+    expect(await getKbsResource(cfg(b), "default/key/delta")).toEqual(DELTA);
+    expect(b.stats).toMatchObject({ auth: 3, attest: 3, resource: 2, attestations: 1 });
+  });
   test("the front really requires its cookie: only kbs-session-id sent back gets 'session not found'", async () => {
     const b = await broker({ faults: { affinityCookie: AFFINITY_COOKIE } });
     const auth = await fetch(`${b.url}/kbs/v0/auth`, {
