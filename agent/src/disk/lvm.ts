@@ -28,44 +28,7 @@ async function lvm(ctx: LvmContext, args: string[], okCodes = [0]): Promise<stri
  */
 export async function activateVg(ctx: LvmContext, vg: string): Promise<void> {
   await lvm(ctx, ["vgchange", "-a", "y", vg]);
-  const facts = parsePvSegments(
-    // One lvm run (each costs ~0.4 s in an emulated guest): the PVs, pe_start and the LV names.
-    await lvm(ctx, [
-      "pvs",
-      "--segments",
-      "--noheadings",
-      "--units",
-      "s",
-      "--nosuffix",
-      "-o",
-      "pv_name,vg_name,pe_start,lv_name",
-    ]),
-    vg,
-  );
-  await checkActiveLayout(vg, facts.lvNames, facts.pvs);
-}
-
-/**
- * Parse `pvs --segments -o pv_name,vg_name,pe_start,lv_name --units s --nosuffix` for VG: its PVs
- * with the sector where their extents start (before it: label and metadata), and its LV names
- * (free segments have none).
- */
-export function parsePvSegments(
-  text: string,
-  vg: string,
-): { pvs: { device: string; peStartSectors: number }[]; lvNames: string[] } {
-  const pvs = new Map<string, number>();
-  const lvNames = new Set<string>();
-  for (const line of text.split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 3 || f[1] !== vg || !/^\d+$/.test(f[2]!)) continue;
-    pvs.set(f[0]!, Number(f[2]));
-    if (f[3]) lvNames.add(f[3]);
-  }
-  return {
-    pvs: [...pvs].map(([device, peStartSectors]) => ({ device, peStartSectors })),
-    lvNames: [...lvNames],
-  };
+  await checkActiveLayout(vg);
 }
 
 export async function deactivateVg(ctx: LvmContext, vg: string): Promise<void> {

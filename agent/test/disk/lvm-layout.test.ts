@@ -5,8 +5,13 @@
  * no device-mapper; the activation path itself runs in the VM scenarios).
  */
 import { expect, test } from "bun:test";
-import { parsePvSegments } from "../../src/disk/lvm.ts";
-import { checkLvLayout, lvOfMapping, type PvBounds, parseVgTables } from "../../src/disk/lvm-layout.ts";
+import {
+  checkLvLayout,
+  lvOfMapping,
+  type PvBounds,
+  parseVgTables,
+  peStartFromLabel,
+} from "../../src/disk/lvm-layout.ts";
 import { FdeError } from "../../src/errors.ts";
 
 const LVS = ["rootfs", "rootfs_hash", "delta"];
@@ -80,15 +85,24 @@ test("dm names: dashes doubled inside VG and LV names, a single dash splits them
   expect(lvOfMapping("cryptpilot", "cryptpilot-rootfs-real")).toBe("rootfs-real"); // a layer: checked too
 });
 
-test("parsePvSegments: the VG's PVs (once each) with pe_start in sectors, and its LV names", () => {
-  const text = `  /dev/vda3 cryptpilot 2048 rootfs
-  /dev/vda3 cryptpilot 2048 rootfs_hash
-  /dev/vda3 cryptpilot 2048 delta
-  /dev/vda3 cryptpilot 2048
-  /dev/vdb  other      2048 home
-`;
-  expect(parsePvSegments(text, "cryptpilot")).toEqual({
-    pvs: [{ device: "/dev/vda3", peStartSectors: 2048 }],
-    lvNames: ["rootfs", "rootfs_hash", "delta"],
-  });
+/** The first 2 KiB of a PV as pvcreate writes it: label in sector 1, pv_header at byte 32 of it. */
+function pvHead(peStartBytes: bigint, labelSector = 1): Uint8Array {
+  const head = new Uint8Array(2048);
+  const view = new DataView(head.buffer);
+  const at = labelSector * 512;
+  head.set(new TextEncoder().encode("LABELONE"), at);
+  view.setBigUint64(at + 8, BigInt(labelSector), true);
+  view.setUint32(at + 20, 32, true);
+  head.set(new TextEncoder().encode("LVM2 001"), at + 24);
+  head.set(new TextEncoder().encode("x".repeat(32)), at + 32); // PV uuid
+  view.setBigUint64(at + 64, 4n << 30n, true); // device size
+  view.setBigUint64(at + 72, peStartBytes, true); // first data area: offset (pe_start) ...
+  return head;
+}
+
+test("pe_start comes from the PV's own label (no lvm run); no label, or an unaligned offset: none", () => {
+  expect(peStartFromLabel(pvHead(1048576n))).toBe(2048);
+  expect(peStartFromLabel(pvHead(1048576n, 3))).toBe(2048);
+  expect(peStartFromLabel(pvHead(1000n))).toBeUndefined();
+  expect(peStartFromLabel(new Uint8Array(2048))).toBeUndefined();
 });
