@@ -107,8 +107,12 @@ export function beforeSysrootSteps(fde: FdeConfig): Step<BeforeCtx>[] {
 /** How long to wait for the disk with the cryptpilot VG, as systemd-udev-settle's default. */
 const VG_WAIT_MS = 180_000;
 
+/** Whether a key provider of this boot collects TEE evidence (kbs attests; the others do not). */
+export const attests = (fde: FdeConfig): boolean =>
+  [fde.rootfs.encrypt, fde.delta.encrypt].some((p) => p?.type === "kbs");
+
 async function activate(ctx: BeforeCtx): Promise<void> {
-  await loadModules();
+  await loadModules({ tee: attests(ctx.fde) });
   const waited = await lvm.waitForVg(ctx.lvm, N.VG, {
     timeoutMs: VG_WAIT_MS,
     onWait: () => log.info(`  waiting for the disk with volume group ${N.VG} ...`),
