@@ -9,10 +9,10 @@
  */
 import { KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
+import type { SnpEvidenceFormat } from "../providers/snp-format.ts";
 import { attestInterface, detectPlatform, missingInterface } from "./platform.ts";
 import { createSampleAttester } from "./sample.ts";
 import { createSnpAttester } from "./snp.ts";
-import type { SnpEvidenceFormat } from "./snp-format.ts";
 import { createTdxAttester } from "./tdx.ts";
 import type { TpmAttesterOptions } from "./tpm.ts";
 import type { TsmFs } from "./tsm.ts";
@@ -28,7 +28,7 @@ export interface SelectOptions {
   fs?: TsmFs;
   /** TCTI and event log for TPM evidence (default: TPM2TOOLS_TCTI/TCTI, else /dev/tpmrm0). */
   tpm?: TpmAttesterOptions;
-  /** `snp_evidence_format` from the provider config (snp-format.ts). */
+  /** `snp_evidence_format` from the provider config (providers/snp-format.ts). */
   snpEvidenceFormat?: SnpEvidenceFormat;
 }
 

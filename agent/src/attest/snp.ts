@@ -20,13 +20,17 @@
  */
 import { existsSync } from "node:fs";
 import { FdeError } from "../errors.ts";
+import { DEFAULT_SNP_EVIDENCE_FORMAT, type SnpEvidenceFormat } from "../providers/snp-format.ts";
 import { type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
-import { DEFAULT_SNP_EVIDENCE_FORMAT, type SnpEvidenceFormat } from "./snp-format.ts";
 import { padReportData } from "./tdx.ts";
 import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
-export { DEFAULT_SNP_EVIDENCE_FORMAT, SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "./snp-format.ts";
+export {
+  DEFAULT_SNP_EVIDENCE_FORMAT,
+  SNP_EVIDENCE_FORMATS,
+  type SnpEvidenceFormat,
+} from "../providers/snp-format.ts";
 
 export const SNP_PROVIDER = "sev_guest";
 export const SNP_REPORT_SIZE = 1184;

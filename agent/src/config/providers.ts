@@ -5,8 +5,8 @@
  * type, toToml) and keep the three in step; docs/key-providers.md documents the result.
  */
 import * as v from "valibot";
-import { SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "../attest/snp-format.ts";
 import { DEFAULT_RETRY as KBS_DEFAULT_RETRY } from "../providers/kbs-defaults.ts";
+import { SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "../providers/snp-format.ts";
 import { describeIssue, fieldsAt } from "./issues.ts";
 
 /** Path item for issues raised inside rawTransform, so messages name the field and its line. */
