@@ -10,7 +10,13 @@
 import { KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { SnpEvidenceFormat } from "../providers/snp-format.ts";
-import { attestInterface, detectPlatform, missingInterface } from "./platform.ts";
+import {
+  attestInterface,
+  detectPlatform,
+  missingInterface,
+  SNP_PLATFORM_DEVICE,
+  TEE_DRIVERS,
+} from "./platform.ts";
 import { createSampleAttester } from "./sample.ts";
 import { createSnpAttester } from "./snp.ts";
 import { createTdxAttester } from "./tdx.ts";
@@ -85,7 +91,7 @@ export async function selectAttester(options: SelectOptions = {}): Promise<Attes
   if ((await import("./tpm.ts")).detectTpm(paths)) return create("tpm", paths, options);
   throw new KeyProviderError(
     "kbs",
-    `no TEE found: no TDX or SEV-SNP sign (CPU flag tdx_guest, ${paths.sysRoot}/sys/devices/platform/sev-guest, a configfs-tsm provider under ${paths.tsmRoot}, ${paths.sysRoot}/dev/tdx_guest or /dev/sev-guest) and no ${paths.sysRoot}/dev/tpmrm0 or /dev/tpm0`,
+    `no TEE found: no TDX or SEV-SNP sign (CPU flag tdx_guest, ${paths.sysRoot}${SNP_PLATFORM_DEVICE}, a configfs-tsm provider under ${paths.tsmRoot}, ${paths.sysRoot}${TEE_DRIVERS.tdx.device} or ${TEE_DRIVERS.snp.device}) and no ${paths.sysRoot}/dev/tpmrm0 or /dev/tpm0`,
     {
       hint: 'run inside a TDX or SEV-SNP guest or with a TPM, or set tee = "sample" in the kbs provider config for development',
     },

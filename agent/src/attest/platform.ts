@@ -101,20 +101,23 @@ export async function cpuFlags(sysRoot: string): Promise<Set<string>> {
   return new Set(line ? line[1]!.trim().split(/\s+/) : []);
 }
 
+/** The attestation interfaces present now: the configfs-tsm provider and the two devices. */
+export async function probeInterfaces(paths: HostPaths, fs?: TsmFs): Promise<AttestInterfaces> {
+  return {
+    tsmProvider: await tsmProvider({ root: paths.tsmRoot, fs }),
+    configfs: isConfigfs(configfsRoot(paths.tsmRoot)),
+    // existsSync: a device node is not opened (opening is the driver's business), just looked up.
+    tdxGuest: existsSync(`${paths.sysRoot}${TEE_DRIVERS.tdx.device}`),
+    sevGuest: existsSync(`${paths.sysRoot}${TEE_DRIVERS.snp.device}`),
+  };
+}
+
 /** The platform and its attestation interfaces; a few file reads, no subprocess. */
 export async function detectPlatform(paths: HostPaths, fs?: TsmFs): Promise<PlatformInfo> {
   const root = paths.sysRoot;
   const flags = await cpuFlags(root);
-  const provider = await tsmProvider({ root: paths.tsmRoot, fs });
-  // existsSync: a device node is not opened (opening is the driver's business), just looked up.
-  const tdxGuest = existsSync(`${root}${TEE_DRIVERS.tdx.device}`);
-  const sevGuest = existsSync(`${root}${TEE_DRIVERS.snp.device}`);
-  const interfaces: AttestInterfaces = {
-    tsmProvider: provider,
-    configfs: isConfigfs(configfsRoot(paths.tsmRoot)),
-    tdxGuest,
-    sevGuest,
-  };
+  const interfaces = await probeInterfaces(paths, fs);
+  const { tsmProvider: provider, tdxGuest, sevGuest } = interfaces;
   const tdx: string[] = [];
   if (flags.has("tdx_guest")) tdx.push(`CPU flag tdx_guest in ${CPUINFO}`);
   if (provider === TEE_DRIVERS.tdx.tsmProvider) tdx.push(`configfs-tsm provider ${provider}`);

@@ -13,8 +13,9 @@ import { closeSync, openSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import { ERRNO, errnoName, type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
+import { TEE_DRIVERS } from "./platform.ts";
 
-export const SEV_GUEST_DEVICE = "/dev/sev-guest";
+export const SEV_GUEST_DEVICE = TEE_DRIVERS.snp.device;
 
 /** struct sizes and offsets from <linux/sev-guest.h> (x86-64). */
 export const SNP_UAPI = {

@@ -18,12 +18,12 @@
  * names per generation and sev 4 names in the Milan positions, under the same keys. For Turin
  * reports `format` picks whose names are used (SnpEvidenceFormat).
  */
-import { existsSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { DEFAULT_SNP_EVIDENCE_FORMAT, type SnpEvidenceFormat } from "../providers/snp-format.ts";
-import { type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
+import { attestInterface, probeInterfaces, TEE_DRIVERS } from "./platform.ts";
+import { SEV_GUEST_DEVICE, type SevGuestOptions, snpReportFromDevice } from "./sev-guest.ts";
 import { padReportData } from "./tdx.ts";
-import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
+import { type TsmFs, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
 export {
@@ -32,7 +32,7 @@ export {
   type SnpEvidenceFormat,
 } from "../providers/snp-format.ts";
 
-export const SNP_PROVIDER = "sev_guest";
+export const SNP_PROVIDER = TEE_DRIVERS.snp.tsmProvider;
 export const SNP_REPORT_SIZE = 1184;
 
 /** JSON.rawJSON (TC39 "JSON.parse source text"; in Bun) is missing from TypeScript's lib. */
@@ -177,26 +177,21 @@ export function snpCertChainJson(table: Uint8Array): unknown[] | null {
   return entries.length > 0 ? entries : null;
 }
 
-export function detectSnp(paths: HostPaths): boolean {
-  return existsSync(`${paths.sysRoot}/sys/devices/platform/sev-guest`);
-}
-
 /** The sev-guest device under a HostPaths prefix. */
 export function sevGuestDevice(paths: HostPaths): string {
-  return `${paths.sysRoot}/dev/sev-guest`;
+  return `${paths.sysRoot}${SEV_GUEST_DEVICE}`;
 }
 
 /**
  * Which kernel interface SNP evidence comes from: configfs-tsm when it offers the sev_guest
- * provider, else /dev/sev-guest when present, else undefined (platform.ts's attestInterface rule).
+ * provider, else /dev/sev-guest when present, else undefined (platform.ts's attestInterface).
  */
 export async function snpInterface(
   paths: HostPaths,
   fs?: TsmFs,
 ): Promise<"configfs-tsm" | "sev-guest" | undefined> {
-  if ((await tsmProvider({ root: paths.tsmRoot, fs })) === SNP_PROVIDER) return "configfs-tsm";
-  if (existsSync(sevGuestDevice(paths))) return "sev-guest";
-  return undefined;
+  const via = attestInterface("snp", await probeInterfaces(paths, fs));
+  return via === "device" ? "sev-guest" : via;
 }
 
 export interface SnpAttesterOptions {

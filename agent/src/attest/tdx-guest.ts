@@ -12,8 +12,9 @@
 import { closeSync, openSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { errnoName, type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
+import { TEE_DRIVERS } from "./platform.ts";
 
-export const TDX_GUEST_DEVICE = "/dev/tdx_guest";
+export const TDX_GUEST_DEVICE = TEE_DRIVERS.tdx.device;
 
 /** struct tdx_report_req: reportdata[TDX_REPORTDATA_LEN], tdreport[TDX_REPORT_LEN]. */
 export const TDX_UAPI = {

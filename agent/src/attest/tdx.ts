@@ -4,14 +4,14 @@
  * interface that gives a quote; /dev/tdx_guest alone does not (tdx-guest.ts). JSON shape: trustee's TdxEvidence
  * `{cc_eventlog: base64 | null, quote: base64}`.
  */
-import { existsSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { readCcel } from "./ccel.ts";
+import { attestInterface, probeInterfaces, TEE_DRIVERS } from "./platform.ts";
 import { TDX_GUEST_DEVICE, tdxQuoteUnavailable } from "./tdx-guest.ts";
-import { type TsmFs, tsmProvider, tsmReport } from "./tsm.ts";
+import { type TsmFs, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
-export const TDX_PROVIDER = "tdx_guest";
+export const TDX_PROVIDER = TEE_DRIVERS.tdx.tsmProvider;
 
 export interface TdxQuoteFields {
   version: number;
@@ -52,11 +52,6 @@ export function padReportData(digest: Uint8Array, size = 64): Uint8Array {
   return out;
 }
 
-export async function detectTdx(paths: HostPaths, fs?: TsmFs): Promise<boolean> {
-  if ((await tsmProvider({ root: paths.tsmRoot, fs })) === TDX_PROVIDER) return true;
-  return existsSync(`${paths.sysRoot}/dev/tdx_guest`);
-}
-
 export function createTdxAttester(paths: HostPaths, fs?: TsmFs): Attester {
   return {
     tee: "tdx",
@@ -65,7 +60,7 @@ export function createTdxAttester(paths: HostPaths, fs?: TsmFs): Attester {
       // Without configfs-tsm, /dev/tdx_guest gives no quote (tdx-guest.ts): say so rather than
       // report configfs-tsm as merely missing.
       const device = `${paths.sysRoot}${TDX_GUEST_DEVICE}`;
-      if ((await tsmProvider({ root: paths.tsmRoot, fs })) !== TDX_PROVIDER && existsSync(device)) {
+      if (attestInterface("tdx", await probeInterfaces(paths, fs)) === "device") {
         throw tdxQuoteUnavailable(device, paths.tsmRoot);
       }
       const { outblob } = await tsmReport({

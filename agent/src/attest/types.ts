@@ -1,4 +1,5 @@
 /** What every TEE module provides to the KBS client. */
+import { TSM_ROOT } from "./tsm.ts";
 
 /** `tee` strings as trustee's kbs-types spell them (only the ones this agent can produce). */
 export type TeeType = "tdx" | "snp" | "tpm" | "sample";
@@ -13,7 +14,7 @@ export interface HostPaths {
   sysRoot: string;
 }
 
-export const DEFAULT_PATHS: HostPaths = { tsmRoot: "/sys/kernel/config/tsm", sysRoot: "" };
+export const DEFAULT_PATHS: HostPaths = { tsmRoot: TSM_ROOT, sysRoot: "" };
 
 export interface Attester {
   readonly tee: TeeType;
