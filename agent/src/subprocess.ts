@@ -18,8 +18,6 @@ import { constants } from "node:os";
 import { FdeError } from "./errors.ts";
 import { log } from "./log.ts";
 
-/** Largest stdout a key program may print (exec provider, oidc token command): any key or JWT fits. */
-export const KEY_OUTPUT_MAX = 64 * 1024;
 /** Largest stdout of any other program (sfdisk/lvm JSON, dumpe2fs -h, a grub.cfg through mtype). */
 export const RUN_OUTPUT_MAX = 16 * 1024 * 1024;
 /** How much of stderr is kept: its last bytes, which hold the error that ended the program. */

@@ -5,7 +5,8 @@
  */
 import type { ExecConfig } from "../config/providers.ts";
 import { KeyProviderError } from "../errors.ts";
-import { KEY_OUTPUT_MAX, type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
+import { type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
+import { MAX_KEY_BYTES } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export function create(config: ExecConfig, ctx: ProviderContext): KeyProvider {
@@ -26,7 +27,7 @@ export function create(config: ExecConfig, ctx: ProviderContext): KeyProvider {
         outcome = await spawnBounded(
           config.command,
           config.args,
-          { timeoutMs: config.timeoutMs, maxStdout: KEY_OUTPUT_MAX },
+          { timeoutMs: config.timeoutMs, maxStdout: MAX_KEY_BYTES },
           `exec key provider: ${what}`,
         );
       } catch (cause) {
@@ -41,7 +42,7 @@ export function create(config: ExecConfig, ctx: ProviderContext): KeyProvider {
       };
       if (outcome.timedOut)
         throw reject(`did not finish within ${config.timeoutMs / 1000} s and was killed${detail}`);
-      if (outcome.overflowed) throw reject(`printed more than ${KEY_OUTPUT_MAX} bytes; that is not a key`);
+      if (outcome.overflowed) throw reject(`printed more than ${MAX_KEY_BYTES} bytes; that is not a key`);
       if (outcome.leftovers.length > 0) {
         // Whatever still held stdout could have written more: the end of the key was never seen.
         throw reject(

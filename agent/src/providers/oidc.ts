@@ -9,7 +9,8 @@ import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import { assumeRoleWithOidc, stsEndpoint } from "../aliyun/sts.ts";
 import type { OidcConfig } from "../config/providers.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
-import { KEY_OUTPUT_MAX, type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
+import { type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
+import { MAX_KEY_BYTES } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
@@ -41,7 +42,8 @@ export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
       outcome = await spawnBounded(
         command,
         args,
-        { timeoutMs, maxStdout: KEY_OUTPUT_MAX },
+        // A JWT is held to the bound of a key: anything longer is not a token.
+        { timeoutMs, maxStdout: MAX_KEY_BYTES },
         `oidc key provider: ${label}`,
       );
     } catch (cause) {
@@ -54,7 +56,7 @@ export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
     outcome.stdout.fill(0);
     if (outcome.timedOut) throw fail(`${label} did not finish within ${timeoutMs} ms${detail}`);
     if (outcome.overflowed)
-      throw fail(`${label} printed more than ${KEY_OUTPUT_MAX} bytes; that is not a token`);
+      throw fail(`${label} printed more than ${MAX_KEY_BYTES} bytes; that is not a token`);
     if (outcome.leftovers.length > 0) {
       throw fail(
         `${label} left process(es) ${outcome.leftovers.join(", ")} holding its stdout after it exited (killed); ` +

@@ -24,8 +24,9 @@ import { run } from "../../src/command.ts";
 import type { ExecConfig, OidcConfig } from "../../src/config/providers.ts";
 import { CommandError, KeyProviderError } from "../../src/errors.ts";
 import { create as createExec } from "../../src/providers/exec.ts";
+import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
 import { create as createOidc } from "../../src/providers/oidc.ts";
-import { KEY_OUTPUT_MAX, RUN_OUTPUT_MAX, STDERR_TAIL_MAX } from "../../src/subprocess.ts";
+import { RUN_OUTPUT_MAX, STDERR_TAIL_MAX } from "../../src/subprocess.ts";
 import { bounded } from "./limits.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
@@ -157,16 +158,16 @@ describe("bounded subprocesses", () => {
     expect(big.message).toContain(`printed more than ${RUN_OUTPUT_MAX} bytes`);
   }, 15_000);
 
-  test("exec: stdout over KEY_OUTPUT_MAX is not a key", async () => {
+  test("exec: stdout over MAX_KEY_BYTES is not a key", async () => {
     const err = await rejected(
-      createExec(exec([`head -c ${KEY_OUTPUT_MAX + 1} /dev/zero`], 5000), ctx).getKey(),
+      createExec(exec([`head -c ${MAX_KEY_BYTES + 1} /dev/zero`], 5000), ctx).getKey(),
     );
-    expect(err.message).toContain(`printed more than ${KEY_OUTPUT_MAX} bytes`);
-    const fits = await createExec(exec([`head -c ${KEY_OUTPUT_MAX} /dev/zero`], 5000), ctx).getKey();
-    expect(fits.length).toBe(KEY_OUTPUT_MAX);
+    expect(err.message).toContain(`printed more than ${MAX_KEY_BYTES} bytes`);
+    const fits = await createExec(exec([`head -c ${MAX_KEY_BYTES} /dev/zero`], 5000), ctx).getKey();
+    expect(fits.length).toBe(MAX_KEY_BYTES);
   });
 
-  test("oidc: an endless token command is cut at KEY_OUTPUT_MAX, not read until the timeout", async () => {
+  test("oidc: an endless token command is cut at MAX_KEY_BYTES, not read until the timeout", async () => {
     const config: OidcConfig = {
       type: "oidc",
       tokenCommand: { command: "yes", args: [], timeoutMs: 20_000 },
@@ -179,7 +180,7 @@ describe("bounded subprocesses", () => {
       },
     };
     const err = await bounded(() => rejected(createOidc(config, ctx).getKey()), { ms: 5000, mib: 100 });
-    expect(err.message).toContain(`the token command yes printed more than ${KEY_OUTPUT_MAX} bytes`);
+    expect(err.message).toContain(`the token command yes printed more than ${MAX_KEY_BYTES} bytes`);
   }, 15_000);
 
   test("the agent process itself exits promptly when a key program leaves a daemon on its stdout", async () => {
