@@ -3,9 +3,9 @@
  * are one explicit interface (`Ioctl`) so the request marshalling in sev-guest.ts / tdx-guest.ts
  * runs unchanged against a fake kernel in tests; `libcIoctl()` is the real one.
  */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { constants } from "node:os";
+import { ptr } from "bun:ffi";
 import { FdeError } from "../errors.ts";
+import { lastErrno, libc } from "../libc.ts";
 
 /** Linux asm-generic ioctl encoding: dir(2) | size(14) | type(8) | nr(8). */
 const IOC_WRITE = 1;
@@ -31,32 +31,25 @@ export interface Ioctl {
   address(buf: Uint8Array): bigint;
 }
 
-let libc: Ioctl | undefined;
+let real: Ioctl | undefined;
 
-/** The real ioctl through libc.so.6 (loaded once; Bun itself links it, so it is always there). */
+/** The real ioctl through libc (libc.ts). */
 export function libcIoctl(): Ioctl {
-  if (libc) return libc;
-  let symbols: {
-    ioctl: (fd: number, request: number, arg: unknown) => number;
-    __errno_location: () => unknown;
-  };
+  if (real) return real;
+  let symbols: ReturnType<typeof libc>;
   try {
-    symbols = dlopen("libc.so.6", {
-      ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
-      __errno_location: { args: [], returns: FFIType.ptr },
-    }).symbols as typeof symbols;
+    symbols = libc();
   } catch (cause) {
     throw new FdeError("cannot load libc.so.6 for the TEE guest device ioctl", { cause });
   }
-  libc = {
+  real = {
     call(fd, request, arg) {
       const rc = symbols.ioctl(fd, request, ptr(arg));
-      // errno is read right after the call on the same thread, before anything else runs.
-      return rc === -1 ? read.i32(symbols.__errno_location() as number, 0) : 0;
+      return rc === -1 ? lastErrno() : 0;
     },
     address: (buf) => BigInt(ptr(buf)),
   };
-  return libc;
+  return real;
 }
 
 /** A zeroed buffer with its own ArrayBuffer, safe to hand to the kernel by address. */
@@ -64,11 +57,4 @@ export function kernelBuffer(size: number): Uint8Array {
   return new Uint8Array(new ArrayBuffer(size));
 }
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v, k]));
-
-/** "EIO (5)" for messages. */
-export function errnoName(errno: number): string {
-  return `${errnoNames.get(errno) ?? "errno"} (${errno})`;
-}
-
-export const ERRNO = constants.errno;
+export { ERRNO, errnoName } from "../libc.ts";
