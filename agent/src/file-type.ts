@@ -1,5 +1,12 @@
 /** What a path is, for errors that refuse a FIFO, device or link where a regular file belongs. */
-import type { Stats } from "node:fs";
+import { constants, type Stats } from "node:fs";
+
+/**
+ * open(2) flags for reading a file someone else named before checking what it is: O_NONBLOCK so
+ * opening a FIFO does not wait for a writer before fstat can refuse it, O_NOCTTY so a terminal
+ * never becomes ours.
+ */
+export const OPEN_TO_INSPECT = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
 
 /** "a FIFO", "a directory", ... ; "a symbolic link" only for lstat results. */
 export function describeFileType(st: Stats): string {

@@ -3,10 +3,9 @@
  * check first: a FIFO, a device such as /dev/zero, or a directory in its place must be a clear
  * error, not a hang or gigabytes of memory.
  */
-import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { ConfigError } from "../errors.ts";
-import { describeFileType } from "../file-type.ts";
+import { describeFileType, OPEN_TO_INSPECT } from "../file-type.ts";
 
 /**
  * The bytes of the regular file `path`, at most `maxBytes` of them; undefined if it does not exist.
@@ -19,8 +18,7 @@ export async function readRegularFile(
 ): Promise<Uint8Array | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat can refuse it.
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    handle = await open(path, OPEN_TO_INSPECT);
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new ConfigError(`cannot read ${path}: ${(cause as Error).message}`, { cause });

@@ -3,9 +3,9 @@
  * tables, FAT, ext4, LVM) is written against. Reads are synchronous because each step of locating
  * a boot file depends on the previous read; the command reads a few hundred KiB in total.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, type Stats } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, type Stats } from "node:fs";
 import { FdeError } from "../../errors.ts";
-import { describeFileType } from "../../file-type.ts";
+import { describeFileType, OPEN_TO_INSPECT } from "../../file-type.ts";
 
 export interface BlockSource {
   /** What to call this source in error messages (a path, or "partition 2 of disk.img"). */
@@ -57,8 +57,7 @@ export class FileSource implements BlockSource {
     options: { regularOnly?: boolean } = {},
   ) {
     try {
-      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
-      this.fd = openSync(name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+      this.fd = openSync(name, OPEN_TO_INSPECT);
     } catch (err) {
       throw new FdeError(`cannot open ${name}: ${(err as Error).message}`, { cause: err });
     }
