@@ -17,6 +17,28 @@ const LUKS2_MAGIC = [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]; // "LUKS\xba\xbe"
 const SUBSYSTEM_OFFSET = 208;
 const SUBSYSTEM_LENGTH = 48;
 
+/**
+ * What cryptpilot formats every LUKS2 volume with (formatArgs, encryptOffline); luks2-header.ts
+ * refuses a header that says anything else.
+ */
+export const LUKS2_CIPHER = "aes-xts-plain64";
+export const LUKS2_SECTOR_SIZE = 4096;
+/** --key-size: the XTS part only; cryptsetup adds the HMAC key's 256 bits itself with --integrity. */
+export const XTS_KEY_BITS = 512;
+/** --integrity's argument; the header spells it "hmac(sha256)" (LUKS2_INTEGRITY). */
+export const INTEGRITY_ARG = "hmac-sha256";
+export const LUKS2_INTEGRITY = "hmac(sha256)";
+
+/** The cipher, sector and key-size arguments every format and offline encryption passes. */
+const CIPHER_ARGS = [
+  "--cipher",
+  LUKS2_CIPHER,
+  "--sector-size",
+  String(LUKS2_SECTOR_SIZE),
+  "--key-size",
+  String(XTS_KEY_BITS),
+];
+
 export interface LuksFormatOptions {
   /** dm-integrity with hmac(sha256) tags (768-bit volume key: 512 for XTS plus 256 for the HMAC). */
   integrity?: boolean;
@@ -259,21 +281,9 @@ export function formatArgs(
   options: LuksFormatOptions,
   pbkdf: PbkdfChoice = pbkdfFor(0, options.randomKey),
 ): string[] {
-  const args = [
-    "luksFormat",
-    "--batch-mode",
-    "--type",
-    "luks2",
-    "--cipher",
-    "aes-xts-plain64",
-    "--sector-size",
-    "4096",
-    "--key-size",
-    // The XTS part only: cryptsetup adds the HMAC key's 256 bits itself when --integrity is given.
-    "512",
-  ];
+  const args = ["luksFormat", "--batch-mode", "--type", "luks2", ...CIPHER_ARGS];
   if (options.integrity) {
-    args.push("--integrity", "hmac-sha256");
+    args.push("--integrity", INTEGRITY_ARG);
     if (options.integrityNoWipe) args.push("--integrity-no-wipe");
   }
   if (options.subsystem) args.push("--subsystem", options.subsystem);
@@ -362,12 +372,7 @@ export async function encryptOffline(
       "--encrypt",
       "--type",
       "luks2",
-      "--cipher",
-      "aes-xts-plain64",
-      "--key-size",
-      "512",
-      "--sector-size",
-      "4096",
+      ...CIPHER_ARGS,
       "--subsystem",
       subsystem,
       "--reduce-device-size",

@@ -15,7 +15,17 @@ import { join } from "node:path";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import { sizeSectors } from "./blockdev.ts";
-import { BINARY_HEADER_BYTES, type HeaderCopy, open, readHeader, relabelHeaderCopy } from "./luks.ts";
+import {
+  BINARY_HEADER_BYTES,
+  type HeaderCopy,
+  LUKS2_CIPHER,
+  LUKS2_INTEGRITY,
+  LUKS2_SECTOR_SIZE,
+  open,
+  readHeader,
+  relabelHeaderCopy,
+  XTS_KEY_BITS,
+} from "./luks.ts";
 
 /** The profile a volume must have: what the configuration asks for. */
 export interface HeaderProfile {
@@ -23,14 +33,9 @@ export interface HeaderProfile {
   integrity: boolean;
 }
 
-/** The only data and keyslot cipher cryptpilot writes (luks.formatArgs, luks.encryptOffline). */
-export const LUKS2_CIPHER = "aes-xts-plain64";
-/** Volume key bytes: 512-bit XTS, plus 256 bits for hmac(sha256) with integrity. */
-export const VOLUME_KEY_BYTES = { plain: 64, integrity: 96 } as const;
-/** The data sector size cryptpilot formats with (--sector-size 4096). */
-export const LUKS2_SECTOR_SIZE = 4096;
-/** The dm-integrity tag algorithm of `--integrity hmac-sha256`, as the header spells it. */
-export const LUKS2_INTEGRITY = "hmac(sha256)";
+export { LUKS2_CIPHER, LUKS2_INTEGRITY, LUKS2_SECTOR_SIZE } from "./luks.ts";
+/** Volume key bytes: the XTS key, plus 256 bits for hmac(sha256) with integrity. */
+export const VOLUME_KEY_BYTES = { plain: XTS_KEY_BITS / 8, integrity: XTS_KEY_BITS / 8 + 32 } as const;
 /** Keyslot-area key sizes a keyslot may use with aes-xts-plain64 (256- or 512-bit XTS). */
 export const KEYSLOT_AREA_KEY_BYTES = [32, 64];
 /** cryptsetup's anti-forensic split: always 4000 stripes in LUKS2. */
