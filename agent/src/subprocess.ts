@@ -12,7 +12,6 @@
  *   STDERR_TAIL_MAX bytes.
  * Nothing here logs argv: callers decide whether their arguments may be shown.
  */
-import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { FdeError } from "./errors.ts";
@@ -217,7 +216,8 @@ export async function spawnBounded(
   options: SpawnOptions,
   label = cmd,
 ): Promise<SpawnOutcome> {
-  const marker = randomUUID();
+  // Web Crypto's global, not node:crypto: every command that runs a program loads this module.
+  const marker = crypto.randomUUID();
   let proc: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
   try {
     proc = Bun.spawn([cmd, ...args], {
