@@ -10,8 +10,10 @@ Run one initrd boot stage; the systemd units of the cryptpilot dracut module cal
   initrd-fde-before-sysroot   activate the cryptpilot VG, unlock and verify the rootfs, set up the
                               delta volume and the writable layer: /dev/mapper/rootfs
   initrd-fde-after-sysroot    check /sysroot and (overlayfs backend) mount the overlay over it
-Each step prints a numbered line with its duration; a failure prints one paragraph and exits
-non-zero, which stops the boot.`;
+Each step prints a numbered line with its duration. A failure prints one paragraph, closes what
+the stage opened, waits failure_pause_secs and powers off, reboots or halts ([boot] on_failure in
+global.toml; no shell unless on_failure = "shell"). Outside an initrd (no /etc/initrd-release)
+nothing is closed or stopped: it only exits non-zero.`;
 
 const command: Command = {
   name: ["boot-service"],
