@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { isatty } from "node:tty";
 import { loadConfig, type Tpm2Config } from "../config/index.ts";
+import { lvMapperPath } from "../disk/names.ts";
 import { FdeError, UsageError } from "../errors.ts";
 import { log } from "../log.ts";
 import { withTpm } from "../tpm/esys.ts";
@@ -97,7 +98,7 @@ const command: Command = {
       throw new UsageError(`tpm2 enroll: --pcr-bank must be one of ${BANKS.join(", ")}`);
     }
     const configured = await configuredPolicy(globals.configDir, volume);
-    const device = values.device ?? `/dev/mapper/cryptpilot-${volume}`;
+    const device = values.device ?? lvMapperPath(volume);
     const pcrs = values.pcrs !== undefined ? parsePcrs(values.pcrs) : (configured?.pcrs ?? [7]);
     const pcrBank = (bank as PcrBank | undefined) ?? configured?.pcrBank ?? "sha256";
     const pin =

@@ -8,6 +8,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
+import { isReservedMapperName, RESERVED_MAPPER_NAMES, RESERVED_MAPPER_PREFIX } from "../disk/names.ts";
 import { ConfigError } from "../errors.ts";
 import { ConfigFileError, type ConfigIssue, findKeyLine, issuesFromValibot } from "./issues.ts";
 import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers.ts";
@@ -39,9 +40,6 @@ export interface VolumeConfig {
   mount?: VolumeMount;
 }
 
-/** Mapper names the FDE boot path itself creates; a data volume must not take them. */
-const RESERVED_NAMES = ["rootfs", "rootfs_decrypted", "rootfs_verity", "rootfs_extended", "delta"];
-
 const VolumeName = v.pipe(
   v.string(),
   v.regex(
@@ -49,8 +47,8 @@ const VolumeName = v.pipe(
     "must be a device-mapper name: letters, digits and _ . + -, not starting with a punctuation mark",
   ),
   v.check(
-    (name) => !RESERVED_NAMES.includes(name) && !name.startsWith("cryptpilot"),
-    `is reserved for the FDE boot volumes (${RESERVED_NAMES.join(", ")}, cryptpilot*); pick another name`,
+    (name) => !isReservedMapperName(name),
+    `is reserved for the FDE boot volumes (${RESERVED_MAPPER_NAMES.join(", ")}, ${RESERVED_MAPPER_PREFIX}*); pick another name`,
   ),
 );
 

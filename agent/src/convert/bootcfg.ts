@@ -3,7 +3,9 @@
  * a device only our agent creates, so an entry whose initrd lacks the agent cannot boot the
  * unverified rootfs (it waits for the root device and fails).
  */
-export const ROOT_DEVICE = "/dev/mapper/rootfs";
+import { ROOT_DEVICE } from "../disk/names.ts";
+
+export { ROOT_DEVICE };
 /** dracut's own LVM/LUKS activation must keep its hands off the cryptpilot VG and the LUKS rootfs LV. */
 export const EXTRA_ARGS = ["rd.lvm=0", "rd.luks=0"];
 

@@ -7,10 +7,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run, runText } from "../command.ts";
 import * as lvm from "../disk/lvm.ts";
+import { VG } from "../disk/names.ts";
 import type { Cleanup } from "./cleanup.ts";
 import type { Region } from "./layout.ts";
-
-export const VG = "cryptpilot";
 
 export interface LvImage {
   name: string;

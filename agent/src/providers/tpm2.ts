@@ -13,6 +13,7 @@
 import { existsSync } from "node:fs";
 import type { Tpm2Config } from "../config/providers.ts";
 import { readSubsystem, SUBSYSTEM_INITIALIZING } from "../disk/luks.ts";
+import { lvMapperPath } from "../disk/names.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import { withTpm } from "../tpm/esys.ts";
@@ -37,7 +38,7 @@ const NEW_KEY_BYTES = 32;
 const FORMAT_KEYSLOT = 0;
 
 export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
-  const device = ctx.device ?? `/dev/mapper/cryptpilot-${ctx.volume}`;
+  const device = ctx.device ?? lvMapperPath(ctx.volume);
   const policy = { bank: config.pcrBank, pcrs: config.pcrs, pin: config.pin };
   const tcti = resolveTcti(config.tcti);
   // A key generated for a fresh volume, returned again until the volume is formatted.
