@@ -64,16 +64,29 @@ export function formatError(err: unknown, verbose = false): string {
   if (!(err instanceof Error)) return String(err);
   const lines = [err.message];
   if (err instanceof FdeError && err.hint) lines.push(`Hint: ${err.hint}`);
-  let cause = err.cause;
-  while (cause !== undefined) {
-    if (cause instanceof Error) {
-      if (!err.message.includes(cause.message)) lines.push(`Caused by: ${cause.message}`);
-      cause = cause.cause;
-    } else {
+  lines.push(...causeLines(err, err.message));
+  if (verbose && err.stack && !(err instanceof FdeError)) lines.push(err.stack);
+  return lines.join("\n");
+}
+
+/** How many causes an error paragraph follows (a cause chain with a cycle must still end). */
+export const MAX_CAUSE_DEPTH = 16;
+
+/**
+ * The "Caused by: ..." lines of err's cause chain, outermost first, skipping a cause whose message
+ * `shown` already contains; a non-Error cause ends the chain. The one cause-chain walk, used by
+ * formatError and the step runner's failure paragraph.
+ */
+export function causeLines(err: unknown, shown: string): string[] {
+  const lines: string[] = [];
+  let cause = err instanceof Error ? err.cause : undefined;
+  for (let depth = 0; cause !== undefined && depth < MAX_CAUSE_DEPTH; depth++) {
+    if (!(cause instanceof Error)) {
       lines.push(`Caused by: ${String(cause)}`);
       break;
     }
+    if (!shown.includes(cause.message)) lines.push(`Caused by: ${cause.message}`);
+    cause = cause.cause;
   }
-  if (verbose && err.stack && !(err instanceof FdeError)) lines.push(err.stack);
-  return lines.join("\n");
+  return lines;
 }

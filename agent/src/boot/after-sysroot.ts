@@ -10,7 +10,7 @@ import type { FdeConfig } from "../config/index.ts";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import * as N from "./names.ts";
-import type { Step } from "./steps.ts";
+import type { Step } from "../steps.ts";
 
 export interface AfterCtx {
   provider?: string;

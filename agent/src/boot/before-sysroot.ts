@@ -20,7 +20,7 @@ import { createProvider, type KeyProvider } from "../providers/index.ts";
 import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
 import { loadModules } from "./kernel-modules.ts";
 import * as N from "./names.ts";
-import type { Step } from "./steps.ts";
+import type { Step } from "../steps.ts";
 
 export interface BeforeCtx {
   provider?: string;

@@ -8,7 +8,7 @@ import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
 import * as N from "./names.ts";
-import { runSteps, StepsFailed, seconds } from "./steps.ts";
+import { runSteps, StepsFailed, seconds } from "../steps.ts";
 
 export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
 

@@ -19,7 +19,7 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { runSteps, type Step } from "../boot/steps.ts";
+import { runSteps, type Step } from "../steps.ts";
 import { run, runText } from "../command.ts";
 import { volumeFiles } from "../config/volume.ts";
 import * as luks from "../disk/luks.ts";

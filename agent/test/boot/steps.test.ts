@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { failureParagraph, runSteps, StepsFailed, stepLine } from "../../src/boot/steps.ts";
+import { failureParagraph, runSteps, StepsFailed, stepLine } from "../../src/steps.ts";
 import { CommandError, KeyProviderError } from "../../src/errors.ts";
 
 describe("numbered steps", () => {
