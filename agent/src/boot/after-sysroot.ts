@@ -9,8 +9,8 @@ import { run } from "../command.ts";
 import type { FdeConfig } from "../config/index.ts";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
-import * as N from "./names.ts";
 import type { Step } from "../steps.ts";
+import * as N from "./names.ts";
 
 export interface AfterCtx {
   provider?: string;

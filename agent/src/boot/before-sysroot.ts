@@ -4,29 +4,26 @@
  * -(dm-snapshot over verity+zero with the delta or zram as COW)-> rootfs,
  * or with the overlayfs backend an ext4 delta that after-sysroot mounts as the upper layer.
  */
-import { open, readFile } from "node:fs/promises";
-import { run } from "../command.ts";
 import type { FdeConfig } from "../config/index.ts";
 import type { ProviderConfig } from "../config/providers.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
 import * as luks from "../disk/luks.ts";
-import { type HeaderProfile, openChecked, readCheckedHeader } from "../disk/luks2-header.ts";
-import * as lvm from "../disk/lvm.ts";
-import * as verity from "../disk/verity.ts";
+import type { HeaderProfile } from "../disk/luks2-header.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
-import { createProvider, type KeyProvider } from "../providers/index.ts";
-import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
-import { loadModules } from "./kernel-modules.ts";
-import * as N from "./names.ts";
+import type { KeyProvider } from "../providers/index.ts";
 import type { Step } from "../steps.ts";
+import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
+import type { BootDisk, BootOps } from "./disk-ops.ts";
+import * as N from "./names.ts";
 
 export interface BeforeCtx {
   provider?: string;
   configDir: string;
   fde: FdeConfig;
-  lvm: lvm.LvmContext;
+  /** The disks, key providers, kernel modules and clock (realBootOps() at boot, fakes in tests). */
+  ops: BootOps;
   rootHash?: string;
   /** Name of the verity mapping: "rootfs" for overlayfs, "rootfs_verity" for dm-snapshot. */
   verityName: string;
@@ -41,7 +38,7 @@ async function provider(
   volume: string,
   device: string,
 ): Promise<KeyProvider> {
-  const p = await createProvider(config, { volume, configDir: ctx.configDir, device });
+  const p = await ctx.ops.createProvider(config, { volume, configDir: ctx.configDir, device });
   ctx.provider = p.describe();
   return p;
 }
@@ -61,6 +58,10 @@ async function withKey<T>(
 }
 
 const COW_HEAD_BYTES = 1024 * 1024;
+
+/** An ext4 superblock is the 1024 bytes at byte 1024 of its device. */
+const EXT4_SUPERBLOCK_OFFSET = 1024;
+const EXT4_HEAD_BYTES = 2048;
 
 const diskDelta = (fde: FdeConfig) => fde.rootfs.deltaLocation !== "ram";
 
@@ -112,13 +113,14 @@ export const attests = (fde: FdeConfig): boolean =>
   [fde.rootfs.encrypt, fde.delta.encrypt].some((p) => p?.type === "kbs");
 
 async function activate(ctx: BeforeCtx): Promise<void> {
-  await loadModules({ tee: attests(ctx.fde) });
-  const waited = await lvm.waitForVg(ctx.lvm, N.VG, {
+  const { lvm } = ctx.ops.disk;
+  await ctx.ops.loadModules({ tee: attests(ctx.fde) });
+  const waited = await lvm.waitForVg(N.VG, {
     timeoutMs: VG_WAIT_MS,
     onWait: () => log.info(`  waiting for the disk with volume group ${N.VG} ...`),
   });
   if (waited >= 1000) log.info(`  the disk appeared after ${(waited / 1000).toFixed(1)} s`);
-  await lvm.activateVg(ctx.lvm, N.VG);
+  await lvm.activateVg(N.VG);
 }
 
 async function loadRootHash(ctx: BeforeCtx): Promise<void> {
@@ -131,8 +133,7 @@ async function loadRootHash(ctx: BeforeCtx): Promise<void> {
  * servers are configured or it is before the build time (clock/sync.ts). Never fails the boot.
  */
 async function checkClock(ctx: BeforeCtx): Promise<void> {
-  const { realClockDeps, syncClock } = await import("../clock/sync.ts");
-  await syncClock(ctx.ntpServers ?? [], await realClockDeps());
+  await ctx.ops.syncClock(ctx.ntpServers ?? []);
 }
 
 async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
@@ -144,42 +145,44 @@ async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
   }
   // Checked before any key is fetched. convert's encryptOffline writes no integrity (verity checks the data).
   const profile = { integrity: false };
-  const checked = await readCheckedHeader(N.LV_ROOTFS, profile);
+  const disk = ctx.ops.disk;
+  const checked = await disk.luks.readCheckedHeader(N.LV_ROOTFS, profile);
   await withKey(p, (key, keySlot) =>
-    openChecked(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key, { profile, keySlot, checked }),
+    disk.luks.openChecked(N.LV_ROOTFS, N.ROOTFS_DECRYPTED, key, { profile, keySlot, checked }),
   );
   ctx.provider = undefined;
 }
 
 async function openVerity(ctx: BeforeCtx): Promise<void> {
   const data = ctx.fde.rootfs.encrypt ? N.mapper(N.ROOTFS_DECRYPTED) : N.LV_ROOTFS;
-  await verity.open(data, ctx.verityName, N.LV_ROOTFS_HASH, ctx.rootHash!);
+  await ctx.ops.disk.openVerity(data, ctx.verityName, N.LV_ROOTFS_HASH, ctx.rootHash!);
 }
 
 async function growDelta(ctx: BeforeCtx): Promise<void> {
+  const { lvm, block } = ctx.ops.disk;
   // Growing is best effort (as upstream): the boot goes on with the space there is.
   try {
-    for (const pv of await lvm.pvsOfVg(ctx.lvm, N.VG)) {
-      const part = await blockdev.partitionOf(pv);
+    for (const pv of await lvm.pvsOfVg(N.VG)) {
+      const part = await block.partitionOf(pv);
       if (part && blockdev.canGrow(part)) {
-        await blockdev.growPartition(part);
+        await block.growPartition(part);
         log.info(`  grew ${part.disk} partition ${part.number} to the end of the disk`);
       }
-      await lvm.pvResize(ctx.lvm, pv);
+      await lvm.pvResize(pv);
     }
   } catch (err) {
     log.warn(`could not grow the PV partition: ${(err as Error).message}`);
   }
-  if (!(await lvm.lvExists(ctx.lvm, N.VG, N.DELTA_LV_NAME))) {
-    await lvm.createLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME);
+  if (!(await lvm.lvExists(N.VG, N.DELTA_LV_NAME))) {
+    await lvm.createLvAllFree(N.VG, N.DELTA_LV_NAME);
     // Nothing (no udev) wipes old signatures in the initrd: a stale LUKS/COW header must not survive.
-    await blockdev.zeroHead(N.LV_DELTA);
+    await block.zeroHead(N.LV_DELTA);
     log.info("  created the delta volume (first boot)");
   } else {
     try {
-      const before = await blockdev.sizeSectors(N.LV_DELTA);
-      if (await lvm.extendLvAllFree(ctx.lvm, N.VG, N.DELTA_LV_NAME)) {
-        const after = await blockdev.sizeSectors(N.LV_DELTA);
+      const before = await block.sizeSectors(N.LV_DELTA);
+      if (await lvm.extendLvAllFree(N.VG, N.DELTA_LV_NAME)) {
+        const after = await block.sizeSectors(N.LV_DELTA);
         log.info(`  extended the delta LV from ${gib(before)} to ${gib(after)} GiB`);
       }
     } catch (err) {
@@ -190,9 +193,10 @@ async function growDelta(ctx: BeforeCtx): Promise<void> {
 
 async function unlockDelta(ctx: BeforeCtx): Promise<void> {
   const p = await provider(ctx, ctx.fde.delta.encrypt, "delta", N.LV_DELTA);
+  const disk = ctx.ops.disk;
   const decision = decideReinit({
     temporaryKey: p.temporary,
-    subsystem: await luks.readSubsystem(N.LV_DELTA),
+    subsystem: await disk.luks.readSubsystem(N.LV_DELTA),
     location: ctx.fde.rootfs.deltaLocation,
   });
   ctx.recreated = decision.recreate;
@@ -200,10 +204,10 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
   const profile = { integrity: ctx.fde.delta.integrity };
   // A persistent delta with a replaced header is refused here, before any key is fetched; it is
   // never reformatted (its data stays for a header restore).
-  const checked = decision.recreate ? undefined : await readCheckedHeader(N.LV_DELTA, profile);
+  const checked = decision.recreate ? undefined : await disk.luks.readCheckedHeader(N.LV_DELTA, profile);
   await withKey(p, async (key, keySlot) => {
     if (decision.recreate) {
-      await luks.format(N.LV_DELTA, key, {
+      await disk.luks.format(N.LV_DELTA, key, {
         integrity: ctx.fde.delta.integrity,
         // dm-snapshot reads only what it wrote; mkfs.ext4 on an unwiped integrity device would read garbage tags.
         integrityNoWipe: ctx.fde.rootfs.deltaBackend === "dm-snapshot",
@@ -214,11 +218,11 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
       // tpm2: store the sealed key in the new header while it is still marked initializing.
       await p.afterFormat?.(N.LV_DELTA);
       // Checked too: the host can swap the header between our format and this open.
-      await openChecked(N.LV_DELTA, N.DELTA, key, { profile });
+      await disk.luks.openChecked(N.LV_DELTA, N.DELTA, key, { profile });
       return;
     }
     try {
-      await openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot, checked });
+      await disk.luks.openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot, checked });
     } catch (cause) {
       throw new FdeError(
         `cannot open the persistent delta volume ${N.LV_DELTA} with the key from ${p.describe()}`,
@@ -228,7 +232,7 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
         },
       );
     }
-    if (ctx.fde.delta.integrity) await growIntegrityDelta(key, keySlot, profile);
+    if (ctx.fde.delta.integrity) await growIntegrityDelta(disk, key, keySlot, profile);
   });
   ctx.provider = undefined;
 }
@@ -242,15 +246,16 @@ async function unlockDelta(ctx: BeforeCtx): Promise<void> {
  * the delta keeps its size if the check or the close fails.
  */
 async function growIntegrityDelta(
+  disk: BootDisk,
   key: Uint8Array,
   keySlot: number | undefined,
   profile: HeaderProfile,
 ): Promise<void> {
   let growth: ReturnType<typeof integrityGrowth>;
   try {
-    growth = integrityGrowth(await luks.integritySize(N.DELTA));
+    growth = integrityGrowth(await disk.luks.integritySize(N.DELTA));
     if (!growth) return;
-    await luks.close(N.DELTA);
+    await disk.luks.close(N.DELTA);
   } catch (err) {
     log.warn(
       `could not grow the delta volume's integrity mapping; it keeps its size: ${(err as Error).message}`,
@@ -258,14 +263,14 @@ async function growIntegrityDelta(
     return;
   }
   try {
-    await openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot });
+    await disk.luks.openChecked(N.LV_DELTA, N.DELTA, key, { profile, keySlot });
   } catch (cause) {
     throw new FdeError(`cannot open the delta volume ${N.LV_DELTA} again after closing it to grow it`, {
       cause,
       hint: "the same key opened it a moment before; its data is unchanged, so boot again",
     });
   }
-  const now = await blockdev.sizeSectors(N.mapper(N.DELTA));
+  const now = await disk.block.sizeSectors(N.mapper(N.DELTA));
   if (now < growth.toSectors) {
     log.warn(
       `the delta volume has ${now} sectors after re-opening it, not the ${growth.toSectors} it can hold`,
@@ -276,43 +281,40 @@ async function growIntegrityDelta(
 }
 
 async function buildSnapshot(ctx: BeforeCtx): Promise<void> {
+  const disk = ctx.ops.disk;
   const persistent = ctx.fde.rootfs.deltaLocation === "disk-persist";
-  let cow: string;
-  if (diskDelta(ctx.fde)) {
-    cow = N.mapper(N.DELTA);
-  } else {
-    cow = await blockdev.createZram(blockdev.parseMemTotal(await readFile("/proc/meminfo", "utf8")));
-  }
+  const cow = diskDelta(ctx.fde) ? N.mapper(N.DELTA) : await disk.block.createZram();
   const verityDev = N.mapper(N.ROOTFS_VERITY);
-  const veritySectors = await blockdev.sizeSectors(verityDev);
-  const cowSectors = await blockdev.sizeSectors(cow);
-  await dm.create(N.ROOTFS_EXTENDED, dm.extendedTable(verityDev, veritySectors, cowSectors));
+  const veritySectors = await disk.block.sizeSectors(verityDev);
+  const cowSectors = await disk.block.sizeSectors(cow);
+  await disk.dmCreate(N.ROOTFS_EXTENDED, dm.extendedTable(verityDev, veritySectors, cowSectors));
   const recreated = ctx.recreated ?? true;
   const action = cowAction({
     persistent,
     recreated,
-    blkidType: persistent && !recreated ? await blockdev.cowSignature(cow) : undefined,
+    blkidType: persistent && !recreated ? await disk.block.cowSignature(cow) : undefined,
   });
   // More than the 8 KiB header chunk: on an unwiped integrity device every block the snapshot
   // reads before writing it must have been written once.
-  if (action === "zero") await blockdev.zeroHead(cow, COW_HEAD_BYTES);
+  if (action === "zero") await disk.block.zeroHead(cow, COW_HEAD_BYTES);
   log.info(
     `  COW ${cow}: ${action === "keep" ? "kept from the previous boot" : "new"}${persistent ? " (persistent)" : ""}`,
   );
-  await dm.create(
+  await disk.dmCreate(
     N.ROOTFS,
     dm.snapshotTable(N.mapper(N.ROOTFS_EXTENDED), veritySectors + cowSectors, cow, persistent),
   );
-  await growFs(N.ROOT_DEVICE);
+  await growFs(disk, N.ROOT_DEVICE);
   await markInitialised(ctx);
 }
 
 async function prepareOverlayDelta(ctx: BeforeCtx): Promise<void> {
+  const disk = ctx.ops.disk;
   const dev = N.mapper(N.DELTA);
   if (ctx.recreated) {
-    await run("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev]);
+    await disk.fs.mkfsExt4(dev);
   } else {
-    await growFs(dev, !ctx.fde.delta.integrity || (await wipeBeyondFs(dev)));
+    await growFs(disk, dev, !ctx.fde.delta.integrity || (await wipeBeyondFs(disk, dev)));
   }
   await markInitialised(ctx);
 }
@@ -321,23 +323,17 @@ async function prepareOverlayDelta(ctx: BeforeCtx): Promise<void> {
  * Before an ext4 on an integrity delta grows, the device beyond it gets valid tags (see
  * overlayWipeRange). False when that failed: the filesystem then keeps its size this boot.
  */
-async function wipeBeyondFs(dev: string): Promise<boolean> {
+async function wipeBeyondFs(disk: BootDisk, dev: string): Promise<boolean> {
   try {
-    const head = new Uint8Array(2048);
-    const fh = await open(dev, "r");
-    try {
-      await fh.read(head, 0, head.length, 0);
-    } finally {
-      await fh.close();
-    }
-    const fsBytes = ext4SizeBytes(head.subarray(1024));
-    if (fsBytes === undefined) throw new Error(`no ext4 superblock on ${dev}`);
-    const range = overlayWipeRange(fsBytes, (await blockdev.sizeSectors(dev)) * 512);
+    const head = await disk.block.readHead(dev, EXT4_HEAD_BYTES);
+    const fsBytes = ext4SizeBytes(head.subarray(EXT4_SUPERBLOCK_OFFSET));
+    if (fsBytes === undefined) throw new FdeError(`no ext4 superblock on ${dev}`);
+    const range = overlayWipeRange(fsBytes, (await disk.block.sizeSectors(dev)) * 512);
     if (!range) return true;
     log.info(
       `  writing integrity tags over the ${gib((range.end - range.start) / 512)} GiB the filesystem grows into`,
     );
-    await luks.wipeIntegrityRange(dev, range.start, range.end);
+    await disk.luks.wipeIntegrityRange(dev, range.start, range.end);
     return true;
   } catch (err) {
     log.warn(
@@ -348,14 +344,16 @@ async function wipeBeyondFs(dev: string): Promise<boolean> {
 }
 
 /** Writable, checked, and (when `resize`) as large as its device. */
-async function growFs(dev: string, resize = true): Promise<void> {
-  await run("tune2fs", ["-O", "^read-only", dev]);
-  await run("e2fsck", ["-p", dev], { okCodes: [0, 1] });
-  if (resize) await run("resize2fs", ["-f", dev]);
+async function growFs(disk: BootDisk, dev: string, resize = true): Promise<void> {
+  await disk.fs.makeWritable(dev);
+  await disk.fs.check(dev);
+  if (resize) await disk.fs.resize(dev);
 }
 
 const gib = (sectors: number) => ((sectors * 512) / 2 ** 30).toFixed(2);
 
 async function markInitialised(ctx: BeforeCtx): Promise<void> {
-  if (ctx.recreated && diskDelta(ctx.fde)) await luks.setSubsystem(N.LV_DELTA, luks.SUBSYSTEM_READY);
+  if (ctx.recreated && diskDelta(ctx.fde)) {
+    await ctx.ops.disk.luks.setSubsystem(N.LV_DELTA, luks.SUBSYSTEM_READY);
+  }
 }

@@ -4,11 +4,12 @@ import { loadConfig } from "../config/index.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
+import { runSteps, StepsFailed, seconds } from "../steps.ts";
 import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
+import { realBootOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
 import * as N from "./names.ts";
-import { runSteps, StepsFailed, seconds } from "../steps.ts";
 
 export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
 
@@ -50,7 +51,7 @@ export async function runStage(
       await runSteps(what, beforeSysrootSteps(fde), {
         configDir,
         fde,
-        lvm: { systemDir: GUEST_LVM_SYSTEM_DIR },
+        ops: realBootOps({ systemDir: GUEST_LVM_SYSTEM_DIR }),
         verityName: fde.rootfs.deltaBackend === "overlayfs" ? N.ROOTFS : N.ROOTFS_VERITY,
         ntpServers: config.global.boot.ntpServers,
       });
