@@ -3,7 +3,7 @@
  * arguments are never logged or shown: upstream's own example passes the key as an argument.
  * Time, output size and leftover processes are bounded by spawnBounded() (subprocess.ts).
  */
-import type { ExecConfig } from "../config/providers.ts";
+import type { ExecConfig } from "../config/providers/exec.ts";
 import { KeyProviderError } from "../errors.ts";
 import { type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
 import { MAX_KEY_BYTES } from "./key-size.ts";

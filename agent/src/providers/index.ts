@@ -2,7 +2,7 @@
  * Builds the key provider for a volume. Each provider's module is imported only when a config
  * uses it, so `config check` on an exec setup never loads the KBS client, TPM bindings or x509.
  */
-import type { ProviderConfig } from "../config/providers.ts";
+import type { ProviderConfig } from "../config/providers/index.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 export type { KeyProvider, ProviderContext } from "./provider.ts";

@@ -1,5 +1,5 @@
 /**
- * The kbs provider's retry defaults, in a module of their own: config/providers.ts takes its kbs
+ * The kbs provider's retry defaults, in a module of their own: config/providers/kbs.ts takes its kbs
  * defaults (retry_attempts, retry_timeout_secs, request_timeout_secs) from here, and `config check`
  * must not load the HTTP client to validate a file (cli/startup.test.ts).
  */

@@ -3,7 +3,7 @@
  * `cdh_type = "one-shot"` (upstream's default) is served by our own RCAR client; "daemon" asks a
  * running confidential-data-hub over its ttrpc socket.
  */
-import type { KbsConfig } from "../config/providers.ts";
+import type { KbsConfig } from "../config/providers/kbs.ts";
 import { getKbsResource, type KbsClientConfig } from "../kbs/client.ts";
 import { DEFAULT_RETRY } from "../kbs/http.ts";
 import { parseResourcePath } from "../kbs/resource-uri.ts";

@@ -18,7 +18,7 @@ import { AliyunError } from "../aliyun/errors.ts";
 import { Imds } from "../aliyun/imds.ts";
 import { getSecretValue, instanceEndpoint } from "../aliyun/instance-api.ts";
 import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
-import type { KmsConfig } from "../config/providers.ts";
+import type { KmsConfig } from "../config/providers/kms.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import { checkKeySize } from "./key-size.ts";

@@ -7,7 +7,7 @@
  */
 import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import { assumeRoleWithOidc, stsEndpoint } from "../aliyun/sts.ts";
-import type { OidcConfig } from "../config/providers.ts";
+import type { OidcConfig } from "../config/providers/oidc.ts";
 import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
 import { type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
 import { MAX_KEY_BYTES } from "./key-size.ts";

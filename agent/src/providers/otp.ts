@@ -1,5 +1,5 @@
 /** otp: a fresh random key on every call, so the volume is re-formatted on every open. */
-import type { OtpConfig } from "../config/providers.ts";
+import type { OtpConfig } from "../config/providers/otp.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
 /** 64 bytes = 512 bits, more than any LUKS2 cipher can use. */

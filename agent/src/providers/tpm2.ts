@@ -11,7 +11,7 @@
  *   key into the new header (a re-format wipes the old token).
  */
 import { existsSync } from "node:fs";
-import type { Tpm2Config } from "../config/providers.ts";
+import type { Tpm2Config } from "../config/providers/tpm2.ts";
 import { readSubsystem, SUBSYSTEM_INITIALIZING } from "../disk/luks.ts";
 import { lvMapperPath } from "../disk/names.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
