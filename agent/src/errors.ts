@@ -1,7 +1,19 @@
 /**
  * Every failure the agent reports to a user is an FdeError: one readable paragraph, the exit code
  * it maps to, and the underlying cause kept for `--verbose` (like ofetch's FetchError).
+ * agent/test/code/errors.test.ts fails on a plain `throw new Error(` outside a few parser files.
  */
+
+/*
+ * The exit statuses the README documents; there is no third one. A feature this build lacks is
+ * refused as a configuration error naming the field that asks for it (EXIT_USAGE) or at run time
+ * (EXIT_FAILURE): the two outcomes a script can act on.
+ */
+/** A runtime failure: a key provider, an external program, a disk or network check. */
+export const EXIT_FAILURE = 1;
+/** Wrong command-line usage or an invalid configuration file. */
+export const EXIT_USAGE = 2;
+
 export class FdeError extends Error {
   override name = "FdeError";
   readonly exitCode: number;
@@ -10,7 +22,7 @@ export class FdeError extends Error {
 
   constructor(message: string, options: { cause?: unknown; exitCode?: number; hint?: string } = {}) {
     super(message, { cause: options.cause });
-    this.exitCode = options.exitCode ?? 1;
+    this.exitCode = options.exitCode ?? EXIT_FAILURE;
     this.hint = options.hint;
   }
 }
@@ -19,7 +31,7 @@ export class FdeError extends Error {
 export class ConfigError extends FdeError {
   override name = "ConfigError";
   constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
-    super(message, { ...options, exitCode: 2 });
+    super(message, { ...options, exitCode: EXIT_USAGE });
   }
 }
 
@@ -27,7 +39,7 @@ export class ConfigError extends FdeError {
 export class UsageError extends FdeError {
   override name = "UsageError";
   constructor(message: string) {
-    super(message, { exitCode: 2 });
+    super(message, { exitCode: EXIT_USAGE });
   }
 }
 

@@ -5,6 +5,7 @@
  * as one paragraph naming the step, the device, the key provider and what to check.
  */
 import { CommandError, causeLines, FdeError, KeyProviderError } from "./errors.ts";
+import { log } from "./log.ts";
 
 export interface Step<C> {
   title: string;
@@ -25,7 +26,7 @@ export interface StepFailure {
 
 export type Writer = (line: string) => void;
 
-const consoleWriter: Writer = (line) => process.stderr.write(`${line}\n`);
+const consoleWriter: Writer = (line) => log.info(line);
 
 export function stepLine(index: number, total: number, title: string): string {
   const width = String(total).length;

@@ -3,6 +3,7 @@
  * (re)initialise it, what to do with an existing COW, and the snapshot sizes.
  */
 import { type IntegritySize, SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../disk/luks.ts";
+import { FdeError } from "../errors.ts";
 
 export type DeltaLocation = "disk" | "disk-persist" | "ram";
 
@@ -49,7 +50,7 @@ export function cowAction(opts: {
   if (!opts.persistent || opts.recreated) return "zero";
   if (opts.blkidType === undefined) return "zero";
   if (opts.blkidType === "DM_snapshot_cow") return "keep";
-  throw new Error(
+  throw new FdeError(
     `the delta volume holds a '${opts.blkidType}' signature, not a dm-snapshot COW store; refusing to overwrite it`,
   );
 }

@@ -4,6 +4,7 @@
  * on first use: most boots never set the clock.
  */
 import { ptr } from "bun:ffi";
+import { FdeError } from "../errors.ts";
 import { lastErrno, libc } from "../libc.ts";
 
 const CLOCK_REALTIME = 0;
@@ -17,7 +18,7 @@ export function setSystemClock(unixMs: number): void {
   ts[1] = BigInt((ms % 1000) * 1_000_000);
   if (libc().clock_settime(CLOCK_REALTIME, ptr(ts)) !== 0) {
     const errno = lastErrno();
-    throw new Error(
+    throw new FdeError(
       `clock_settime failed (errno ${errno}${errno === 1 ? ", EPERM: needs CAP_SYS_TIME" : ""})`,
     );
   }

@@ -4,6 +4,7 @@
  * unverified rootfs (it waits for the root device and fails).
  */
 import { ROOT_DEVICE } from "../disk/names.ts";
+import { FdeError } from "../errors.ts";
 
 export { ROOT_DEVICE };
 /** dracut's own LVM/LUKS activation must keep its hands off the cryptpilot VG and the LUKS rootfs LV. */
@@ -74,7 +75,7 @@ export function rewriteGrubenv(text: string): string {
     )
     .join("\n");
   const content = `${body}\n`;
-  if (content.length > 1024) throw new Error("grubenv would exceed 1024 bytes after rewriting kernelopts");
+  if (content.length > 1024) throw new FdeError("grubenv would exceed 1024 bytes after rewriting kernelopts");
   return content + "#".repeat(1024 - content.length);
 }
 

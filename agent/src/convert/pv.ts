@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { run, runText } from "../command.ts";
 import * as lvm from "../disk/lvm.ts";
 import { VG } from "../disk/names.ts";
+import { FdeError } from "../errors.ts";
 import type { Cleanup } from "./cleanup.ts";
 import type { Region } from "./layout.ts";
 
@@ -78,7 +79,8 @@ export async function writePv(
     for (const r of ranges[lv.name]!) {
       if (r.lvOffset >= size) break;
       // dd reads FILE from the start: one segment per LV is what lvcreate gives on a fresh PV.
-      if (r.lvOffset !== 0) throw new Error(`LV ${lv.name} was allocated in several segments; expected one`);
+      if (r.lvOffset !== 0)
+        throw new FdeError(`LV ${lv.name} was allocated in several segments; expected one`);
       await copyAt(lv.file, disk, region.offset + r.pvOffset, Math.min(size, r.length), true);
     }
   }

@@ -2,6 +2,7 @@
 import { open as openFile, readFile, readlink, realpath, writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { run } from "../command.ts";
+import { FdeError } from "../errors.ts";
 
 const SECTOR = 512;
 
@@ -70,7 +71,7 @@ export async function createZram(bytes: number): Promise<string> {
 /** MemTotal from /proc/meminfo, in bytes. */
 export function parseMemTotal(meminfo: string): number {
   const kib = /^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1];
-  if (!kib) throw new Error("no MemTotal line in /proc/meminfo");
+  if (!kib) throw new FdeError("no MemTotal line in /proc/meminfo");
   return Number(kib) * 1024;
 }
 

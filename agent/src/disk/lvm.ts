@@ -183,7 +183,7 @@ export function parseSegments(text: string): LvSegment[] {
     const f = line.trim().split(/\s+/);
     if (f.length < 4) continue;
     const range = /:(\d+)-(\d+)$/.exec(f[3]!);
-    if (!range) throw new Error(`unexpected LVM segment range '${f[3]}'`);
+    if (!range) throw new FdeError(`unexpected LVM segment range '${f[3]}' in the lvs output`);
     segs.push({
       lv: f[0]!,
       lvStartExtent: Number(f[1]),

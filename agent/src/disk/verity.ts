@@ -1,5 +1,6 @@
 /** dm-verity through veritysetup (format 1, sha256, 4096-byte blocks: cryptsetup's defaults). */
 import { run, runText } from "../command.ts";
+import { FdeError } from "../errors.ts";
 
 export interface VerityFormat {
   rootHash: string;
@@ -13,7 +14,7 @@ export function parseVerityFormat(text: string): VerityFormat {
   const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, "m").exec(text)?.[1];
   const rootHash = field("Root hash");
   if (!rootHash || !/^[0-9a-f]{64}$/.test(rootHash)) {
-    throw new Error(`veritysetup format printed no sha256 root hash:\n${text}`);
+    throw new FdeError(`veritysetup format printed no sha256 root hash:\n${text}`);
   }
   return {
     rootHash,

@@ -3,6 +3,7 @@
  * read back (the AK's RSA modulus becomes the evidence's public key).
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
+import { FdeError } from "../errors.ts";
 import { TPM2_ALG, TPM2_ECC_NIST_P256, TpmReader, TpmWriter } from "./marshal.ts";
 
 // TPMA_OBJECT bits (TPM 2.0 Part 2, 8.3).
@@ -130,7 +131,7 @@ export function parsePublic(bytes: Uint8Array): PublicArea {
 
 /** The RSA public key of a TPMT_PUBLIC as a node:crypto KeyObject (for SPKI DER/PEM export). */
 export function rsaPublicKey(area: PublicArea): KeyObject {
-  if (!area.rsa) throw new Error("the TPM public area is not an RSA key");
+  if (!area.rsa) throw new FdeError("the TPM public area is not an RSA key");
   const e = Buffer.alloc(4);
   e.writeUInt32BE(area.rsa.exponent);
   let start = 0;
