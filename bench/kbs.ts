@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { clearKbsSessions, getKbsResource, type KbsClientConfig } from "../agent/src/kbs/client.ts";
 import { DEFAULT_RETRY } from "../agent/src/kbs/http.ts";
-import { hasSwtpm, startSwtpm } from "../agent/test/tpm/swtpm.ts";
+import { hasSwtpm, startSwtpm } from "../agent/testkit/swtpm.ts";
 import { type Broker, startBroker } from "../vm-test/kbs/broker.ts";
 import { type BenchContext, type Benchmark, type Measurement, median } from "./lib.ts";
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "../agent/test/refvalue/images.ts";
+import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "../agent/testkit/images.ts";
 import { type Benchmark, timeCommands } from "./lib.ts";
 
 const V = "6.1.0-99-amd64";

@@ -14,7 +14,7 @@ import { create } from "../agent/src/providers/tpm2.ts";
 import { withTpm } from "../agent/src/tpm/esys.ts";
 import { sealKey, splitBlob } from "../agent/src/tpm/seal.ts";
 import { storeToken, tokenFromSealed } from "../agent/src/tpm/token.ts";
-import { startSwtpm } from "../agent/test/tpm/swtpm.ts";
+import { startSwtpm } from "../agent/testkit/swtpm.ts";
 import { Markers } from "../vm-test/lib/markers.ts";
 import { BENCH_RUNS, benchRuns } from "../vm-test/scenarios/tpm2-bench.ts";
 import { type BenchContext, type Benchmark, type Measurement, median } from "./lib.ts";

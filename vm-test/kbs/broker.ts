@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { exportJWK, FlattenedEncrypt, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from "jose";
-import { verifyTpmEvidence } from "../../agent/test/tpm/checkquote.ts";
+import { verifyTpmEvidence } from "../../agent/testkit/checkquote.ts";
 
 const ERROR_PREFIX = "https://github.com/confidential-containers/kbs/errors/";
 const COOKIE = "kbs-session-id";

@@ -1,11 +1,11 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { withSwtpm } from "../../agent/testkit/swtpm.ts";
 import { AFFINITY_COOKIE, startBroker } from "../kbs/broker.ts";
 import { makeTestPki } from "../kbs/tls.ts";
 import { freePort } from "../lib/net.ts";
 import { defineScenario } from "../lib/scenario.ts";
-import { withSwtpm } from "../lib/swtpm.ts";
 import { startNtpServer } from "../ntp/server.ts";
 import { kbsFdeToml } from "./kbs-http.ts";
 

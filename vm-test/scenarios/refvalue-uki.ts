@@ -1,4 +1,4 @@
-import { eventLogScenario } from "../../agent/test/refvalue/eventlog-check.ts";
+import { eventLogScenario } from "../lib/eventlog.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 // show-reference-value's prediction for a converted UKI disk appears in the TCG event log that

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nullKeyslotAttack, readJson } from "../../agent/test/hostile/luks-craft.ts";
+import { nullKeyslotAttack, readJson } from "../../agent/testkit/luks-craft.ts";
 import { bootAfterGrow, expectFdeRoot } from "../lib/checks.ts";
 import { logicalVolumes, readBytes, writeBytes } from "../lib/disk.ts";
 import { DELTA_KEY, diskFor, keyOverride, PLAIN_IMAGE } from "../lib/fde.ts";

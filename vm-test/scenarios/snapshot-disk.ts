@@ -1,10 +1,10 @@
+import { bootAfterGrow, expectFdeRoot } from "../lib/checks.ts";
 import {
   checkEventLog,
   eventLogSourceFiles,
   predictReferenceValues,
   withMeasuringTpm,
-} from "../../agent/test/refvalue/eventlog-check.ts";
-import { bootAfterGrow, expectFdeRoot } from "../lib/checks.ts";
+} from "../lib/eventlog.ts";
 import { ENCRYPTED_IMAGE, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
 

@@ -1,8 +1,8 @@
 import { join } from "node:path";
+import { withSwtpm } from "../../agent/testkit/swtpm.ts";
 import { type FdeOptions, fdeToml } from "../lib/fde.ts";
 import type { Markers } from "../lib/markers.ts";
 import { defineScenario } from "../lib/scenario.ts";
-import { withSwtpm } from "../lib/swtpm.ts";
 
 // TPM2 unlock benchmark for bench/tpm2.ts (`make bench`), on one guest with a swtpm TPM. The
 // booted guest formats one LUKS2 volume, enrolls it both ways (`cryptpilot-fde tpm2 enroll` and

@@ -1,10 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { startSwtpm as startTcpSwtpm } from "../../agent/test/tpm/swtpm.ts";
+import { startSwtpm as startTcpSwtpm, withSwtpm } from "../../agent/testkit/swtpm.ts";
 import { expectFdeRoot, expectPersistence } from "../lib/checks.ts";
 import type { FdeOptions } from "../lib/fde.ts";
 import { defineScenario } from "../lib/scenario.ts";
-import { withSwtpm } from "../lib/swtpm.ts";
 
 // Both volume keys sealed to the guest's (swtpm) TPM by the tpm2 provider. The rootfs is sealed
 // at convert time (convert --tpm2-enroll through a TCP swtpm over the state directory the guest's

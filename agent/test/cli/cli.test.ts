@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadConfig, parseBundle } from "../../src/config/index.ts";
 import { VERSION } from "../../src/version.ts";
-import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT, writeFiles } from "../refvalue/images.ts";
+import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT, writeFiles } from "../../testkit/images.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

@@ -23,7 +23,7 @@ import { privateLvmConf } from "../../src/disk/lvm.ts";
 import { create as createTpm2 } from "../../src/providers/tpm2.ts";
 import { splitBlob } from "../../src/tpm/seal.ts";
 import { findTokens, sealedFromToken } from "../../src/tpm/token.ts";
-import { hasSwtpm, startSwtpm, toolsUnsealFiles } from "../tpm/swtpm.ts";
+import { hasSwtpm, startSwtpm, toolsUnsealFiles } from "../../testkit/swtpm.ts";
 import { BOOT_UUID, buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
 
 const isRoot = process.getuid?.() === 0;

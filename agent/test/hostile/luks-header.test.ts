@@ -32,8 +32,8 @@ import {
 import { FdeError } from "../../src/errors.ts";
 import { findTokens } from "../../src/tpm/token.ts";
 import { formatOptions, headerProfile } from "../../src/volume/ops.ts";
+import { editJson, nullKeyslotAttack, readJson, writeJson } from "../../testkit/luks-craft.ts";
 import { bounded } from "./limits.ts";
-import { editJson, nullKeyslotAttack, readJson, writeJson } from "./luks-craft.ts";
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn("luks-header hostile test skipped: cryptsetup needs root (its lock directory)");

@@ -19,8 +19,8 @@ import { openTree, probe } from "../../src/disk/image/probe.ts";
 import { Qcow2Source } from "../../src/disk/image/qcow2.ts";
 import { type BlockSource, checkRange } from "../../src/disk/image/source.ts";
 import { ConfigError, FdeError } from "../../src/errors.ts";
-import { sh, tempDir } from "../image/util.ts";
-import { diskImage, ESP_GPT, ext4Image, LINUX_GPT } from "../refvalue/images.ts";
+import { diskImage, ESP_GPT, ext4Image, LINUX_GPT } from "../../testkit/images.ts";
+import { sh, tempDir } from "../../testkit/sh.ts";
 import { bounded } from "./limits.ts";
 
 setDefaultTimeout(60_000);

@@ -12,7 +12,8 @@ import { readLogicalVolumes } from "../../src/disk/image/lvm.ts";
 import { openImage } from "../../src/disk/image/open.ts";
 import { partitionSource, readPartitions } from "../../src/disk/image/partitions.ts";
 import { openTree, probe } from "../../src/disk/image/probe.ts";
-import { bytes, type Sample, sh, tempDir, writeSample } from "./util.ts";
+import { sh, tempDir } from "../../testkit/sh.ts";
+import { bytes, type Sample, writeSample } from "./util.ts";
 
 const work = tempDir("image");
 afterAll(() => rmSync(work, { recursive: true, force: true }));

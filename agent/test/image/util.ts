@@ -1,20 +1,6 @@
-/** Test helpers: build real images with the real tools (sfdisk, mkfs.*, mtools, qemu-img, LVM). */
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+/** Test data for the image readers: seeded bytes and a sample directory tree (sh, tempDir: agent/testkit/sh.ts). */
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-
-export function sh(cmd: string[], input?: string): string {
-  const p = Bun.spawnSync(cmd, {
-    stdin: input === undefined ? "ignore" : Buffer.from(input),
-    stderr: "pipe",
-  });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}`);
-  return p.stdout.toString();
-}
-
-export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `cpfde-${prefix}-`));
-}
 
 /** Deterministic pseudo-random bytes (a seeded xorshift), so failures reproduce. */
 export function bytes(n: number, seed: number): Uint8Array {

@@ -10,7 +10,7 @@ import { type Broker, startBroker } from "../../../vm-test/kbs/broker.ts";
 import { tpmEvidence } from "../../src/attest/tpm.ts";
 import { canonicalJson } from "../../src/kbs/canonical.ts";
 import { clearKbsSessions, getKbsResource } from "../../src/kbs/client.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "../tpm/swtpm.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping KBS TPM tests: swtpm or tpm2-tools not installed");
 

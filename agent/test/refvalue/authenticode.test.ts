@@ -10,7 +10,7 @@ setDefaultTimeout(60_000);
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { authenticodeDigest } from "../../src/refvalue/authenticode.ts";
-import { sh } from "../image/util.ts";
+import { sh } from "../../testkit/sh.ts";
 import { debianBoot } from "./debian.ts";
 
 const FIXTURES = join(import.meta.dir, "../../../../shared/fixtures/authenticode");

@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { sh } from "../image/util.ts";
+import { sh } from "../../testkit/sh.ts";
 
 const CACHE = join(import.meta.dir, "cache");
 

@@ -1,12 +1,12 @@
 /**
- * The VM scenarios' comparison (eventlog-check.ts) on a TPM-style event log built here in the
+ * The VM scenarios' comparison (agent/testkit/eventlog.ts) on a TPM-style event log built here in the
  * crypto-agile format: it passes when every prediction is in the log and names what is missing
  * otherwise, so the VM check cannot pass vacuously.
  */
 import { expect, test } from "bun:test";
 import { parseEventLog } from "../../src/refvalue/eventlog.ts";
 import { hashHex } from "../../src/refvalue/hash.ts";
-import { compareWithEventLog, type Predicted } from "./eventlog-check.ts";
+import { compareWithEventLog, type Predicted } from "../../testkit/eventlog.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { hostTree } from "../../src/disk/image/fs.ts";
 import { parseGrubenv, resolveBootEntry, rpmvercmp } from "../../src/refvalue/grub.ts";
 import { loaderCmdline, splitWords } from "../../src/refvalue/grubscript.ts";
-import { tempDir } from "../image/util.ts";
-import { writeFiles } from "./images.ts";
+import { writeFiles } from "../../testkit/images.ts";
+import { tempDir } from "../../testkit/sh.ts";
 
 const work = tempDir("grub");
 afterAll(() => rmSync(work, { recursive: true, force: true }));

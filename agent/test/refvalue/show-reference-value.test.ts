@@ -6,9 +6,10 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bytes, sh, tempDir } from "../image/util.ts";
+import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "../../testkit/images.ts";
+import { sh, tempDir } from "../../testkit/sh.ts";
+import { bytes } from "../image/util.ts";
 import { debianBoot } from "./debian.ts";
-import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "./images.ts";
 
 const ROOT = join(import.meta.dir, "../../..");
 const work = tempDir("refvalue");

@@ -12,8 +12,8 @@ import { createTpmAttester, reportData, type TpmEvidence, tpmEvidence } from "..
 import { ESYS_TR, withTpm } from "../../src/tpm/esys.ts";
 import { parseQuoteAttest } from "../../src/tpm/marshal.ts";
 import { akTemplate, parsePublic, rsaPublicKey } from "../../src/tpm/public.ts";
-import { verifyTpmEvidence } from "./checkquote.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
+import { verifyTpmEvidence } from "../../testkit/checkquote.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM evidence tests: swtpm or tpm2-tools not installed");
 

@@ -14,7 +14,7 @@ import * as luks from "../../src/disk/luks.ts";
 import { create as createExec } from "../../src/providers/exec.ts";
 import type { KeyProvider } from "../../src/providers/provider.ts";
 import { create as createTpm2 } from "../../src/providers/tpm2.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
 
 const enabled = hasSwtpm && Bun.which("cryptsetup") !== null;
 if (!enabled) console.warn("skipping keyslot tests: swtpm, tpm2-tools or cryptsetup not installed");

@@ -11,8 +11,8 @@ import type { Tpm2Config } from "../../src/config/providers.ts";
 import { KeyProviderError } from "../../src/errors.ts";
 import { create } from "../../src/providers/tpm2.ts";
 import { withTpm } from "../../src/tpm/esys.ts";
+import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
 import { describeProviderConformance } from "../providers/conformance.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "./swtpm.ts";
 
 const hasCryptsetup = Bun.which("cryptsetup") !== null;
 const enabled = hasSwtpm && hasCryptsetup;

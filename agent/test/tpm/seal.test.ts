@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { withTpm } from "../../src/tpm/esys.ts";
 import { encodePcrSelection } from "../../src/tpm/marshal.ts";
 import { PcrPolicyMismatchError, type SealedKey, sealKey, splitBlob, unsealKey } from "../../src/tpm/seal.ts";
-import { hasSwtpm, type Swtpm, startSwtpm, TOOLS_SRK_ARGS, toolsUnsealFiles } from "./swtpm.ts";
+import { hasSwtpm, type Swtpm, startSwtpm, TOOLS_SRK_ARGS, toolsUnsealFiles } from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM seal tests: swtpm or tpm2-tools not installed");
 

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readSubsystem, SUBSYSTEM_READY } from "../../src/disk/luks.ts";
-import { nullKeyslotAttack, readJson } from "../hostile/luks-craft.ts";
+import { nullKeyslotAttack, readJson } from "../../testkit/luks-craft.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

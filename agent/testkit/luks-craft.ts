@@ -2,8 +2,8 @@
  * What a hostile host does to a LUKS2 header: edit its JSON and recompute both copies' checksums,
  * so the header is valid to cryptsetup. Test helper, and a host-side tool for the VM scenario:
  *
- *   bun agent/test/hostile/luks-craft.ts FILE keyslot-cipher-null   # any key opens keyslot 0
- *   bun agent/test/hostile/luks-craft.ts FILE segment-cipher-null
+ *   bun agent/testkit/luks-craft.ts FILE keyslot-cipher-null   # any key opens keyslot 0
+ *   bun agent/testkit/luks-craft.ts FILE segment-cipher-null
  *
  * keyslot-cipher-null writes a working attack: keyslot 0 becomes cipher_null with one AF stripe
  * holding a volume key the "host" chose (ATTACK_VOLUME_KEY), and the digest is recomputed for it,

@@ -1,9 +1,12 @@
 /**
- * A throwaway software TPM for host tests: `swtpm socket` on 127.0.0.1 with a temp state dir and
- * a random free port pair (TPM port P, control port P+1), reached with the TCTI
- * "swtpm:host=127.0.0.1,port=P" by both our bindings and tpm2-tools.
+ * Throwaway software TPMs (swtpm), one module for both ways the tests reach one:
+ * - over TCP (`startSwtpm`): host tests, bench and the VM scenarios that seal on the host. A temp
+ *   (or given) state dir and a random free port pair (TPM port P, control port P+1), reached with
+ *   the TCTI "swtpm:host=127.0.0.1,port=P" by both our bindings and tpm2-tools.
+ * - over a unix socket for QEMU (`startQemuSwtpm`/`withSwtpm`): one TPM per guest boot, which the
+ *   guest sees as a TIS TPM (/dev/tpmrm0).
  */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,8 +40,18 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
+/** swtpm_setup over the state directory `dir` (a TPM manufactured with `args`). */
+function manufacture(dir: string, args: string[]): void {
+  const setup = Bun.spawnSync(["swtpm_setup", "--tpm2", "--tpmstate", dir, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (setup.exitCode !== 0)
+    throw new Error(`swtpm_setup failed: ${setup.stderr.toString()}${setup.stdout.toString()}`);
+}
+
 /**
- * Start swtpm; with `ekCert`, swtpm_setup first manufactures it with an EK certificate in NV.
+ * Start swtpm over TCP; with `ekCert`, swtpm_setup first manufactures it with an EK certificate in NV.
  * With `stateDir` the TPM state lives there and is kept on stop (a VM's vTPM can go on with it).
  */
 export async function startSwtpm(options: { ekCert?: boolean; stateDir?: string } = {}): Promise<Swtpm> {
@@ -47,22 +60,7 @@ export async function startSwtpm(options: { ekCert?: boolean; stateDir?: string 
   const removeDir = () => {
     if (!options.stateDir) rmSync(dir, { recursive: true, force: true });
   };
-  if (options.ekCert) {
-    const setup = Bun.spawnSync(
-      [
-        "swtpm_setup",
-        "--tpm2",
-        "--tpmstate",
-        dir,
-        "--create-ek-cert",
-        "--create-platform-cert",
-        "--overwrite",
-      ],
-      { stdout: "pipe", stderr: "pipe" },
-    );
-    if (setup.exitCode !== 0)
-      throw new Error(`swtpm_setup failed: ${setup.stderr.toString()}${setup.stdout.toString()}`);
-  }
+  if (options.ekCert) manufacture(dir, ["--create-ek-cert", "--create-platform-cert", "--overwrite"]);
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 40000);
     if (!(await portFree(port)) || !(await portFree(port + 1))) continue;
@@ -102,6 +100,89 @@ export async function startSwtpm(options: { ekCert?: boolean; stateDir?: string 
   }
   removeDir();
   throw new Error("could not start swtpm on a free port");
+}
+
+/** A swtpm attached to one QEMU guest. */
+export interface QemuSwtpm {
+  /** QEMU arguments attaching the TPM (pass as BootOptions.extraQemuArgs). */
+  qemuArgs: string[];
+  stop(): Promise<void>;
+}
+
+export interface SwtpmOptions {
+  /**
+   * PCR banks of a fresh state (swtpm_setup --pcr-banks, e.g. "sha256,sha384"); default: swtpm's
+   * own. Only used when the state directory has no TPM yet.
+   */
+  pcrBanks?: string;
+  /**
+   * OVMF sends TPM2_Startup itself (and measures into the fresh PCRs); a direct kernel boot has no
+   * firmware that does, so by default swtpm starts the TPM up.
+   */
+  firmwareStartup?: boolean;
+}
+
+/**
+ * Starts swtpm for QEMU over `stateDir` (created when missing) and waits for its control socket.
+ * The state directory keeps the TPM's seeds and NV across boots; PCRs start fresh at every start,
+ * like a reboot. Stop it after the boot: QEMU does not.
+ */
+export async function startQemuSwtpm(
+  stateDir: string,
+  socket: string,
+  opts: SwtpmOptions = {},
+): Promise<QemuSwtpm> {
+  mkdirSync(stateDir, { recursive: true });
+  if (opts.pcrBanks && readdirSync(stateDir).length === 0)
+    manufacture(stateDir, ["--pcr-banks", opts.pcrBanks, "--config", "/dev/null"]);
+  const proc = Bun.spawn(
+    [
+      "swtpm",
+      "socket",
+      "--tpm2",
+      "--tpmstate",
+      `dir=${stateDir}`,
+      "--ctrl",
+      `type=unixio,path=${socket}`,
+      ...(opts.firmwareStartup ? [] : ["--flags", "startup-clear"]),
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
+  const stop = async () => {
+    proc.kill();
+    await proc.exited;
+  };
+  for (let i = 0; i < 100 && !existsSync(socket) && proc.exitCode === null; i++) await Bun.sleep(50);
+  if (!existsSync(socket)) {
+    await stop();
+    throw new Error(`swtpm did not create its control socket ${socket} (state ${stateDir})`);
+  }
+  return {
+    qemuArgs: [
+      "-chardev",
+      `socket,id=chrtpm,path=${socket}`,
+      "-tpmdev",
+      "emulator,id=tpm0,chardev=chrtpm",
+      "-device",
+      "tpm-tis,tpmdev=tpm0",
+    ],
+    stop,
+  };
+}
+
+/** Runs `fn` with a QEMU swtpm started over `stateDir`, stopping it afterwards whatever happens. */
+export async function withSwtpm<T>(
+  stateDir: string,
+  socket: string,
+  fn: (tpm: QemuSwtpm) => Promise<T>,
+  opts: SwtpmOptions = {},
+): Promise<T> {
+  const tpm = await startQemuSwtpm(stateDir, socket, opts);
+  try {
+    return await fn(tpm);
+  } finally {
+    await tpm.stop();
+  }
 }
 
 /** The storage primary key as tpm2-tools creates it (systemd's and our SRK template). */

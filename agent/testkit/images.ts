@@ -1,7 +1,7 @@
 /** Disk images for show-reference-value tests, made with sfdisk, mkfs.vfat + mcopy, mkfs.ext4 -d and dd. */
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { sh } from "../image/util.ts";
+import { sh } from "./sh.ts";
 
 export type Files = Record<string, Uint8Array | string | { symlink: string }>;
 
