@@ -5,20 +5,8 @@
 import { type ConfigIssue, checkConfigDir, formatIssue, type ProviderConfig } from "../config/index.ts";
 import { ConfigError, FdeError, formatError } from "../errors.ts";
 import { log, print } from "../log.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
-
-const USAGE = `Usage: cryptpilot-fde [-c DIR] config check [--keep-checking] [--skip-check-passphrase]
-
-Validates fde.toml, global.toml, (if present) metadata.toml and volumes/*.toml in the
-configuration directory, then fetches the key of each encrypted volume (rootfs, delta, data
-volumes) from its key provider and reports success per volume. The key itself is never printed.
-
-Options:
-  --keep-checking           report every problem instead of stopping at the first
-  --skip-check-passphrase   validate the files only; do not contact the key providers
-
-Exit status: 0 all good, 2 a configuration file is invalid, 1 a key could not be fetched.`;
+import { CHECK_FLAGS } from "./check-flags.ts";
+import { defineCommand } from "./command.ts";
 
 /**
  * A missing or mistyped configuration directory is an error: reporting "passed" for a directory
@@ -48,7 +36,8 @@ async function checkKey(
 ): Promise<FdeError | undefined> {
   const { createProvider } = await import("../providers/index.ts");
   try {
-    const provider = await createProvider(config, { volume, configDir });
+    // A check formats nothing: a key only a format would store proves nothing.
+    const provider = await createProvider(config, { volume, configDir, freshKey: "never" });
     const key = await provider.getKey();
     key.fill(0);
     print(`${volume}: key fetched from ${provider.describe()}`);
@@ -59,15 +48,14 @@ async function checkKey(
   }
 }
 
-const command: Command = {
-  name: ["config", "check"],
-  summary: "Validate the configuration and test each volume's key provider",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values } = parseCommandArgs("config check", args, {
-      "keep-checking": { type: "boolean" },
-      "skip-check-passphrase": { type: "boolean" },
-    });
+export default defineCommand({
+  usage: "[--keep-checking] [--skip-check-passphrase]",
+  description: `Validates fde.toml, global.toml, (if present) metadata.toml and volumes/*.toml in the
+configuration directory, then fetches the key of each encrypted volume (rootfs, delta, data
+volumes) from its key provider and reports success per volume. The key itself is never printed.`,
+  flags: CHECK_FLAGS,
+  footer: "Exit status: 0 all good, 2 a configuration file is invalid, 1 a key could not be fetched.",
+  async run({ values, globals }) {
     const keepChecking = values["keep-checking"] === true;
     const { configDir } = globals;
     print(`Checking the configuration in ${configDir}`);
@@ -129,6 +117,4 @@ const command: Command = {
     print("FDE config check passed");
     return 0;
   },
-};
-
-export default command;
+});

@@ -1,21 +1,9 @@
 /** `config dump`: print the effective configuration as a cloud-init bundle, as upstream does. */
 import { dumpBundle, type LoadedConfig, loadConfig, parseConfigTexts } from "../config/index.ts";
-import { ConfigError, FdeError, UsageError } from "../errors.ts";
+import { ConfigError, FdeError } from "../errors.ts";
 import { escapeText } from "../escape.ts";
 import { log, print } from "../log.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
-
-const USAGE = `Usage: cryptpilot-fde [-c DIR] config dump [--initrd FILE | --disk PATH]
-
-Prints the effective fde.toml and global.toml (defaults filled in) as one TOML bundle behind
-upstream's "#cryptpilot-fde-config" header, ready to be used as cloud-init user data. By default
-from the configuration directory.
-
-Options:
-  --initrd FILE   read /etc/cryptpilot/ from an initrd image (cpio; uncompressed, gzip, zstd, lz4 -l)
-  --disk PATH     read it from the initrds of a disk image or block device (raw or qcow2; the
-                  UKI's .initrd, or the initrds in /boot), without root`;
+import { defineCommand } from "./command.ts";
 
 async function fromInitrd(file: string): Promise<LoadedConfig> {
   const { readInitrdConfig, INITRD_MAX_BYTES } = await import("../config/initrd.ts");
@@ -101,17 +89,26 @@ async function fromDisk(path: string): Promise<LoadedConfig> {
   );
 }
 
-const command: Command = {
-  name: ["config", "dump"],
-  summary: "Print the effective FDE configuration as TOML",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values } = parseCommandArgs("config dump", args, {
-      disk: { type: "string" },
-      initrd: { type: "string" },
-    });
+export default defineCommand({
+  usage: "[--initrd FILE | --disk PATH]",
+  description: `Prints the effective fde.toml and global.toml (defaults filled in) as one TOML bundle behind
+upstream's "#cryptpilot-fde-config" header, ready to be used as cloud-init user data. By default
+from the configuration directory.`,
+  flags: {
+    initrd: {
+      type: "string",
+      value: "FILE",
+      help: "read /etc/cryptpilot/ from an initrd image (cpio; uncompressed, gzip, zstd, lz4 -l)",
+    },
+    disk: {
+      type: "string",
+      value: "PATH",
+      help: "read it from the initrds of a disk image or block device (raw or qcow2; the UKI's .initrd, or the initrds in /boot), without root",
+    },
+  },
+  async run({ values, globals, usageError }) {
     if (values.disk !== undefined && values.initrd !== undefined) {
-      throw new UsageError("config dump: give --disk or --initrd, not both");
+      throw usageError("give --disk or --initrd, not both");
     }
     const config =
       values.disk !== undefined
@@ -126,6 +123,4 @@ const command: Command = {
     print(dumpBundle(config).replace(/\n$/, ""));
     return 0;
   },
-};
-
-export default command;
+});

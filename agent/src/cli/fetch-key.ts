@@ -4,47 +4,37 @@
  */
 import { isatty } from "node:tty";
 import { loadConfig } from "../config/index.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { log } from "../log.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
+import { defineCommand } from "./command.ts";
 import { checkKeyTarget, writeKeyFile } from "./key-file.ts";
 
-const USAGE = `Usage: cryptpilot-fde [-c DIR] fetch-key --volume rootfs|delta [--out FILE [--force]]
-
-Fetches the key of one FDE volume through the key provider configured in fde.toml and writes
+export default defineCommand({
+  usage: "--volume rootfs|delta [--out FILE [--force]]",
+  description: `Fetches the key of one FDE volume through the key provider configured in fde.toml and writes
 the raw bytes to FILE or to stdout. FILE is created new with mode 0600; an existing path, a
-symlink, FIFO, device or terminal is refused. It refuses to write to a terminal on stdout too.
-
-Options:
-  --volume rootfs|delta   which volume's key
-  --out FILE              write the key to the new file FILE instead of stdout
-  --force                 with --out: replace FILE if it is your own regular file (a new 0600
-                          file is renamed over it)`;
-
-const command: Command = {
-  name: ["fetch-key"],
-  summary: "Fetch one volume's key through its provider (to test provider setup)",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values } = parseCommandArgs("fetch-key", args, {
-      volume: { type: "string" },
-      out: { type: "string" },
-      force: { type: "boolean" },
-    });
+symlink, FIFO, device or terminal is refused. It refuses to write to a terminal on stdout too.`,
+  flags: {
+    volume: { type: "string", value: "rootfs|delta", help: "which volume's key" },
+    out: { type: "string", value: "FILE", help: "write the key to the new file FILE instead of stdout" },
+    force: {
+      type: "boolean",
+      help: "with --out: replace FILE if it is your own regular file (a new 0600 file is renamed over it)",
+    },
+  },
+  async run({ values, globals, usageError }) {
     const volume = values.volume;
     if (volume !== "rootfs" && volume !== "delta") {
-      throw new UsageError("fetch-key: --volume rootfs or --volume delta is required");
+      throw usageError("--volume rootfs or --volume delta is required");
     }
     const force = values.force === true;
-    if (force && values.out === undefined)
-      throw new UsageError("fetch-key: --force only applies to --out FILE");
+    if (force && values.out === undefined) throw usageError("--force only applies to --out FILE");
     // Checked before the key is fetched (a temporary provider's key would be lost); writeKeyFile
     // checks again, race-free, when it creates the file.
     if (values.out !== undefined) checkKeyTarget(values.out, force);
     if (values.out === undefined && isatty(1)) {
-      throw new UsageError(
-        "fetch-key: refusing to write a key to a terminal; use --out FILE or redirect stdout to a file or pipe",
+      throw usageError(
+        "refusing to write a key to a terminal; use --out FILE or redirect stdout to a file or pipe",
       );
     }
     const { fde } = await loadConfig(globals.configDir);
@@ -54,7 +44,12 @@ const command: Command = {
       throw new ConfigError(`the rootfs is not encrypted: fde.toml has no [rootfs.encrypt.<provider>] table`);
     }
     const { createProvider } = await import("../providers/index.ts");
-    const provider = await createProvider(encrypt, { volume, configDir: globals.configDir });
+    // Formats nothing: a new key nothing stores would open nothing.
+    const provider = await createProvider(encrypt, {
+      volume,
+      configDir: globals.configDir,
+      freshKey: "never",
+    });
     const key = await provider.getKey();
     try {
       if (values.out === undefined) {
@@ -71,6 +66,4 @@ const command: Command = {
     );
     return 0;
   },
-};
-
-export default command;
+});

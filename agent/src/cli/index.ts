@@ -1,16 +1,24 @@
 /**
- * The command table and global-flag handling. Command modules are imported lazily so that
- * `--version` and `config check` do not pay for the KBS, TPM or image-reading code.
+ * The command table (the one list of command names, summaries and lazy loaders) and the global
+ * flags. Command modules are imported lazily so that `--version` and `config check` do not pay for
+ * the KBS, TPM or image-reading code; each declares its own flags (command.ts builds the parser and
+ * the help from them), and nothing here is imported back by a command.
  */
-import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { FdeError, formatError, UsageError } from "../errors.ts";
 import { print, setVerbose } from "../log.ts";
 import { VERSION } from "../version.ts";
-import type { Command, GlobalOptions } from "./command.ts";
+import {
+  type Command,
+  type CommandMeta,
+  type Flags,
+  type GlobalOptions,
+  PROGRAM,
+  renderFlags,
+  renderHelp,
+  runCommand,
+} from "./command.ts";
 
-interface CommandEntry {
-  name: string[];
-  summary: string;
+interface CommandEntry extends CommandMeta {
   load: () => Promise<Command>;
 }
 
@@ -77,19 +85,54 @@ export const commands: CommandEntry[] = [
   },
 ];
 
-const MAIN_USAGE = `cryptpilot-fde ${VERSION}: full-disk encryption for confidential VMs
+/** The configuration directory when -c is not given. */
+export const DEFAULT_CONFIG_DIR = "/etc/cryptpilot";
 
-Usage: cryptpilot-fde [GLOBAL OPTIONS] COMMAND [ARGS]
+/** Options of the program itself, taken out of the arguments wherever they stand (before or after the command). */
+export const GLOBAL_FLAGS = {
+  "config-dir": {
+    type: "string",
+    short: "c",
+    value: "DIR",
+    help: `configuration directory (default ${DEFAULT_CONFIG_DIR})`,
+  },
+  verbose: {
+    type: "boolean",
+    short: "v",
+    help: "debug logging; an unexpected error also prints its stack trace",
+  },
+  version: { type: "boolean", short: "V", help: "print the version and exit" },
+  help: { type: "boolean", short: "h", help: "print this help, or a command's help after the command" },
+} as const satisfies Flags;
 
-Global options:
-  -c, --config-dir DIR   configuration directory (default /etc/cryptpilot)
-      --verbose          debug logging
-      --version          print the version and exit
-  -h, --help             print this help, or a command's help after the command
+/** The top-level `--help`, generated from GLOBAL_FLAGS and the table. */
+export function mainUsage(): string {
+  const width = Math.max(...commands.map((c) => c.name.join(" ").length)) + 3;
+  return `${PROGRAM} ${VERSION}: full-disk encryption for confidential VMs
+
+Usage: ${PROGRAM} [GLOBAL OPTIONS] COMMAND [ARGS]
+
+Global options (before or after the command):
+${renderFlags(GLOBAL_FLAGS)}
 
 Commands:
-${commands.map((c) => `  ${c.name.join(" ").padEnd(22)} ${c.summary}`).join("\n")}
-`;
+${commands.map((c) => `  ${c.name.join(" ").padEnd(width)}${c.summary}`).join("\n")}`;
+}
+
+type GlobalName = keyof typeof GLOBAL_FLAGS;
+
+/** The global flag an argument names (--name, --name=value for a string flag, -x), if any. */
+function globalFlag(arg: string): { name: GlobalName; inline?: string } | undefined {
+  for (const [name, flag] of Object.entries(GLOBAL_FLAGS) as [
+    GlobalName,
+    (typeof GLOBAL_FLAGS)[GlobalName],
+  ][]) {
+    if (arg === `--${name}` || arg === `-${flag.short}`) return { name };
+    if (flag.type === "string" && arg.startsWith(`--${name}=`))
+      return { name, inline: arg.slice(name.length + 3) };
+  }
+  return undefined;
+}
 
 /** Split global options from the command words and the command's own arguments. */
 function splitGlobals(argv: string[]): {
@@ -98,26 +141,25 @@ function splitGlobals(argv: string[]): {
   help: boolean;
   version: boolean;
 } {
-  const globals: GlobalOptions = { configDir: "/etc/cryptpilot", verbose: false };
+  const globals: GlobalOptions = { configDir: DEFAULT_CONFIG_DIR, verbose: false };
   let help = false;
   let version = false;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "-c" || arg === "--config-dir") {
-      const value = argv[++i];
+    const found = globalFlag(arg);
+    if (found === undefined) {
+      rest.push(arg);
+    } else if (found.name === "config-dir") {
+      const value = found.inline ?? argv[++i];
       if (value === undefined) throw new UsageError(`${arg} needs a directory`);
       globals.configDir = value;
-    } else if (arg.startsWith("--config-dir=")) {
-      globals.configDir = arg.slice("--config-dir=".length);
-    } else if (arg === "--verbose" || arg === "-v") {
+    } else if (found.name === "verbose") {
       globals.verbose = true;
-    } else if (arg === "--version" || arg === "-V") {
+    } else if (found.name === "version") {
       version = true;
-    } else if (arg === "--help" || arg === "-h") {
-      help = true;
     } else {
-      rest.push(arg);
+      help = true;
     }
   }
   return { globals, rest, help, version };
@@ -139,11 +181,11 @@ export async function main(argv: string[]): Promise<number> {
     verbose = globals.verbose;
     setVerbose(verbose);
     if (version) {
-      print(`cryptpilot-fde ${VERSION}`);
+      print(`${PROGRAM} ${VERSION}`);
       return 0;
     }
     if (rest.length === 0) {
-      (help ? print : (text: string) => console.error("%s", text))(MAIN_USAGE.trimEnd());
+      (help ? print : (text: string) => console.error("%s", text))(mainUsage());
       return help ? 0 : 2;
     }
     const found = findCommand(rest);
@@ -154,32 +196,16 @@ export async function main(argv: string[]): Promise<number> {
           `'${rest.join(" ")}' is not a command. Did you mean: ${group.map((c) => c.name.join(" ")).join(", ")}?`,
         );
       }
-      throw new UsageError(
-        `unknown command '${rest[0]}'. Run 'cryptpilot-fde --help' for the list of commands.`,
-      );
+      throw new UsageError(`unknown command '${rest[0]}'. Run '${PROGRAM} --help' for the list of commands.`);
     }
     const command = await found.entry.load();
     if (help) {
-      print(command.usage);
+      print(renderHelp(found.entry, command));
       return 0;
     }
-    return await command.run(found.args, globals);
+    return await runCommand(found.entry, command, found.args, globals);
   } catch (err) {
     console.error("%s", `error: ${formatError(err, verbose)}`);
     return err instanceof FdeError ? err.exitCode : 1;
-  }
-}
-
-/** parseArgs with errors turned into UsageError naming the command. */
-export function parseCommandArgs<T extends ParseArgsOptionsConfig>(
-  command: string,
-  args: string[],
-  options: T,
-  allowPositionals = false,
-) {
-  try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
-  } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message}`);
   }
 }

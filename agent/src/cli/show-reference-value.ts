@@ -5,31 +5,29 @@
  */
 import { FdeError } from "../errors.ts";
 import { escapeText } from "../escape.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
+import { defineCommand } from "./command.ts";
 
-const USAGE = `Usage: cryptpilot-fde show-reference-value [--disk PATH] [--hash-algo ALG]...
-
-Prints, as JSON on stdout, the reference values of a disk's boot chain as the firmware, shim
+export default defineCommand({
+  usage: "[--disk PATH] [--hash-algo ALG]...",
+  configDir: false,
+  description: `Prints, as JSON on stdout, the reference values of a disk's boot chain as the firmware, shim
 and GRUB measure them: for GRUB boot the kernel command line (and its digests), the kernel,
 initrd, GRUB and shim digests; for a unified kernel image (EFI/BOOT/BOOTX64.EFI with a .linux
-section) its Authenticode digest. Keys and order are those of upstream cryptpilot.
-
-Options:
-  --disk PATH        a disk image (raw or qcow2, with backing files) or a block device; read
-                     directly, no root needed. Without it: the running system's /boot and /boot/efi
-  --hash-algo ALG    sha1, sha256, sha384 or sm3; repeat for several (default sha384).
-                     SM3 keys are spelled "SM3" as upstream does (some trustee policies use "SM-3").`;
-
-const command: Command = {
-  name: ["show-reference-value"],
-  summary: "Print the boot measurements an attestation service should expect for a disk image",
-  usage: USAGE,
-  async run(args) {
-    const { values } = parseCommandArgs("show-reference-value", args, {
-      disk: { type: "string" },
-      "hash-algo": { type: "string", multiple: true },
-    });
+section) its Authenticode digest. Keys and order are those of upstream cryptpilot.`,
+  flags: {
+    disk: {
+      type: "string",
+      value: "PATH",
+      help: "a disk image (raw or qcow2, with backing files) or a block device; read directly, no root needed. Without it: the running system's /boot and /boot/efi",
+    },
+    "hash-algo": {
+      type: "string",
+      multiple: true,
+      value: "ALG",
+      help: 'sha1, sha256, sha384 or sm3; repeat for several (default sha384).\nSM3 keys are spelled "SM3" as upstream does (some trustee policies use "SM-3").',
+    },
+  },
+  async run({ values }) {
     const { parseHashAlgo } = await import("../refvalue/hash.ts");
     const algos = (values["hash-algo"] ?? ["sha384"]).map(parseHashAlgo);
     const { computeReferenceValues } = await import("../refvalue/reference.ts");
@@ -55,7 +53,7 @@ const command: Command = {
     process.stdout.write(`${json}\n`);
     return 0;
   },
-};
+});
 
 /** Unexpected reader failures (a corrupt image tripping a bounds check) still get one clear paragraph. */
 function guard<T>(what: string, fn: () => T): T {
@@ -75,5 +73,3 @@ function guard<T>(what: string, fn: () => T): T {
     );
   }
 }
-
-export default command;

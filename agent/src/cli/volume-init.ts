@@ -1,38 +1,29 @@
 /** `volume init`: format data volumes as LUKS2 with their provider's key. */
 import { loadVolume } from "../config/volume.ts";
-import { UsageError } from "../errors.ts";
 import { forEachVolume } from "../volume/batch.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
+import { defineCommand } from "./command.ts";
 
-const USAGE = `Usage: cryptpilot-fde [-c DIR] volume init VOLUME... [--force-reinit] [-y]
-
-Formats each volume's device (from DIR/volumes/*.toml) as LUKS2 with the key from the volume's
+export default defineCommand({
+  usage: "VOLUME... [--force-reinit] [-y]",
+  description: `Formats each volume's device (from DIR/volumes/*.toml) as LUKS2 with the key from the volume's
 key provider, runs makefs, and marks it initialised. The marker (the LUKS2 subsystem label) goes
 from "cryptpilot-initializing" to "cryptpilot" only when everything succeeded, so an interrupted
 init is simply run again. otp volumes are formatted on every open; init only claims their device.
 
 A device that is already initialised, or on which blkid finds any signature (a filesystem, a
-partition table, another LUKS header), is refused.
-
-Options:
-  --force-reinit   destroy the device's contents and initialise it anyway
-  -y, --yes        accepted for upstream cryptpilot-crypt compatibility (init never prompts)
-
-Exit status: 0 all initialised, 1 a volume failed (the others are still done), 2 bad config.`;
-
-const command: Command = {
-  name: ["volume", "init"],
-  summary: "Initialise data volumes (LUKS2 with the provider's key, makefs)",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values, positionals } = parseCommandArgs(
-      "volume init",
-      args,
-      { "force-reinit": { type: "boolean" }, yes: { type: "boolean", short: "y" } },
-      true,
-    );
-    if (positionals.length === 0) throw new UsageError("volume init: name at least one volume");
+partition table, another LUKS header), is refused.`,
+  flags: {
+    "force-reinit": { type: "boolean", help: "destroy the device's contents and initialise it anyway" },
+    yes: {
+      type: "boolean",
+      short: "y",
+      help: "accepted for upstream cryptpilot-crypt compatibility (init never prompts)",
+    },
+  },
+  positionals: true,
+  footer: "Exit status: 0 all initialised, 1 a volume failed (the others are still done), 2 bad config.",
+  async run({ values, positionals, globals, usageError }) {
+    if (positionals.length === 0) throw usageError("name at least one volume");
     const volumes = [];
     for (const name of positionals) volumes.push(await loadVolume(globals.configDir, name));
     const { initVolume } = await import("../volume/ops.ts");
@@ -41,6 +32,4 @@ const command: Command = {
     );
     return failed.length > 0 ? 1 : 0;
   },
-};
-
-export default command;
+});

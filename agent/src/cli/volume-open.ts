@@ -1,47 +1,35 @@
 /** `volume open`: open data volumes by name, or every auto_open volume (boot service). */
 import { formatIssue } from "../config/issues.ts";
 import { checkVolumes, loadVolume, type VolumeConfig } from "../config/volume.ts";
-import { UsageError } from "../errors.ts";
 import { log, print } from "../log.ts";
 import { forEachVolume } from "../volume/batch.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
+import { defineCommand } from "./command.ts";
 
-const USAGE = `Usage: cryptpilot-fde [-c DIR] volume open VOLUME...
-       cryptpilot-fde [-c DIR] volume open --auto [--initrd]
-
-Opens each volume as /dev/mapper/VOLUME with the key from its provider, then mounts it (or
+export default defineCommand({
+  usage: ["VOLUME...", "--auto [--initrd]"],
+  description: `Opens each volume as /dev/mapper/VOLUME with the key from its provider, then mounts it (or
 enables it as swap) when its file has a [mount] table. otp volumes are formatted with a fresh
 random key and makefs on every open; persistent volumes must have been initialised with
-'volume init' and are never re-formatted (a wrong key is an error).
-
-Options:
-  --auto   open every volume with auto_open = true (what cryptpilot-volumes.service runs at
-           boot). A volume that fails, or a volume file that is invalid, is reported and the
-           others are still opened.
-  --initrd with --auto: only the volumes with open_in_initrd = true, and without mounting
-           them (what cryptpilot-volumes-initrd.service runs in the initrd, before root;
-           cryptpilot-volumes.service mounts them per [mount] in the booted system).
-
-Exit status: 0 all opened, 1 a volume failed (the others are still opened), 2 bad config.`;
-
-const command: Command = {
-  name: ["volume", "open"],
-  summary: "Open data volumes and mount them per their [mount] table (--auto: boot service)",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values, positionals } = parseCommandArgs(
-      "volume open",
-      args,
-      { auto: { type: "boolean" }, initrd: { type: "boolean" } },
-      true,
-    );
+'volume init' and are never re-formatted (a wrong key is an error).`,
+  flags: {
+    auto: {
+      type: "boolean",
+      help: "open every volume with auto_open = true (what cryptpilot-volumes.service runs at boot). A volume that fails, or a volume file that is invalid, is reported and the others are still opened.",
+    },
+    initrd: {
+      type: "boolean",
+      help: "with --auto: only the volumes with open_in_initrd = true, and without mounting them (what cryptpilot-volumes-initrd.service runs in the initrd, before root; cryptpilot-volumes.service mounts them per [mount] in the booted system).",
+    },
+  },
+  positionals: true,
+  footer: "Exit status: 0 all opened, 1 a volume failed (the others are still opened), 2 bad config.",
+  async run({ values, positionals, globals, usageError }) {
     const auto = values.auto === true;
     const initrd = values.initrd === true;
     if (auto === positionals.length > 0) {
-      throw new UsageError("volume open: name the volumes to open, or pass --auto (not both)");
+      throw usageError("name the volumes to open, or pass --auto (not both)");
     }
-    if (initrd && !auto) throw new UsageError("volume open: --initrd goes with --auto");
+    if (initrd && !auto) throw usageError("--initrd goes with --auto");
     const { openVolume } = await import("../volume/ops.ts");
     let volumes: VolumeConfig[];
     let badFiles = 0;
@@ -67,6 +55,4 @@ const command: Command = {
     );
     return failed.length > 0 || badFiles > 0 ? 1 : 0;
   },
-};
-
-export default command;
+});

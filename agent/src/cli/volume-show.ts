@@ -3,30 +3,19 @@ import { loadVolumes } from "../config/volume.ts";
 import { ConfigError } from "../errors.ts";
 import { print } from "../log.ts";
 import { renderTable, showRows } from "../volume/show.ts";
-import type { Command } from "./command.ts";
-import { parseCommandArgs } from "./index.ts";
+import { defineCommand } from "./command.ts";
 
-const USAGE = `Usage: cryptpilot-fde [-c DIR] volume show [VOLUME...] [--json]
-
-Lists the data volumes of DIR/volumes/*.toml (or only the named ones) with their device, key
+export default defineCommand({
+  usage: "[VOLUME...] [--json]",
+  description: `Lists the data volumes of DIR/volumes/*.toml (or only the named ones) with their device, key
 provider, status, auto-open setting and mount point. Status is one of Opened, ReadyToOpen,
 RequiresInit, Initializing (an interrupted init), DeviceNotFound, CheckFailed (upstream
-cryptpilot-crypt's names). Provider options are not shown (they may hold secrets).
-
-Options:
-  --json   print a JSON array (upstream's field names plus config_file and mount)`;
-
-const command: Command = {
-  name: ["volume", "show"],
-  summary: "Show data volumes: device, key provider, status, auto-open (--json)",
-  usage: USAGE,
-  async run(args, globals) {
-    const { values, positionals } = parseCommandArgs(
-      "volume show",
-      args,
-      { json: { type: "boolean" } },
-      true,
-    );
+cryptpilot-crypt's names). Provider options are not shown (they may hold secrets).`,
+  flags: {
+    json: { type: "boolean", help: "print a JSON array (upstream's field names plus config_file and mount)" },
+  },
+  positionals: true,
+  async run({ values, positionals, globals }) {
     let volumes = await loadVolumes(globals.configDir);
     const names: string[] = positionals;
     if (names.length > 0) {
@@ -42,6 +31,4 @@ const command: Command = {
     else print(renderTable(rows));
     return 0;
   },
-};
-
-export default command;
+});
