@@ -1,6 +1,8 @@
 /**
- * What a hostile host does to a LUKS2 header: edit its JSON and recompute both copies' checksums,
- * so the header is valid to cryptsetup. Test helper, and a host-side tool for the VM scenario:
+ * LUKS2 headers for tests: `formatLuksFile` writes a real one with cryptsetup on a plain file (no
+ * device-mapper needed, but root for cryptsetup's lock directory), and the rest does what a hostile
+ * host does to one: edit its JSON and recompute both copies' checksums, so the header is valid to
+ * cryptsetup. Test helper, and a host-side tool for the VM scenario:
  *
  *   bun agent/testkit/luks-craft.ts FILE keyslot-cipher-null   # any key opens keyslot 0
  *   bun agent/testkit/luks-craft.ts FILE segment-cipher-null
@@ -9,8 +11,40 @@
  * holding a volume key the "host" chose (ATTACK_VOLUME_KEY), and the digest is recomputed for it,
  * so cryptsetup 2.6.1 opens the volume with any passphrase (CVE-2025-59054 class).
  */
+
+import { execFileSync } from "node:child_process";
 import { createHash, pbkdf2Sync, randomBytes } from "node:crypto";
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+
+/** A cheap key slot (pbkdf2, 1000 iterations): tests format many headers and never need a real KDF. */
+export const FAST_PBKDF = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+
+/**
+ * `cryptsetup luksFormat` of a LUKS2 header with a FAST_PBKDF keyslot for `key` (read from stdin)
+ * on `file`, which is first made `sizeMiB` MiB of zeros when given; `args` go before the file
+ * (e.g. ["--luks2-metadata-size", "64k"]).
+ */
+export function formatLuksFile(
+  file: string,
+  key: string | Uint8Array,
+  opts: { sizeMiB?: number; args?: string[] } = {},
+): string {
+  if (opts.sizeMiB !== undefined) {
+    writeFileSync(file, "");
+    truncateSync(file, opts.sizeMiB * 1024 * 1024);
+  }
+  execFileSync(
+    "cryptsetup",
+    ["luksFormat", "-q", "--type", "luks2", ...FAST_PBKDF, ...(opts.args ?? []), "--key-file=-", file],
+    { input: key, stdio: ["pipe", "pipe", "pipe"] },
+  );
+  return file;
+}
+
+/** `cryptsetup token import` of `token` (any JSON value, as a host could write) into `file`'s header. */
+export function importToken(file: string, token: unknown): void {
+  execFileSync("cryptsetup", ["token", "import", "--json-file", "-", file], { input: JSON.stringify(token) });
+}
 
 /** Parsed LUKS2 metadata, loosely typed: the point is to write what a hostile host would. */
 // biome-ignore lint/suspicious/noExplicitAny: crafted JSON is edited freely
@@ -19,7 +53,8 @@ export type Json = Record<string, any>;
 const CHECKSUM_OFFSET = 448;
 const BIN = 4096;
 
-function readAt(file: string, offset: number, length: number): Buffer {
+/** `length` bytes of `file` at `offset`. */
+export function readAt(file: string, offset: number, length: number): Buffer {
   const fd = openSync(file, "r");
   try {
     const buf = Buffer.alloc(length);
@@ -30,7 +65,8 @@ function readAt(file: string, offset: number, length: number): Buffer {
   }
 }
 
-function writeAt(file: string, offset: number, bytes: Uint8Array): void {
+/** Overwrites `file` at `offset` with `bytes`. */
+export function writeAt(file: string, offset: number, bytes: Uint8Array): void {
   const fd = openSync(file, "r+");
   try {
     writeSync(fd, bytes, 0, bytes.length, offset);
@@ -39,6 +75,7 @@ function writeAt(file: string, offset: number, bytes: Uint8Array): void {
   }
 }
 
+/** hdr_size of the primary binary header (both copies' size). */
 export const hdrSizeOf = (file: string) => Number(readAt(file, 8, 8).readBigUInt64BE(0));
 
 export function readJson(file: string): Json {

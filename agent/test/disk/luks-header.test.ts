@@ -6,19 +6,17 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readHeaderJson } from "../../src/disk/luks.ts";
+import {
+  formatLuksFile,
+  hdrSizeOf,
+  importToken as importLuksToken,
+  readAt,
+  writeAt,
+} from "../../testkit/luks-craft.ts";
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn("luks-header test skipped: cryptsetup needs root (its lock directory)");
@@ -29,56 +27,16 @@ const TOKEN = { type: "cryptpilot-tpm2", keyslots: ["0"], "tpm2-blob": "AAEC", "
 
 let n = 0;
 /** A fresh LUKS2 file; `metadataSize` sets hdr_size (cryptsetup --luks2-metadata-size). */
-function luksFile(metadataSize?: string): string {
-  const file = join(dir, `v${n++}.img`);
-  writeFileSync(file, "");
-  truncateSync(file, 20 * 1024 * 1024);
-  writeFileSync(join(dir, "key"), "0123456789abcdef0123456789abcdef");
-  execFileSync("cryptsetup", [
-    "luksFormat",
-    "-q",
-    "--type",
-    "luks2",
-    "--pbkdf",
-    "pbkdf2",
-    "--pbkdf-force-iterations",
-    "1000",
-    ...(metadataSize ? ["--luks2-metadata-size", metadataSize] : []),
-    "--key-file",
-    join(dir, "key"),
-    file,
-  ]);
-  return file;
-}
+const luksFile = (metadataSize?: string): string =>
+  formatLuksFile(join(dir, `v${n++}.img`), "0123456789abcdef0123456789abcdef", {
+    sizeMiB: 20,
+    args: metadataSize ? ["--luks2-metadata-size", metadataSize] : [],
+  });
 
 const dump = (file: string) =>
   JSON.parse(execFileSync("cryptsetup", ["luksDump", "--dump-json-metadata", file]).toString());
 
-function importToken(file: string): void {
-  execFileSync("cryptsetup", ["token", "import", "--json-file", "-", file], { input: JSON.stringify(TOKEN) });
-}
-
-function readBytes(file: string, offset: number, length: number): Buffer {
-  const fd = openSync(file, "r");
-  try {
-    const buf = Buffer.alloc(length);
-    readSync(fd, buf, 0, length, offset);
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function writeBytes(file: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(file, "r+");
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const hdrSize = (file: string) => Number(readBytes(file, 8, 8).readBigUInt64BE());
+const importToken = (file: string) => importLuksToken(file, TOKEN);
 
 describe.skipIf(!isRoot)("readHeaderJson", () => {
   test("equals cryptsetup's JSON dump, before and after `cryptsetup token import`", async () => {
@@ -93,7 +51,7 @@ describe.skipIf(!isRoot)("readHeaderJson", () => {
   test("a non-default hdr_size (64 KiB) is found and verified", async () => {
     const file = luksFile("64k");
     importToken(file);
-    expect(hdrSize(file)).toBe(65536);
+    expect(hdrSizeOf(file)).toBe(65536);
     expect(await readHeaderJson(file)).toEqual(dump(file));
   });
 
@@ -101,7 +59,7 @@ describe.skipIf(!isRoot)("readHeaderJson", () => {
     const file = luksFile();
     importToken(file);
     const expected = dump(file);
-    writeBytes(file, 4096 + 10, Buffer.from("garbage"));
+    writeAt(file, 4096 + 10, Buffer.from("garbage"));
     expect(await readHeaderJson(file)).toEqual(expected);
   });
 
@@ -109,30 +67,30 @@ describe.skipIf(!isRoot)("readHeaderJson", () => {
     const file = luksFile("128k");
     importToken(file);
     const expected = dump(file);
-    writeBytes(file, 0, Buffer.alloc(4096));
+    writeAt(file, 0, Buffer.alloc(4096));
     expect(await readHeaderJson(file)).toEqual(expected);
   });
 
   test("both copies valid: the one with the higher seqid wins, whichever it is", async () => {
     const file = luksFile();
-    const size = hdrSize(file);
-    const before = readBytes(file, 0, 2 * size); // both copies, seqid n, no token
+    const size = hdrSizeOf(file);
+    const before = readAt(file, 0, 2 * size); // both copies, seqid n, no token
     importToken(file); // both copies, seqid n+1, with the token
-    const after = readBytes(file, 0, 2 * size);
+    const after = readAt(file, 0, 2 * size);
     const tokens = async () => Object.values(((await readHeaderJson(file)) as { tokens: object }).tokens);
 
-    writeBytes(file, size, before.subarray(size)); // older secondary
+    writeAt(file, size, before.subarray(size)); // older secondary
     expect(await tokens()).toEqual([TOKEN]);
-    writeBytes(file, size, after.subarray(size));
-    writeBytes(file, 0, before.subarray(0, size)); // older primary
+    writeAt(file, size, after.subarray(size));
+    writeAt(file, 0, before.subarray(0, size)); // older primary
     expect(await tokens()).toEqual([TOKEN]);
   });
 
   test("both copies damaged: one error naming the device and both reasons", async () => {
     const file = luksFile();
-    const size = hdrSize(file);
-    writeBytes(file, 4096 + 10, Buffer.from("garbage"));
-    writeBytes(file, size + 4096 + 10, Buffer.from("garbage"));
+    const size = hdrSizeOf(file);
+    writeAt(file, 4096 + 10, Buffer.from("garbage"));
+    writeAt(file, size + 4096 + 10, Buffer.from("garbage"));
     await expect(readHeaderJson(file)).rejects.toThrow(
       `${file} has no valid LUKS2 header: primary: checksum mismatch; secondary: checksum mismatch`,
     );

@@ -32,7 +32,14 @@ import {
 import { FdeError } from "../../src/errors.ts";
 import { findTokens } from "../../src/tpm/token.ts";
 import { formatOptions, headerProfile } from "../../src/volume/ops.ts";
-import { editJson, nullKeyslotAttack, readJson, writeJson } from "../../testkit/luks-craft.ts";
+import {
+  editJson,
+  formatLuksFile,
+  importToken,
+  nullKeyslotAttack,
+  readJson,
+  writeJson,
+} from "../../testkit/luks-craft.ts";
 import { bounded } from "./limits.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -165,10 +172,7 @@ describe.skipIf(!isRoot)("headers cryptpilot writes are accepted", () => {
       ],
       { input: KEY },
     );
-    const token = { type: "cryptpilot-tpm2", keyslots: ["1"], "tpm2-blob": "AAEC", "tpm2-pin": false };
-    execFileSync("cryptsetup", ["token", "import", "--json-file", "-", file], {
-      input: JSON.stringify(token),
-    });
+    importToken(file, { type: "cryptpilot-tpm2", keyslots: ["1"], "tpm2-blob": "AAEC", "tpm2-pin": false });
     const json = (await readCheckedHeader(file, PLAIN)).copy.json as {
       keyslots: Record<string, { kdf: { type: string } }>;
     };
@@ -309,14 +313,9 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
   });
 
   test(`an oversized token (cryptsetup token import of ${LUKS2_TOKEN_MAX_BYTES / 1024}+ KiB) is refused`, async () => {
-    const file = fresh();
-    execFileSync(
-      "cryptsetup",
-      [
-        "luksFormat",
-        "-q",
-        "--type",
-        "luks2",
+    const file = formatLuksFile(fresh(), KEY, {
+      // the product's cipher and sizes, with room for a large token
+      args: [
         "--cipher",
         "aes-xts-plain64",
         "--key-size",
@@ -325,24 +324,15 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
         "4096",
         "--luks2-metadata-size",
         "256k",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        "--key-file=-",
-        file,
       ],
-      { input: KEY },
-    );
+    });
     await readCheckedHeader(file, PLAIN); // the larger metadata area alone is fine
     const token = {
       type: "cryptpilot-tpm2",
       keyslots: ["0"],
       "tpm2-blob": "A".repeat(LUKS2_TOKEN_MAX_BYTES),
     };
-    execFileSync("cryptsetup", ["token", "import", "--json-file", "-", file], {
-      input: JSON.stringify(token),
-    });
+    importToken(file, token);
     await refused(
       file,
       PLAIN,
@@ -353,27 +343,9 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
   });
 
   test("a 4 MiB metadata area of deeply nested JSON ends quickly with a clear error", async () => {
-    const file = fresh(24 * MiB);
-    execFileSync(
-      "cryptsetup",
-      [
-        "luksFormat",
-        "-q",
-        "--type",
-        "luks2",
-        "--luks2-metadata-size",
-        "4m",
-        "--luks2-keyslots-size",
-        "8m",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        "--key-file=-",
-        file,
-      ],
-      { input: KEY },
-    );
+    const file = formatLuksFile(fresh(24 * MiB), KEY, {
+      args: ["--luks2-metadata-size", "4m", "--luks2-keyslots-size", "8m"],
+    });
     const depth = 2_000_000;
     writeJson(file, `${"[".repeat(depth)}${"]".repeat(depth)}`);
     let err: unknown;

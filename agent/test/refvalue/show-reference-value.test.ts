@@ -7,6 +7,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "../../testkit/images.ts";
+import { formatLuksFile } from "../../testkit/luks-craft.ts";
 import { sh, tempDir } from "../../testkit/sh.ts";
 import { bytes } from "../image/util.ts";
 import { debianBoot } from "./debian.ts";
@@ -320,24 +321,7 @@ describe("bad images get one clear paragraph and a non-zero exit", () => {
     const esp = fatImage(join(work, "luks-esp.img"), 40, {
       "EFI/debian/grubx64.efi": readFileSync(deb.grub),
     });
-    const luks = join(work, "luks.img");
-    sh(["truncate", "-s", "20M", luks]);
-    sh(
-      [
-        "cryptsetup",
-        "luksFormat",
-        "-q",
-        "--type",
-        "luks2",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        luks,
-        "-",
-      ],
-      "k",
-    );
+    const luks = formatLuksFile(join(work, "luks.img"), "k", { sizeMiB: 20 });
     const disk = diskImage(join(work, "luksroot.img"), "gpt", [
       { sizeMiB: 40, type: ESP_GPT, image: esp },
       { sizeMiB: 20, type: LINUX_GPT, image: luks },
