@@ -8,6 +8,7 @@ import { detectTee, selectAttester } from "../../src/attest/index.ts";
 import { snpCertChainJson, snpReportJson } from "../../src/attest/snp.ts";
 import { parseTdxQuote } from "../../src/attest/tdx.ts";
 import { tsmReport } from "../../src/attest/tsm.ts";
+import { certTable, VCEK_GUID } from "./fake-sev-guest.ts";
 import { fakeTsm } from "./fake-tsm.ts";
 import { FIXTURES, fixture, haveFixtures } from "./fixtures.ts";
 import { encodeSev7, parseExact } from "./snp-serde.ts";
@@ -117,11 +118,7 @@ describe.skipIf(!haveFixtures)("SEV-SNP report JSON", () => {
   });
   test("certificate table → cert_chain entries", () => {
     const vcek = fixture("verifier/snp/test-vcek.der");
-    const table = new Uint8Array(48 + vcek.length);
-    table.set(Buffer.from("63da758de6644564adc5f4b93be8accd", "hex"), 0);
-    new DataView(table.buffer).setUint32(16, 48, true);
-    new DataView(table.buffer).setUint32(20, vcek.length, true);
-    table.set(vcek, 48);
+    const table = certTable(VCEK_GUID, vcek);
     expect(snpCertChainJson(table)).toEqual([{ cert_type: "VCEK", data: Array.from(vcek) }]);
     expect(snpCertChainJson(new Uint8Array(24))).toBeNull();
     new DataView(table.buffer).setUint32(20, 100000, true);

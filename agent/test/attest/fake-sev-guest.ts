@@ -127,6 +127,9 @@ export function fakeSevGuest(host: FakeHost): FakeSevGuest {
   return { device, sysRoot, ioctl, calls };
 }
 
+/** The VCEK's certificate-table GUID (GHCB spec), spelled here independently of agent/src/attest/snp.ts. */
+export const VCEK_GUID = "63da758de6644564adc5f4b93be8accd";
+
 /** A GHCB certificate table holding one certificate of type `guid` (hex). */
 export function certTable(guid: string, cert: Uint8Array): Uint8Array {
   const table = new Uint8Array(48 + cert.length);

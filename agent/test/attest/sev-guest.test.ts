@@ -12,10 +12,9 @@ import {
   snpReportFromDevice,
 } from "../../src/attest/sev-guest.ts";
 import { createSnpAttester, snpInterface } from "../../src/attest/snp.ts";
-import { certTable, fakeSevGuest } from "./fake-sev-guest.ts";
+import { certTable, fakeSevGuest, VCEK_GUID } from "./fake-sev-guest.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 
-const VCEK_GUID = "63da758de6644564adc5f4b93be8accd";
 const reportData = new Uint8Array(64).fill(0x42);
 const noSleep = async () => {};
 const digest = new Uint8Array(createHash("sha384").update("runtime data").digest());

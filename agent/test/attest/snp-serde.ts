@@ -20,6 +20,27 @@ export type Field = [string, Ty];
 const arr = (n: number): Ty => ({ arr: n });
 const opt = (t: Ty): Ty => ({ opt: t });
 
+/** Fields sev 4 and sev 7 declare alike, at the same place: the report's first seven, */
+const REPORT_HEAD: Field[] = [
+  ["version", "u32"],
+  ["guest_svn", "u32"],
+  ["policy", "u64"],
+  ["family_id", arr(16)],
+  ["image_id", arr(16)],
+  ["vmpl", "u32"],
+  ["sig_algo", "u32"],
+];
+/** and report_data through report_id_ma (the TCB, platform and key fields between differ). */
+const REPORT_DATA_TO_ID_MA: Field[] = [
+  ["report_data", arr(64)],
+  ["measurement", arr(48)],
+  ["host_data", arr(32)],
+  ["id_key_digest", arr(48)],
+  ["author_key_digest", arr(48)],
+  ["report_id", arr(32)],
+  ["report_id_ma", arr(32)],
+];
+
 export const SEV4_TCB: Field[] = [
   ["bootloader", "u8"],
   ["tee", "u8"],
@@ -33,24 +54,12 @@ export const SEV4_SIGNATURE: Field[] = [
   ["_reserved", arr(368)],
 ];
 export const SEV4_REPORT: Field[] = [
-  ["version", "u32"],
-  ["guest_svn", "u32"],
-  ["policy", "u64"],
-  ["family_id", arr(16)],
-  ["image_id", arr(16)],
-  ["vmpl", "u32"],
-  ["sig_algo", "u32"],
+  ...REPORT_HEAD,
   ["current_tcb", { struct: SEV4_TCB }],
   ["plat_info", "u64"],
   ["_author_key_en", "u32"],
   ["_reserved_0", "u32"],
-  ["report_data", arr(64)],
-  ["measurement", arr(48)],
-  ["host_data", arr(32)],
-  ["id_key_digest", arr(48)],
-  ["author_key_digest", arr(48)],
-  ["report_id", arr(32)],
-  ["report_id_ma", arr(32)],
+  ...REPORT_DATA_TO_ID_MA,
   ["reported_tcb", { struct: SEV4_TCB }],
   ["_reserved_1", arr(24)],
   ["chip_id", arr(64)],
@@ -81,23 +90,11 @@ const SEV7_VERSION: Field[] = [
   ["build", "u8"],
 ];
 export const SEV7_REPORT: Field[] = [
-  ["version", "u32"],
-  ["guest_svn", "u32"],
-  ["policy", "u64"],
-  ["family_id", arr(16)],
-  ["image_id", arr(16)],
-  ["vmpl", "u32"],
-  ["sig_algo", "u32"],
+  ...REPORT_HEAD,
   ["current_tcb", { struct: SEV7_TCB }],
   ["plat_info", "u64"],
   ["key_info", "u32"],
-  ["report_data", arr(64)],
-  ["measurement", arr(48)],
-  ["host_data", arr(32)],
-  ["id_key_digest", arr(48)],
-  ["author_key_digest", arr(48)],
-  ["report_id", arr(32)],
-  ["report_id_ma", arr(32)],
+  ...REPORT_DATA_TO_ID_MA,
   ["reported_tcb", { struct: SEV7_TCB }],
   ["cpuid_fam_id", opt("u8")],
   ["cpuid_mod_id", opt("u8")],

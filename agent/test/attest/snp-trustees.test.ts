@@ -7,6 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { snpCertChainJson, snpReportJson } from "../../src/attest/snp.ts";
 import { createTdxAttester } from "../../src/attest/tdx.ts";
+import { certTable, VCEK_GUID } from "./fake-sev-guest.ts";
 import { fakeTsm } from "./fake-tsm.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 import {
@@ -89,11 +90,7 @@ describe.skipIf(!haveFixtures)("SNP evidence deserialises in both trustees", () 
   });
   test("cert_chain entries use CertType names both versions share", () => {
     const vcek = fixture("verifier/snp/test-vcek.der");
-    const table = new Uint8Array(48 + vcek.length);
-    table.set(Buffer.from("63da758de6644564adc5f4b93be8accd", "hex"), 0);
-    new DataView(table.buffer).setUint32(16, 48, true);
-    new DataView(table.buffer).setUint32(20, vcek.length, true);
-    table.set(vcek, 48);
+    const table = certTable(VCEK_GUID, vcek);
     const [entry] = snpCertChainJson(table) as { cert_type: string }[];
     expect(CERT_TYPE_VARIANTS).toContain(entry!.cert_type);
   });

@@ -16,7 +16,7 @@ import {
   snpReportFromDevice,
 } from "../../src/attest/sev-guest.ts";
 import { createSnpAttester } from "../../src/attest/snp.ts";
-import { certTable, type FakeHost, fakeSevGuest } from "../attest/fake-sev-guest.ts";
+import { certTable, type FakeHost, fakeSevGuest, VCEK_GUID } from "../attest/fake-sev-guest.ts";
 import { fakeTsm } from "../attest/fake-tsm.ts";
 import { fixture, haveFixtures } from "../attest/fixtures.ts";
 import { bounded } from "./limits.ts";
@@ -37,7 +37,7 @@ function attester(host: FakeHost) {
 
 describe.skipIf(!haveFixtures)("hostile /dev/sev-guest answers", () => {
   const report = haveFixtures ? fixture("verifier/snp/test-report.bin") : new Uint8Array();
-  const certs = certTable("63da758de6644564adc5f4b93be8accd", new Uint8Array(6000));
+  const certs = certTable(VCEK_GUID, new Uint8Array(6000));
 
   test("a certificate length of ~4 GiB is refused without allocating it", async () => {
     const dev = fakeSevGuest({ report, certs, neededLen: () => 0xfffff000 });
@@ -78,7 +78,7 @@ describe.skipIf(!haveFixtures)("hostile /dev/sev-guest answers", () => {
     expect(slept).toBe(SNP_BUSY_RETRIES * SNP_BUSY_DELAY_MS);
   });
   test("a certificate table entry pointing past the table is refused, naming it", async () => {
-    const bad = certTable("63da758de6644564adc5f4b93be8accd", new Uint8Array(100));
+    const bad = certTable(VCEK_GUID, new Uint8Array(100));
     new DataView(bad.buffer).setUint32(20, 0xffffffff, true);
     const { attester: a } = attester({ report, certs: bad });
     await bounded(async () => {
