@@ -1,0 +1,147 @@
+/** The output disk: GPT, ESP (the source's, or a new one holding only the UKI), /boot, then the LVM PV. */
+import { rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run } from "../../command.ts";
+import { FdeError } from "../../errors.ts";
+import { type BootFiles, type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
+import { alignUp, computeLayout, MiB, pvMinSize, sfdiskScript } from "../layout.ts";
+import { copyAt, writePv } from "../pv.ts";
+import { retargetGrubCfg } from "./boot-entries.ts";
+
+export const writeDisk = defineStep({
+  id: "writeDisk",
+  title: "writing the partitions, ESP and boot files",
+  device: (c) => c.partial,
+  needs: ["source", "bootFiles", "initrds", "rootfsLv"],
+  sets: ["disk"],
+  async run(c, io) {
+    const source = io.need("source");
+    const { esp } = source;
+    const { ukiFile } = io.need("initrds");
+    const hashSize = Bun.file(c.hashImg).size;
+    const ukiSize = ukiFile ? Bun.file(ukiFile).size : 0;
+    const espSize = c.opts.uki
+      ? Math.max(esp?.size ?? 0, alignUp(ukiSize * 1.25 + 32 * MiB, MiB))
+      : sourceEsp(esp).size;
+    const L = computeLayout({
+      sourceDiskSize: Bun.file(c.srcRaw).size,
+      espSize,
+      bootSize: c.opts.uki ? undefined : c.opts.bootPartSize,
+      pvMin: pvMinSize(io.need("rootfsLv").size, hashSize),
+    });
+    io.set("disk", { layout: L });
+    if (c.opts.device && L.diskSize > Bun.file(c.srcRaw).size) {
+      throw new FdeError(
+        `${c.opts.output} is too small for the converted layout (${(L.diskSize / MiB).toFixed(0)} MiB needed)`,
+      );
+    }
+    await rm(c.partial, { force: true });
+    await writeFile(c.partial, "");
+    await truncate(c.partial, L.diskSize);
+    await run("sfdisk", ["--quiet", "--no-reread", "--no-tell-kernel", c.partial], {
+      stdin: sfdiskScript(L),
+    });
+    if (c.opts.uki) {
+      if (!ukiFile) throw new FdeError("convert: --uki, but rebuildInitrds built no UKI");
+      await copyAt(await buildUkiEsp(c, ukiFile, L.esp.size), c.partial, L.esp.offset, L.esp.size, true);
+      return;
+    }
+    const oldEsp = sourceEsp(esp);
+    await run("dd", [
+      `if=${c.srcRaw}`,
+      `of=${c.partial}`,
+      "bs=4M",
+      `skip=${oldEsp.offset}`,
+      `seek=${L.esp.offset}`,
+      `count=${oldEsp.size}`,
+      "iflag=skip_bytes,count_bytes",
+      "oflag=seek_bytes",
+      "conv=notrunc,sparse",
+      "status=none",
+    ]);
+    await patchEspGrubCfgs(c, c.partial, L.esp.offset, source, io.need("bootFiles"));
+    const boot = L.boot;
+    if (!boot) throw new FdeError("convert: GRUB mode, but the layout has no boot partition");
+    const bootImg = join(c.work, "boot.img");
+    await run(
+      "mkfs.ext4",
+      [
+        "-q",
+        "-F",
+        "-b",
+        "4096",
+        "-L",
+        "boot",
+        "-U",
+        c.bootUuid,
+        "-d",
+        c.bootStaging,
+        bootImg,
+        `${boot.size / 1024}k`,
+      ],
+      {
+        hint: "the boot partition is too small for the kernels and initrds: raise -b/--boot_part_size",
+      },
+    );
+    await copyAt(bootImg, c.partial, boot.offset, boot.size, true);
+  },
+});
+
+export const writeLvm = defineStep({
+  id: "writeLvm",
+  title: "writing the cryptpilot LVM volume group",
+  device: (c) => c.partial,
+  needs: ["disk", "rootfsLv"],
+  sets: ["lvm"],
+  async run(c, io) {
+    const rootfsLv = io.need("rootfsLv");
+    const { free } = await writePv(c.cleanup, c.work, c.partial, io.need("disk").layout.pv, [
+      { name: "rootfs", file: rootfsLv.file, size: rootfsLv.size },
+      { name: "rootfs_hash", file: c.hashImg, size: Bun.file(c.hashImg).size },
+    ]);
+    io.set("lvm", { pvFree: free });
+  },
+});
+
+/** GRUB mode keeps the source's ESP (readSource refuses a source without one). */
+function sourceEsp(esp: SourceDisk["esp"]): NonNullable<SourceDisk["esp"]> {
+  if (!esp) throw new FdeError("convert: GRUB mode, but the source has no ESP (readSource checks this)");
+  return esp;
+}
+
+async function mtools(cmd: string, args: string[], image: string, offset: number, stdin?: string) {
+  return run(cmd, ["-i", `${image}@@${offset}`, ...args], { env: { MTOOLS_SKIP_CHECK: "1" }, stdin });
+}
+
+/** ESP for UKI mode: a fresh FAT holding only EFI/BOOT/BOOTX64.EFI, so nothing else on it can boot. */
+async function buildUkiEsp(c: ConvertCtx, ukiFile: string, size: number): Promise<string> {
+  const img = join(c.work, "esp.img");
+  await run("mkfs.vfat", ["-F", "32", "-n", "ESP", "-C", img, String(size / 1024)]);
+  await mtools("mmd", ["::/EFI", "::/EFI/BOOT"], img, 0);
+  await mtools("mcopy", [ukiFile, "::/EFI/BOOT/BOOTX64.EFI"], img, 0);
+  return img;
+}
+
+async function patchEspGrubCfgs(
+  c: ConvertCtx,
+  image: string,
+  offset: number,
+  source: SourceDisk,
+  bootFiles: BootFiles,
+): Promise<void> {
+  const { stdout } = await run("mdir", ["-i", `${image}@@${offset}`, "-/", "-b", "::/EFI"], {
+    env: { MTOOLS_SKIP_CHECK: "1" },
+    okCodes: [0, 1],
+  });
+  const files = new TextDecoder()
+    .decode(stdout)
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /grub\.cfg$/i.test(l));
+  for (const file of files) {
+    const text = new TextDecoder().decode((await mtools("mtype", [file], image, offset)).stdout);
+    const local = join(c.work, "esp-grub.cfg");
+    await writeFile(local, retargetGrubCfg(text, source, bootFiles, c.bootUuid));
+    await mtools("mcopy", ["-o", local, file], image, offset);
+  }
+}
