@@ -15,6 +15,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { exportJWK, FlattenedEncrypt, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from "jose";
 import { verifyTpmEvidence } from "../../agent/testkit/checkquote.ts";
+import { type AaelCondition, type AaelEntry, aaelMatches, verifyAael } from "./aael.ts";
 
 const ERROR_PREFIX = "https://github.com/confidential-containers/kbs/errors/";
 const COOKIE = "kbs-session-id";
@@ -38,6 +39,8 @@ export interface PolicyRule {
   /** Resource path pattern; "*" matches one segment or a suffix ("default/key/*"). */
   resource: string;
   tee?: string[];
+  /** AAEL entries the evidence must carry (aael.ts aaelMatches), e.g. the configuration hash. */
+  aael?: AaelCondition;
   effect: "allow" | "deny";
 }
 
@@ -100,7 +103,7 @@ interface Session {
   tee: string;
   nonce: string;
   expires: number;
-  attested?: { token: string; teePubKey: JWK };
+  attested?: { token: string; teePubKey: JWK; aael: AaelEntry[] };
 }
 
 export interface Broker {
@@ -204,9 +207,14 @@ export function evaluatePolicy(
   policy: Policy,
   resource: string,
   tee: string,
+  aael: readonly AaelEntry[] = [],
 ): { allow: boolean; why: string } {
   for (const [i, rule] of policy.rules.entries()) {
-    if (segmentMatch(rule.resource, resource) && (!rule.tee || rule.tee.includes(tee))) {
+    if (
+      segmentMatch(rule.resource, resource) &&
+      (!rule.tee || rule.tee.includes(tee)) &&
+      aaelMatches(rule.aael, aael)
+    ) {
       return { allow: rule.effect === "allow", why: `rule ${i + 1} (${rule.effect} ${rule.resource})` };
     }
   }
@@ -320,6 +328,16 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
       );
     }
     await checkBinding(s.tee, te.primary_evidence, digest);
+    // The AA event log must replay against the registers the evidence proves (aael.ts).
+    let aael: AaelEntry[];
+    try {
+      aael = verifyAael(s.tee, te.primary_evidence);
+    } catch (e) {
+      throw deny(
+        "AttestationError",
+        `RCAR handshake Attest failed: ${s.tee} evidence: ${(e as Error).message}`,
+      );
+    }
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({
       eat_profile: "tag:github.com,2024:confidential-containers/Trustee",
@@ -327,7 +345,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
         cpu0: {
           "ear.status": "affirming",
           "ear.veraison.annotated-evidence": {
-            [s.tee]: {},
+            [s.tee]: { aael },
             runtime_data_claims: { "tee-pubkey": pk, nonce: s.nonce },
           },
         },
@@ -338,12 +356,14 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
       .setExpirationTime(now + Math.round(tokenTtl / 1000))
       .setIssuer("cryptpilot-test-kbs")
       .sign(tokenKey.privateKey);
-    s.attested = { token, teePubKey: pk };
+    s.attested = { token, teePubKey: pk, aael };
     stats.attestations!++;
     return Response.json({ token }, { headers: { "set-cookie": setCookie(id, s) } });
   }
 
-  async function bearer(req: Request): Promise<{ tee: string; teePubKey: JWK } | undefined> {
+  async function bearer(
+    req: Request,
+  ): Promise<{ tee: string; teePubKey: JWK; aael: AaelEntry[] } | undefined> {
     const h = req.headers.get("authorization");
     if (!h?.startsWith("Bearer ")) return undefined;
     for (const key of trusted) {
@@ -356,6 +376,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
         return {
           tee,
           teePubKey: teePubKey((ae.runtime_data_claims as Record<string, unknown>)["tee-pubkey"]),
+          aael: ((ae[tee] as { aael?: AaelEntry[] } | undefined)?.aael ?? []) as AaelEntry[],
         };
       } catch {}
     }
@@ -372,9 +393,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
       throw deny("PluginInternalError", `illegal ResourceDesc format: ${path}`);
     }
     const s = liveSession(req);
-    const who = s?.attested ? { tee: s.tee, teePubKey: s.attested.teePubKey } : await bearer(req);
+    const who = s?.attested
+      ? { tee: s.tee, teePubKey: s.attested.teePubKey, aael: s.attested.aael }
+      : await bearer(req);
     if (!who) throw deny("TokenNotFound", "Attestation Token not found");
-    const decision = evaluatePolicy(broker.policy, path, who.tee);
+    const decision = evaluatePolicy(broker.policy, path, who.tee, who.aael);
     if (!decision.allow) {
       throw deny(
         "PolicyDeny",

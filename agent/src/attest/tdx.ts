@@ -2,9 +2,12 @@
  * Intel TDX evidence: a TD quote from configfs-tsm with the runtime-data digest zero-padded to
  * 64 bytes as REPORTDATA, plus the CCEL event log. configfs-tsm (Linux 6.7+) is the only mainline
  * interface that gives a quote; /dev/tdx_guest alone does not (tdx-guest.ts). JSON shape: trustee's TdxEvidence
- * `{cc_eventlog: base64 | null, quote: base64}`.
+ * `{cc_eventlog: base64 | null, quote: base64}`; cc_eventlog is the CCEL followed by the AAEL
+ * records of runtime measurements (measure/).
  */
 import { FdeError } from "../errors.ts";
+import { withAael } from "../measure/evidence.ts";
+import { RECORDS_PATH, readRecords } from "../measure/records.ts";
 import { readCcel } from "./ccel.ts";
 import { attestInterface, probeInterfaces, TEE_DRIVERS } from "./platform.ts";
 import { TDX_GUEST_DEVICE, tdxQuoteUnavailable } from "./tdx-guest.ts";
@@ -74,7 +77,12 @@ export function createTdxAttester(paths: HostPaths, fs?: TsmFs): Attester {
       if (!Buffer.from(parseTdxQuote(outblob).reportData).equals(reportData)) {
         throw new FdeError("TDX quote from configfs-tsm does not carry the requested REPORTDATA");
       }
-      const eventlog = readCcel(paths.sysRoot);
+      // The firmware log plus this boot's AAEL records (measure/), which RTMR3 in the quote covers.
+      const eventlog = withAael(
+        readCcel(paths.sysRoot),
+        readRecords(`${paths.sysRoot}${RECORDS_PATH}`),
+        "sha384",
+      );
       return {
         cc_eventlog: eventlog ? Buffer.from(eventlog).toString("base64") : null,
         quote: Buffer.from(outblob).toString("base64"),

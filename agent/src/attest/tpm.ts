@@ -7,7 +7,7 @@
  * fields in both, so one object carries both over the same quote:
  * - openanolis/trustee (what cryptpilot deployments run; inclavare guest-components' attester):
  *   ek_cert, ak_pubkey (PEM), quote.{SHA1,SHA256}.{attest_body, attest_sig (raw), pcrs},
- *   eventlog, aa_eventlog, keylime_agent_uuid.
+ *   eventlog, aa_eventlog (the AAEL of measure/, whose PCR the quote covers), keylime_agent_uuid.
  * - upstream confidential-containers/trustee: tpm_quote.{message, signature (TPMT_SIGNATURE),
  *   pcrs (SHA-256)}, ak_public (base64 DER).
  * Both verifiers compare the first 32 bytes of the digest with the quote's extraData.
@@ -16,6 +16,8 @@ import { createHash, X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
+import { RECORDS_PATH, readRecords, standaloneLog } from "../measure/records.ts";
+import { TPM_REGISTER } from "../measure/registers.ts";
 import { ESYS_TR, type Esys, withTpm } from "../tpm/esys.ts";
 import {
   hex,
@@ -54,7 +56,8 @@ export interface TpmEvidence {
   keylime_agent_uuid: null;
   quote: Partial<Record<"SHA1" | "SHA256", TpmQuoteJson>>;
   eventlog: string | null;
-  aa_eventlog: null;
+  /** The AAEL (measure/) as a TCG2 log, replayed into the SHA-256 PCRs; null when nothing was measured. */
+  aa_eventlog: string | null;
   tpm_quote: { signature: string; message: string; pcrs: string[] };
   ak_public: string;
 }
@@ -64,6 +67,8 @@ export interface TpmAttesterOptions {
   tcti?: string;
   /** The firmware event log to include; default the kernel's securityfs file. */
   eventLogPath?: string;
+  /** The AAEL records of runtime measurements (default measure/'s RECORDS_PATH). */
+  aaelPath?: string;
 }
 
 /** A TPM is there when the kernel exposes a TPM device (guest-components' detection). */
@@ -152,6 +157,9 @@ export async function tpmEvidence(
   options: TpmAttesterOptions = {},
 ): Promise<TpmEvidence> {
   const data = reportData(digest);
+  // Read before quoting: an extend in between makes the log and the quote disagree, which the
+  // verifier rejects, rather than sending a record the quote does not cover unnoticed.
+  const aael = readRecords(options.aaelPath ?? RECORDS_PATH);
   const result = await withTpm(resolveTcti(options.tcti), (esys) => {
     const banks = esys
       .pcrBanks()
@@ -190,7 +198,7 @@ export async function tpmEvidence(
     keylime_agent_uuid: null,
     quote,
     eventlog,
-    aa_eventlog: null,
+    aa_eventlog: aael ? b64(standaloneLog(aael, [TPM_REGISTER.alg])) : null,
     tpm_quote: { signature: b64(sha256.signature), message: b64(sha256.attest), pcrs: sha256.pcrs },
     ak_public: b64(result.akKey.export({ type: "spki", format: "der" })),
   };

@@ -32,7 +32,7 @@ export interface MeasureOptions {
   fs?: TsmFs;
   /** TCTI for the TPM (default: TPM2TOOLS_TCTI/TCTI, else /dev/tpmrm0). */
   tcti?: string;
-  /** Where the records go (default RECORDS_PATH). */
+  /** Where the records go (default RECORDS_PATH under paths.sysRoot). */
   records?: string;
   /** TDX seams for tests (sysfs directory, ioctl). */
   tdx?: TdxExtendOptions;
@@ -85,7 +85,7 @@ export async function openMeasurer(options: MeasureOptions = {}): Promise<Measur
       };
   }
   if ("unavailable" in reg) return reg;
-  return measurer(reg, options.records ?? RECORDS_PATH);
+  return measurer(reg, options.records ?? `${paths.sysRoot}${RECORDS_PATH}`);
 }
 
 /** Record first, then extend; a failed extend takes the record back so log and register agree. */
