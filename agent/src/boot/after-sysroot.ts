@@ -5,11 +5,11 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, realpath } from "node:fs/promises";
 import { join } from "node:path";
-import { run } from "../command.ts";
 import type { FdeConfig } from "../config/index.ts";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Step } from "../steps.ts";
+import type { MountOps } from "./disk-ops.ts";
 import * as N from "./names.ts";
 
 export interface AfterCtx {
@@ -19,6 +19,8 @@ export interface AfterCtx {
   /** Where the stage mounts its helpers (the delta, the lower rootfs, the tmpfs upper). */
   runDir: string;
   mountsFile: string;
+  /** mount and cp (realMountOps at boot, a recorder in tests). */
+  mounts: MountOps;
 }
 
 /** Directories container runtimes keep on a real filesystem (overlay-on-overlay does not work). */
@@ -76,20 +78,20 @@ async function mountOverlay(ctx: AfterCtx): Promise<void> {
   if (ctx.fde.rootfs.deltaLocation === "ram") {
     // No delta volume in RAM mode (upstream mounts /dev/mapper/delta here regardless and fails).
     await mkdir(upperBase(ctx), { recursive: true });
-    await run("mount", ["-t", "tmpfs", "-o", "mode=0755", "tmpfs", upperBase(ctx)]);
+    await ctx.mounts.mount(["-t", "tmpfs", "-o", "mode=0755", "tmpfs", upperBase(ctx)]);
   } else {
     const deltaMount = join(ctx.runDir, "delta");
     await mkdir(deltaMount, { recursive: true });
-    await run("mount", [N.mapper(N.DELTA), deltaMount]);
+    await ctx.mounts.mount([N.mapper(N.DELTA), deltaMount]);
   }
   const base = upperBase(ctx);
   await mkdir(join(base, "upper"), { recursive: true });
   await mkdir(join(base, "work"), { recursive: true });
   const lower = join(ctx.runDir, "lower");
   await mkdir(lower, { recursive: true });
-  await run("mount", ["--bind", ctx.sysroot, lower]);
-  await run("mount", ["--make-private", lower]);
-  await run("mount", [
+  await ctx.mounts.mount(["--bind", ctx.sysroot, lower]);
+  await ctx.mounts.mount(["--make-private", lower]);
+  await ctx.mounts.mount([
     "-t",
     "overlay",
     N.ROOT_DEVICE,
@@ -107,11 +109,11 @@ async function bindContainerDirs(ctx: AfterCtx): Promise<void> {
       if (!existsSync(store)) {
         await mkdir(store, { recursive: true });
         const from = join(lower, dir);
-        if (existsSync(from) && (await readdir(from)).length > 0) await run("cp", ["-a", `${from}/.`, store]);
+        if (existsSync(from) && (await readdir(from)).length > 0) await ctx.mounts.copyTree(from, store);
       }
       const target = join(ctx.sysroot, dir);
       await mkdir(target, { recursive: true });
-      await run("mount", ["--bind", store, target]);
+      await ctx.mounts.mount(["--bind", store, target]);
     } catch (err) {
       log.warn(`could not bind ${dir}: ${(err as Error).message}`);
     }

@@ -168,3 +168,20 @@ export function realBootOps(lvmCtx: lvm.LvmContext): BootOps {
     },
   };
 }
+
+/** What after-sysroot runs to put the overlay together (directories it makes itself). */
+export interface MountOps {
+  /** mount(8) with these arguments. */
+  mount(args: string[]): Promise<void>;
+  /** Copy the tree under FROM into TO, keeping owners, modes and links (cp -a FROM/. TO). */
+  copyTree(from: string, to: string): Promise<void>;
+}
+
+export const realMountOps: MountOps = {
+  mount: async (args) => {
+    await run("mount", args);
+  },
+  copyTree: async (from, to) => {
+    await run("cp", ["-a", `${from}/.`, to]);
+  },
+};

@@ -7,7 +7,7 @@ import { isVerbose, log, setVerbose } from "../log.ts";
 import { runSteps, StepsFailed, seconds } from "../steps.ts";
 import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
-import { realBootOps } from "./disk-ops.ts";
+import { realBootOps, realMountOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
 import * as N from "./names.ts";
 
@@ -61,6 +61,7 @@ export async function runStage(
         sysroot: SYSROOT,
         runDir: RUN_DIR,
         mountsFile: "/proc/self/mounts",
+        mounts: realMountOps,
       });
     }
     log.info(`${what}: finished in ${seconds(performance.now() - start)}`);
