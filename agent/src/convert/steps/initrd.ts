@@ -34,7 +34,7 @@ export const rebuildInitrds = defineStep({
     if (kernels.length === 0)
       throw new FdeError("no kernel in the guest's /boot has its modules installed; nothing can boot");
     if (c.opts.uki) {
-      const kernel = [...kernels].sort(byVersionDesc)[0]!;
+      const kernel = kernels.reduce((best, k) => (byVersionDesc(k, best) < 0 ? k : best));
       const guestStub = join(c.guestMount, DEFAULT_STUB.slice(1));
       const outDir = join(c.work, "uki");
       await mkdir(outDir, { recursive: true });
