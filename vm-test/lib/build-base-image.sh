@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Builds the cached Debian 12 test guest: vm-test/cache/base-<key>/{disk.raw,vmlinuz,initrd.img,kver}.
+# Builds a cached Debian test guest: vm-test/cache/base-<suite>-<key>/{disk.raw,vmlinuz,initrd.img,kver}.
+#   build-base-image.sh [SUITE]   SUITE: bookworm (Debian 12, the default) or trixie (Debian 13)
 #   disk.raw: GPT, partition 1 = ESP (FAT32: Debian's signed shim + GRUB, a grub.cfg that loads
 #   /boot/grub/grub.cfg from the root filesystem), partition 2 = ext4 labelled "root" (the whole
 #   guest, with a stock dracut initrd in /boot). That is what `cryptpilot-fde convert --in` takes.
 # The key is a hash of this script and vm-test/guest/*, so editing either rebuilds the image.
-# Debian packages only, from the host's configured apt mirror. Prints the cache directory.
+# Debian packages only, from the host's configured apt mirror (any suite the mirror serves, whatever
+# the host runs). Prints the cache directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vmtest=$(dirname "$here")
 cache=${CPTEST_CACHE:-$vmtest/cache}
 
+suite=${1:-bookworm}
+case $suite in
+bookworm | trixie) ;;
+*) echo "build-base-image.sh: unknown suite '$suite' (bookworm or trixie)" >&2; exit 2 ;;
+esac
 key=$(cat "$0" "$vmtest"/guest/* | sha256sum | cut -c1-16)
-out=$cache/base-$key
+out=$cache/base-$suite-$key
 if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache"
-exec 9>"$cache/.build.lock"
+exec 9>"$cache/.build-$suite.lock"
 flock 9
 if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
 
@@ -32,23 +39,29 @@ trap cleanup EXIT
 # Guest packages. dracut-network + isc-dhcp-client: initrd network for network key providers;
 # lz4: the initrd compression the cryptpilot module picks; cloud-guest-utils: growpart;
 # systemd-boot-efi + binutils: `dracut --uefi` (UKI) inside the guest root; libtss2-*: the
-# agent's TPM access (tpm2 provider, TPM evidence for KBS).
+# agent's TPM access (tpm2 provider, TPM evidence for KBS; trixie's are the 64-bit time_t "t64" builds).
 packages=(
   linux-image-amd64 systemd systemd-sysv udev kmod dbus
   dracut dracut-core dracut-network isc-dhcp-client
   cryptsetup-bin lvm2 dmsetup e2fsprogs cloud-guest-utils fdisk util-linux mount procps
   lz4 zstd ca-certificates iproute2 less systemd-boot-efi binutils
-  libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-tcti-device0 libtss2-rc0
 )
+case $suite in
+bookworm) packages+=(libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-tcti-device0 libtss2-rc0) ;;
+trixie) packages+=(libtss2-esys-3.0.2-0t64 libtss2-tctildr0t64 libtss2-tcti-device0t64 libtss2-rc0t64) ;;
+esac
 
-# Mirrors: the host's own Debian apt sources (no other network is reachable).
-sources=()
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -s "$f" ] && grep -qE '^[^#]*(deb\.debian\.org|/debian)' "$f" && sources+=("$f")
-done
-[ ${#sources[@]} -gt 0 ] || { log "no Debian apt source found in /etc/apt"; exit 1; }
+# Mirrors: the hosts of the host's own Debian apt sources (no other network is reachable), asked
+# for SUITE, SUITE-updates and SUITE-security whatever suite the host runs.
+mirrors=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+  { grep -v '^[[:space:]]*#' || true; } | { grep -oE 'https?://[^[:space:]]+' || true; } | sed 's:/*$::' | sort -u)
+main=$(grep -E '/debian$' <<<"$mirrors" | head -1 || true)
+security=$(grep -E '/debian-security$' <<<"$mirrors" | head -1 || true)
+[ -n "$main" ] || { log "no Debian apt source (.../debian) found in /etc/apt"; exit 1; }
+sources=("deb $main $suite main" "deb $main $suite-updates main")
+[ -z "$security" ] || sources+=("deb $security $suite-security main")
 
-log "bootstrapping Debian 12 into $root"
+log "bootstrapping Debian $suite into $root"
 # dracut is diverted to a no-op while packages install: otherwise the kernel and dracut postinst
 # scripts build initrds twice (minutes under load); one initrd is built below instead.
 mmdebstrap --mode=root --variant=minbase --format=directory \
@@ -56,7 +69,8 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/bin/dracut.cptest-real --add /usr/bin/dracut && printf "#!/bin/sh\nexit 0\n" >"$1/usr/bin/dracut" && chmod 755 "$1/usr/bin/dracut"' \
   --customize-hook='rm -f "$1/usr/bin/dracut" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/bin/dracut' \
-  bookworm "$root" "${sources[@]}" >&2
+  --customize-hook='mkdir -p "$1/var/cache/cptest-efi-debs" && chroot "$1" sh -c "cd /var/cache/cptest-efi-debs && apt-get download -q shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed"' \
+  "$suite" "$root" "${sources[@]}" >&2
 
 kver=$(ls "$root/lib/modules" | sort -V | tail -1)
 log "kernel $kver"
@@ -104,12 +118,12 @@ chroot "$root" dracut --quiet --force --no-hostonly --compress lz4 "/boot/initrd
 for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}"; done
 mounts=()
 
-# Signed shim and GRUB from the Debian archive (downloaded, not installed: their maintainer
-# scripts would run grub-install against the build host).
+# Signed shim and GRUB of the guest's suite (downloaded by the customize hook above, not installed:
+# their maintainer scripts would run grub-install against the build host).
 log "preparing the ESP"
-mkdir -p "$work/efi-debs" "$work/efi"
-(cd "$work/efi-debs" && apt-get download -q shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed >&2)
-for deb in "$work"/efi-debs/*.deb; do dpkg-deb -x "$deb" "$work/efi"; done
+mkdir -p "$work/efi"
+for deb in "$root"/var/cache/cptest-efi-debs/*.deb; do dpkg-deb -x "$deb" "$work/efi"; done
+rm -rf "$root/var/cache/cptest-efi-debs"
 shim=$work/efi/usr/lib/shim/shimx64.efi.signed
 mm=$work/efi/usr/lib/shim/mmx64.efi.signed
 grub=$work/efi/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
@@ -170,7 +184,9 @@ echo "$kver" >"$out/kver"
 echo "$used_mib" >"$out/root-mib"
 # Older cache entries are stale once the build script changed; one that a run used in the last
 # 3 hours may still be read by a run started before the rebuild (vm-test/lib/base.ts touches it).
-for old in "$cache"/base-*; do
+# (base-<16 hex>: the cache names before suites.)
+for old in "$cache"/base-"$suite"-* "$cache"/base-????????????????; do
+  [ -d "$old" ] || continue
   [ "$old" = "$out" ] && continue
   [ -n "$(find "$old" -maxdepth 1 -name last-used -mmin -180)" ] || rm -rf "$old"
 done

@@ -141,6 +141,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
           JSON.stringify({
             ...opts,
             out: undefined,
+            base: base.dir,
             agent: statSync(agent, { throwIfNoEntry: false })?.mtimeMs,
           }),
         )

@@ -9,7 +9,7 @@ import { baseImage } from "./base.ts";
 import { clearConvertCache, createContext, VM_SLOTS } from "./context.ts";
 import { withLock } from "./lock.ts";
 import { killQemu } from "./qemu.ts";
-import type { BaseImage, Scenario } from "./scenario.ts";
+import type { BaseImage, GuestSuite, Scenario } from "./scenario.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
 const scenarioDir = join(repo, "vm-test", "scenarios");
@@ -73,7 +73,8 @@ async function main(): Promise<number> {
     );
     skipped++;
   }
-  let base: Promise<BaseImage> | undefined;
+  // One base image per Debian release, built when the first scenario on it starts.
+  const bases = new Map<GuestSuite, Promise<BaseImage>>();
   // CPTEST_BUDGET_MIN: scenarios not started within this many minutes are skipped (and said so),
   // so a CI run ends inside its time limit instead of being killed with no summary at all.
   const budgetMin = Number(process.env.CPTEST_BUDGET_MIN ?? 0);
@@ -91,10 +92,11 @@ async function main(): Promise<number> {
       return;
     }
     const started = Date.now();
-    console.log(`RUN  ${name}: ${scenario.description}`);
+    console.log(`RUN  ${name}${scenario.guest ? ` [${scenario.guest}]` : ""}: ${scenario.description}`);
     try {
-      base ??= baseImage(repo);
-      const image = await base;
+      const suite = scenario.guest ?? "bookworm";
+      if (!bases.has(suite)) bases.set(suite, baseImage(repo, suite));
+      const image = await bases.get(suite)!;
       // A second runner of the same scenario (another terminal, CI) waits instead of clobbering it.
       const lock = join(repo, "vm-test", "out", `.${name}.lock`);
       await withLock(

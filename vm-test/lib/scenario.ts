@@ -9,6 +9,8 @@ export interface Scenario {
   skip?: () => string | undefined | Promise<string | undefined>;
   /** false: run only when named, not by `vm-test/run all` (e.g. harness self-tests). */
   inAll?: boolean;
+  /** The Debian release of the guest base image (default bookworm, Debian 12). */
+  guest?: GuestSuite;
   /** Whole-scenario limit in seconds (default 3600; each boot also has its own timeout). */
   timeoutSec?: number;
   run(ctx: ScenarioContext): Promise<void>;
@@ -18,7 +20,11 @@ export function defineScenario(s: Scenario): Scenario {
   return s;
 }
 
+/** Debian releases the base image is built from (vm-test/lib/build-base-image.sh SUITE). */
+export type GuestSuite = "bookworm" | "trixie";
+
 export interface BaseImage {
+  suite: GuestSuite;
   dir: string;
   /** Raw GPT disk: ESP + ext4 "root" (read-only: copy it with ctx.sourceDisk()). */
   disk: string;

@@ -1,0 +1,3 @@
+import { baseImageScenario } from "./base-image.ts";
+
+export default baseImageScenario("trixie");

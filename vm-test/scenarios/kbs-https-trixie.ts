@@ -1,0 +1,3 @@
+import { kbsHttpsScenario } from "./kbs-https.ts";
+
+export default kbsHttpsScenario("trixie");
