@@ -3,40 +3,20 @@
  * must stay bounded when the host (who owns the network) plays the broker or the load balancer.
  * Each case is a real local server on 127.0.0.1 doing one thing wrong.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connect, createServer, type Socket } from "node:net";
 import { startBroker } from "../../../vm-test/kbs/broker.ts";
 import { makeDatedPki } from "../../../vm-test/kbs/tls.ts";
 import { clearKbsSessions, getKbsResource, RCAR_HANDSHAKE_ATTEMPTS } from "../../src/kbs/client.ts";
 import type { KbsError } from "../../src/kbs/errors.ts";
-import type { RetryPolicy } from "../../src/kbs/http.ts";
 import { COOKIE_JAR_MAX_COOKIES, COOKIE_MAX_BYTES } from "../../src/net/cookies.ts";
+import { FAST_RETRY, rejection, stopsAfterEach } from "../../testkit/harness.ts";
 import { bounded } from "./limits.ts";
 
-const FAST: RetryPolicy = {
-  attempts: 3,
-  totalTimeoutMs: 10_000,
-  requestTimeoutMs: 2_000,
-  baseDelayMs: 20,
-  maxDelayMs: 50,
-};
 const CASE = { ms: 5_000, mib: 200 };
 const KEY = new TextEncoder().encode("k");
 
-const stops: (() => unknown)[] = [];
-afterEach(async () => {
-  clearKbsSessions();
-  await Promise.all(stops.splice(0).map((stop) => stop()));
-});
-
-async function failure(p: Promise<unknown>): Promise<KbsError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as KbsError;
-  }
-  throw new Error("expected a failure");
-}
+const stops = stopsAfterEach(clearKbsSessions);
 
 describe("hostile broker or load balancer (#15)", () => {
   test("a Set-Cookie flood: the jar keeps at most its cap, the Cookie header sent back stays bounded", async () => {
@@ -69,7 +49,7 @@ describe("hostile broker or load balancer (#15)", () => {
     stops.push(() => front.stop(true));
     const url = `http://127.0.0.1:${front.port}`;
     const key = await bounded(
-      () => getKbsResource({ url, tee: "sample", retry: FAST }, "default/key/rootfs"),
+      () => getKbsResource({ url, tee: "sample", retry: FAST_RETRY }, "default/key/rootfs"),
       CASE,
     );
     expect(key).toEqual(KEY);
@@ -83,9 +63,9 @@ describe("hostile broker or load balancer (#15)", () => {
   test(`401 at /attest forever, each slow: at most ${RCAR_HANDSHAKE_ATTEMPTS} handshakes inside the overall budget`, async () => {
     const b = await startBroker({ faults: { transient401Attest: 1_000_000, slowAttestMs: 300 } });
     stops.push(() => b.stop());
-    const retry = { ...FAST, baseDelayMs: 200, maxDelayMs: 200, totalTimeoutMs: 1_500 };
+    const retry = { ...FAST_RETRY, baseDelayMs: 200, maxDelayMs: 200, totalTimeoutMs: 1_500 };
     const e = await bounded(
-      () => failure(getKbsResource({ url: b.url, tee: "sample", retry }, "default/key/rootfs")),
+      () => rejection<KbsError>(getKbsResource({ url: b.url, tee: "sample", retry }, "default/key/rootfs")),
       CASE,
     );
     // The budget ends the loop: refused again, or the last attempt gets only what time is left.
@@ -123,10 +103,10 @@ describe("hostile broker or load balancer (#15)", () => {
       return new Promise((r) => front.close(r));
     });
     const port = (front.address() as { port: number }).port;
-    const retry = { ...FAST, requestTimeoutMs: 1_000 };
+    const retry = { ...FAST_RETRY, requestTimeoutMs: 1_000 };
     const e = await bounded(
       () =>
-        failure(
+        rejection<KbsError>(
           getKbsResource({ url: `https://127.0.0.1:${port}`, tee: "sample", retry, ca: pki.caPem }, "x/y/z"),
         ),
       CASE,

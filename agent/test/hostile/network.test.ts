@@ -4,7 +4,7 @@
  * thing wrong; the client must stop with an error naming the provider, step and URL, within
  * bounded time and memory, retrying only what may clear up.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type Socket } from "node:net";
@@ -18,27 +18,17 @@ import { assumeRoleWithOidc } from "../../src/aliyun/sts.ts";
 import { EncryptSchema, type KbsConfig } from "../../src/config/providers.ts";
 import { formatError, KeyProviderError } from "../../src/errors.ts";
 import { clearKbsSessions, getKbsResource } from "../../src/kbs/client.ts";
-import { KBS_RESOURCE_REPLY_MAX_BYTES, type RetryPolicy } from "../../src/kbs/http.ts";
+import { KBS_RESOURCE_REPLY_MAX_BYTES } from "../../src/kbs/http.ts";
 import { CONTROL_REPLY_MAX_BYTES } from "../../src/net/http.ts";
 import { create as createKbs } from "../../src/providers/kbs.ts";
 import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
+import { FAST_RETRY, stopsAfterEach } from "../../testkit/harness.ts";
 import { bounded } from "./limits.ts";
 
-const FAST: RetryPolicy = {
-  attempts: 3,
-  totalTimeoutMs: 10_000,
-  requestTimeoutMs: 2_000,
-  baseDelayMs: 20,
-  maxDelayMs: 50,
-};
 /** Generous: a crafted case must end well inside this on a loaded 2-core box. */
 const CASE = { ms: 5_000, mib: 200 };
 
-const stops: (() => unknown)[] = [];
-afterEach(async () => {
-  clearKbsSessions();
-  await Promise.all(stops.splice(0).map((stop) => stop()));
-});
+const stops = stopsAfterEach(clearKbsSessions);
 
 /** A Bun server on 127.0.0.1 counting its requests. */
 function serve(fetch: (req: Request) => Response | Promise<Response>, tls?: { cert: string; key: string }) {
@@ -112,7 +102,7 @@ async function failure(p: Promise<unknown>): Promise<Error> {
   return err as Error;
 }
 
-const kbs = (url: string, retry = FAST) =>
+const kbs = (url: string, retry = FAST_RETRY) =>
   getKbsResource({ url, tee: "sample", retry }, "default/key/rootfs");
 
 describe("KBS replies are capped", () => {
@@ -124,7 +114,7 @@ describe("KBS replies are capped", () => {
       res.writeHead(200, { "content-type": "application/json", "content-length": String(64 << 20) });
       res.write("x".repeat(1024));
     });
-    const e = await bounded(() => failure(kbs(url, { ...FAST, requestTimeoutMs: 4_000 })), {
+    const e = await bounded(() => failure(kbs(url, { ...FAST_RETRY, requestTimeoutMs: 4_000 })), {
       ms: 3_000,
       mib: 50,
     });
@@ -188,7 +178,7 @@ describe("KBS error text is the peer's: printable and short", () => {
 describe("KBS timeouts cover the body", () => {
   test("a trickling body is retried, then reported with provider, step, URL and the timeout", async () => {
     const s = serve(() => new Response(trickle(100), { headers: { "content-type": "application/json" } }));
-    const retry = { ...FAST, attempts: 2, requestTimeoutMs: 500 };
+    const retry = { ...FAST_RETRY, attempts: 2, requestTimeoutMs: 500 };
     const e = await bounded(() => failure(kbs(s.url, retry)), CASE);
     expect(e.message).toBe(
       `kbs key provider: auth request to ${s.url}/kbs/v0/auth gave up after 2 attempts: could not be completed: timed out: the reply body did not arrive within 500 ms`,
@@ -231,7 +221,7 @@ describe("KBS: what retrying cannot fix is final", () => {
       () =>
         failure(
           getKbsResource(
-            { url: s.url, tee: "sample", ca: cert, retry: FAST, onRequest: () => sent++ },
+            { url: s.url, tee: "sample", ca: cert, retry: FAST_RETRY, onRequest: () => sent++ },
             "default/key/rootfs",
           ),
         ),

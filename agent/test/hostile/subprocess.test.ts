@@ -27,6 +27,7 @@ import { create as createExec } from "../../src/providers/exec.ts";
 import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
 import { create as createOidc } from "../../src/providers/oidc.ts";
 import { RUN_OUTPUT_MAX, STDERR_TAIL_MAX } from "../../src/subprocess.ts";
+import { rejection } from "../../testkit/harness.ts";
 import { bounded } from "./limits.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
@@ -48,15 +49,6 @@ const exec = (args: string[], timeoutMs: number): ExecConfig => ({
   args: ["-c", ...args],
   timeoutMs,
 });
-
-async function rejected(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("resolved but should have failed");
-}
 
 /** A live (not zombie) process: a killed daemon reparented to a non-reaping pid 1 stays a zombie. */
 function running(pid: number): boolean {
@@ -91,7 +83,7 @@ describe("bounded subprocesses", () => {
   test("exec: a setsid daemon holding stdout after the program exited ends getKey well before the timeout, and dies", async () => {
     const pidFile = join(dir, "daemon-1.pid");
     const err = await bounded(
-      () => rejected(createExec(exec([`printf key; ${daemon(pidFile)}`], 20_000), ctx).getKey()),
+      () => rejection(createExec(exec([`printf key; ${daemon(pidFile)}`], 20_000), ctx).getKey()),
       { ms: 6000, mib: 100 },
     );
     expect(err).toBeInstanceOf(KeyProviderError);
@@ -103,7 +95,7 @@ describe("bounded subprocesses", () => {
   test("exec: at the timeout the group and a setsid escapee are killed, within timeout + a few seconds", async () => {
     const pidFile = join(dir, "daemon-2.pid");
     const err = await bounded(
-      () => rejected(createExec(exec([`${daemon(pidFile)} sleep 60`], 500), ctx).getKey()),
+      () => rejection(createExec(exec([`${daemon(pidFile)} sleep 60`], 500), ctx).getKey()),
       { ms: 5500, mib: 100 },
     );
     expect(err.message).toContain("did not finish within 0.5 s and was killed");
@@ -112,7 +104,7 @@ describe("bounded subprocesses", () => {
 
   test("run(): a program that ignores SIGTERM, with a child holding the pipes, is SIGKILLed as a group", async () => {
     const err = await bounded(
-      () => rejected(run("sh", ["-c", "trap '' TERM; sleep 60 & wait"], { timeoutMs: 300 })),
+      () => rejection(run("sh", ["-c", "trap '' TERM; sleep 60 & wait"], { timeoutMs: 300 })),
       { ms: 5000, mib: 100 },
     );
     expect(err).toBeInstanceOf(CommandError);
@@ -132,7 +124,7 @@ describe("bounded subprocesses", () => {
   test("exec: 1 GiB of stderr keeps only a tail (RSS bounded) and its last line reaches the error", async () => {
     const err = await bounded(
       () =>
-        rejected(
+        rejection(
           createExec(
             exec([`head -c ${GIB} /dev/zero | tr '\\0' e >&2; echo LAST-WORDS >&2; exit 3`], 60_000),
             ctx,
@@ -146,12 +138,12 @@ describe("bounded subprocesses", () => {
   }, 30_000);
 
   test("run(): stderr is a bounded tail; stdout over RUN_OUTPUT_MAX is refused", async () => {
-    const err = (await rejected(
+    const err = (await rejection(
       run("sh", ["-c", "head -c 4000000 /dev/zero | tr '\\0' e >&2; echo LAST-WORDS >&2; exit 2"]),
     )) as CommandError;
     expect(err.stderr.length).toBeLessThanOrEqual(STDERR_TAIL_MAX);
     expect(err.stderr).toEndWith("LAST-WORDS\n");
-    const big = await bounded(() => rejected(run("head", ["-c", String(RUN_OUTPUT_MAX + 1), "/dev/zero"])), {
+    const big = await bounded(() => rejection(run("head", ["-c", String(RUN_OUTPUT_MAX + 1), "/dev/zero"])), {
       ms: 5000,
       mib: 200,
     });
@@ -159,7 +151,7 @@ describe("bounded subprocesses", () => {
   }, 15_000);
 
   test("exec: stdout over MAX_KEY_BYTES is not a key", async () => {
-    const err = await rejected(
+    const err = await rejection(
       createExec(exec([`head -c ${MAX_KEY_BYTES + 1} /dev/zero`], 5000), ctx).getKey(),
     );
     expect(err.message).toContain(`printed more than ${MAX_KEY_BYTES} bytes`);
@@ -179,7 +171,7 @@ describe("bounded subprocesses", () => {
         stsEndpoint: "http://127.0.0.1:9",
       },
     };
-    const err = await bounded(() => rejected(createOidc(config, ctx).getKey()), { ms: 5000, mib: 100 });
+    const err = await bounded(() => rejection(createOidc(config, ctx).getKey()), { ms: 5000, mib: 100 });
     expect(err.message).toContain(`the token command yes printed more than ${MAX_KEY_BYTES} bytes`);
   }, 15_000);
 

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,46 +21,28 @@ import {
 import type { KbsError } from "../../src/kbs/errors.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/http.ts";
 import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
+import { FAST_RETRY, rejection, stopsAfterEach } from "../../testkit/harness.ts";
 import { fakeTsm } from "../attest/fake-tsm.ts";
 import { fixture, haveFixtures } from "../attest/fixtures.ts";
 
-const FAST: RetryPolicy = {
-  attempts: 5,
-  totalTimeoutMs: 10_000,
-  requestTimeoutMs: 2_000,
-  baseDelayMs: 50,
-  maxDelayMs: 200,
-};
+const FAST: RetryPolicy = { ...FAST_RETRY, attempts: 5, baseDelayMs: 50, maxDelayMs: 200 };
 const KEY = new TextEncoder().encode("rootfs passphrase \x00\xff binary");
 const DELTA = new TextEncoder().encode("delta passphrase");
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
-const brokers: Broker[] = [];
-afterEach(async () => {
-  clearKbsSessions();
-  await Promise.all(brokers.splice(0).map((b) => b.stop()));
-});
+const stops = stopsAfterEach(clearKbsSessions);
 
 async function broker(options: Parameters<typeof startBroker>[0] = {}): Promise<Broker> {
   const b = await startBroker({
     resources: { "default/key/rootfs": KEY, "default/key/delta": DELTA },
     ...options,
   });
-  brokers.push(b);
+  stops.push(() => b.stop());
   return b;
 }
 
 function cfg(b: { url: string }, extra: Partial<KbsClientConfig> = {}): KbsClientConfig {
   return { url: b.url, tee: "sample", retry: FAST, ...extra };
-}
-
-async function failure(p: Promise<unknown>): Promise<KbsError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as KbsError;
-  }
-  throw new Error("expected a failure");
 }
 
 describe("wire details", () => {
@@ -133,7 +115,7 @@ describe("RCAR against the test broker", () => {
   });
   test("no TEE and no tee setting: clear error, nothing sent", async () => {
     const b = await broker();
-    const e = await failure(
+    const e = await rejection<KbsError>(
       getKbsResource(
         {
           url: b.url,
@@ -297,7 +279,7 @@ describe("TLS", () => {
     const retry = { ...FAST, attempts: 3 };
     for (const ca of [other.caPem, undefined]) {
       let sent = 0;
-      const e = await failure(
+      const e = await rejection<KbsError>(
         getKbsResource(cfg(b, { ca, retry, onRequest: () => sent++ }), "default/key/rootfs"),
       );
       expect(e.message).toContain(`auth request to ${b.url}/kbs/v0/auth`);
@@ -343,7 +325,7 @@ describe("TLS failures caused by the clock name the clock, not kbs_root_cert (#1
       const pki = makeDatedPki(c.leaf, c.ca);
       const b = await broker({ tls: { cert: pki.certPem, key: pki.keyPem } });
       let sent = 0;
-      const e = await failure(
+      const e = await rejection<KbsError>(
         getKbsResource(cfg(b, { ca: pki.caPem, onRequest: () => sent++ }), "default/key/rootfs"),
       );
       expect(e.message).toContain(`auth request to ${b.url}/kbs/v0/auth could not be completed`);
@@ -371,7 +353,9 @@ describe("passport mode", () => {
   test("a token from an untrusted issuer is refused with TokenVerifierError", async () => {
     const issuer = await broker({ resources: {} });
     const relying = await broker();
-    const e = await failure(getKbsResource(cfg(relying, { attestUrl: issuer.url }), "default/key/rootfs"));
+    const e = await rejection<KbsError>(
+      getKbsResource(cfg(relying, { attestUrl: issuer.url }), "default/key/rootfs"),
+    );
     expect(e.message).toContain("HTTP 401 TokenVerifierError");
   });
 });
@@ -396,7 +380,7 @@ describe("fault modes", () => {
     expect((await later).stats.auth).toBe(1);
   });
   test("broker never comes up: bounded attempts, error names URL, step and the connection failure", async () => {
-    const e = await failure(
+    const e = await rejection<KbsError>(
       getKbsResource(
         { url: "http://127.0.0.1:9", tee: "sample", retry: { ...FAST, attempts: 3 } },
         "default/key/rootfs",
@@ -408,7 +392,7 @@ describe("fault modes", () => {
   });
   test("total timeout bounds the retries even with attempts left", async () => {
     const started = Date.now();
-    await failure(
+    await rejection<KbsError>(
       getKbsResource(
         { url: "http://127.0.0.1:9", tee: "sample", retry: { ...FAST, attempts: 100, totalTimeoutMs: 600 } },
         "default/key/rootfs",
@@ -423,7 +407,7 @@ describe("fault modes", () => {
   });
   test("persistent 5xx: the error carries the status and the body", async () => {
     const b = await broker({ faults: { fail5xx: 1000 } });
-    const e = await failure(
+    const e = await rejection<KbsError>(
       getKbsResource(cfg(b, { retry: { ...FAST, attempts: 3 } }), "default/key/rootfs"),
     );
     expect(e.message).toContain(
@@ -434,7 +418,7 @@ describe("fault modes", () => {
   });
   test("slow broker: requests time out and are retried; a merely slow one still works", async () => {
     const b = await broker({ faults: { slowMs: 300 } });
-    const e = await failure(
+    const e = await rejection<KbsError>(
       getKbsResource(
         cfg(b, { retry: { ...FAST, attempts: 2, requestTimeoutMs: 100 } }),
         "default/key/rootfs",
@@ -450,7 +434,7 @@ describe("fault modes", () => {
   for (const step of ["auth", "attest", "resource"] as const) {
     test(`malformed JSON from ${step}: not retried, message names the step`, async () => {
       const b = await broker({ faults: { malformed: step } });
-      const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+      const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"));
       expect(e.message).toContain(`${step} request to ${b.url}/kbs/v0/${step}`);
       expect(e.message).toContain("not a JSON");
       expect(e.message).toContain('"<html>not json"');
@@ -459,7 +443,7 @@ describe("fault modes", () => {
   }
   test("resource encrypted to the wrong key: decryption error, no plaintext", async () => {
     const b = await broker({ faults: { wrongJweKey: true } });
-    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"));
     expect(e.message).toContain("returned a JWE this client cannot decrypt");
     expect(e.hint).toContain("tee-pubkey");
   });
@@ -480,7 +464,7 @@ describe("fault modes", () => {
   });
   test("policy denial: no retry, the broker's reason in the message", async () => {
     const b = await broker({ policy: DENY_ALL });
-    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"));
     expect(e.message).toBe(
       `kbs key provider: resource request to ${b.url}/kbs/v0/resource/default/key/rootfs was refused: HTTP 401 PolicyDeny: Resource policy denied access to default/key/rootfs for TEE sample (default deny)`,
     );
@@ -495,9 +479,11 @@ describe("fault modes", () => {
       },
     });
     expect(await getKbsResource(cfg(b), "default/key/delta")).toEqual(DELTA);
-    expect((await failure(getKbsResource(cfg(b), "default/key/rootfs"))).kbsType).toBe("PolicyDeny");
+    expect((await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"))).kbsType).toBe(
+      "PolicyDeny",
+    );
     b.policy = ALLOW_ALL;
-    const e = await failure(getKbsResource(cfg(b), "default/key/nothere"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/nothere"));
     expect(e.message).toContain(
       "HTTP 401 PluginInternalError: Plugin internal error: resource default/key/nothere not found",
     );
@@ -525,7 +511,7 @@ describe("fault modes", () => {
       });
       try {
         const url = `http://127.0.0.1:${server.port}`;
-        const e = await failure(getKbsResource(cfg({ url }), "default/key/rootfs"));
+        const e = await rejection<KbsError>(getKbsResource(cfg({ url }), "default/key/rootfs"));
         const how = status === 401 ? `was refused in each of ${tries} handshakes` : "was refused";
         expect(e.message).toContain(
           `auth request to ${url}/kbs/v0/auth ${how}: HTTP ${status} AttestationFailed: nope`,
@@ -539,7 +525,9 @@ describe("fault modes", () => {
   }
   test("wrong URL path: 404 InvalidRequestPath, not retried", async () => {
     const b = await broker();
-    const e = await failure(getKbsResource(cfg(b, { url: `${b.url}/prefix` }), "default/key/rootfs"));
+    const e = await rejection<KbsError>(
+      getKbsResource(cfg(b, { url: `${b.url}/prefix` }), "default/key/rootfs"),
+    );
     expect(e.message).toContain("HTTP 404 InvalidRequestPath");
     expect(e.hint).toContain("URL");
     expect(b.stats.other).toBe(1);
@@ -555,7 +543,7 @@ describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow ve
   });
   test(`401 at /attest that never clears: ${RCAR_HANDSHAKE_ATTEMPTS} handshakes, then one error with the broker's reason`, async () => {
     const b = await broker({ faults: { transient401Attest: 1000 } });
-    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"));
     expect(e.message).toContain(
       `attest request to ${b.url}/kbs/v0/attest was refused in each of ${RCAR_HANDSHAKE_ATTEMPTS} handshakes: HTTP 401 AttestationError: RCAR handshake Attest failed: Verifier evaluate failed`,
     );
@@ -571,14 +559,14 @@ describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow ve
     const started = Date.now();
     // Waits of 0.5-1 s against a 0.7 s budget: one or two handshakes, never five.
     const retry = { ...FAST, baseDelayMs: 1000, maxDelayMs: 1000, totalTimeoutMs: 700 };
-    const e = await failure(getKbsResource(cfg(b, { retry }), "default/key/rootfs"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b, { retry }), "default/key/rootfs"));
     expect(e.message).toMatch(/was refused in each of [1-2] handshakes?: HTTP 401/);
     expect(b.stats.auth).toBeLessThan(RCAR_HANDSHAKE_ATTEMPTS);
     expect(Date.now() - started).toBeLessThan(3000);
   });
   test("policy denial at /resource with a live session: final after one try, no new handshake", async () => {
     const b = await broker({ policy: DENY_ALL });
-    const e = await failure(getKbsResource(cfg(b), "default/key/rootfs"));
+    const e = await rejection<KbsError>(getKbsResource(cfg(b), "default/key/rootfs"));
     expect(e.kbsType).toBe("PolicyDeny");
     expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 1 });
   });
@@ -619,7 +607,7 @@ describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow ve
       await getKbsResource(cfg(b, { retry: { ...FAST, requestTimeoutMs: 600 } }), "default/key/rootfs"),
     ).toEqual(KEY);
     clearKbsSessions();
-    const e = await failure(
+    const e = await rejection<KbsError>(
       getKbsResource(
         cfg(b, { retry: { ...FAST, attempts: 2, requestTimeoutMs: 150 } }),
         "default/key/rootfs",
