@@ -49,7 +49,9 @@ describe("every command's --help is generated from its declaration", () => {
   }
 
   test("no global short flag is taken by a command for something else", () => {
-    const globalShorts = new Map(Object.entries(GLOBAL_FLAGS).map(([name, flag]) => [flag.short, name]));
+    const globalShorts = new Map<string, string>(
+      Object.entries(GLOBAL_FLAGS).map(([name, flag]) => [flag.short, name]),
+    );
     for (const { entry, command } of loaded) {
       for (const [name, flag] of Object.entries(command.flags)) {
         if (flag.short === undefined || !globalShorts.has(flag.short)) continue;
