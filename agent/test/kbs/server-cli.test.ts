@@ -4,7 +4,7 @@
  * `kbs_root_cert` pinned, over one attestation.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -56,30 +56,61 @@ async function waitForLine(
   }
 }
 
+/** The test broker as a command (vm-test/kbs/server.ts ARGS), its stdout piped for waitForLine. */
+function startServer(args: string[]): Bun.Subprocess<"ignore", "pipe", "inherit"> {
+  const broker = Bun.spawn([BUN, join(ROOT, "vm-test/kbs/server.ts"), ...args], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  children.push(broker);
+  return broker;
+}
+
+/** A configuration directory `name` under the test dir holding `fdeToml`. */
+function configDir(name: string, fdeToml = ""): string {
+  const conf = join(dir, name);
+  mkdirSync(conf, { recursive: true });
+  if (fdeToml) writeFileSync(join(conf, "fde.toml"), fdeToml);
+  return conf;
+}
+
+/** fde.toml with the rootfs unencrypted and the delta's key from the broker at `url` (documented fields). */
+const deltaOnly = (url: string, tee = "") =>
+  `[rootfs]\ndelta_location = "ram"\n[delta]\n[delta.encrypt.kbs]\nurl = "${url}"\nresource_path = "key/delta"\n${tee}`;
+
+/** The compiled agent with ARGS, run to the end: its output and exit code. */
+async function agent(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  const child = Bun.spawn([BINARY, ...args], { stdout: "pipe", stderr: "pipe" });
+  children.push(child);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  return { stdout, stderr, code };
+}
+
+/** `config check` of `conf` by the compiled agent, synchronously. */
+const configCheck = (conf: string) =>
+  Bun.spawnSync([BINARY, "-c", conf, "config", "check"], { stdout: "pipe", stderr: "pipe" });
+
 test("broker CLI over HTTPS with its own CA, down for 1 s; compiled agent gets rootfs and delta keys with one attestation", async () => {
   writeFileSync(join(dir, "rootfs.key"), "rootfs \u00e9 passphrase");
   const port = await freePort();
-  const broker = Bun.spawn(
-    [
-      BUN,
-      join(ROOT, "vm-test/kbs/server.ts"),
-      "--port",
-      String(port),
-      "--resource",
-      `default/key/rootfs=@${join(dir, "rootfs.key")}`,
-      "--resource",
-      "default/key/delta=delta-passphrase",
-      "--tls-dir",
-      dir,
-      "--start-delay",
-      "1",
-    ],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  children.push(broker);
+  const broker = startServer([
+    "--port",
+    String(port),
+    "--resource",
+    `default/key/rootfs=@${join(dir, "rootfs.key")}`,
+    "--resource",
+    "default/key/delta=delta-passphrase",
+    "--tls-dir",
+    dir,
+    "--start-delay",
+    "1",
+  ]);
   const pem = () => readFileSync(join(dir, "ca.pem"), "utf8");
-  const conf = join(dir, "etc");
-  Bun.spawnSync(["mkdir", "-p", conf]);
+  const conf = configDir("etc");
   const kbs = (volume: string) =>
     `[${volume}.encrypt.kbs]\nkbs_url = "https://127.0.0.1:${port}"\nkey_uri = "kbs:///default/key/${volume}"\ntee = "sample"\nkbs_root_cert = """\n__PEM__"""\n`;
   const writeConfig = () =>
@@ -95,23 +126,13 @@ test("broker CLI over HTTPS with its own CA, down for 1 s; compiled agent gets r
   // still down; it retries until the broker listens.
   const caLine = await waitForLine(broker.stdout, /^CA: /);
   writeConfig();
-  const agent = Bun.spawn([BINARY, "-c", conf, "fetch-key", "--volume", "rootfs"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  children.push(agent);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(agent.stdout).text(),
-    new Response(agent.stderr).text(),
-    agent.exited,
-  ]);
-  const fetched = { stdout, stderr, exitCode: code };
+  const fetched = await agent(["-c", conf, "fetch-key", "--volume", "rootfs"]);
   const rest = caLine.rest;
-  expect(stderr).toContain("could not be completed");
+  expect(fetched.stderr).toContain("could not be completed");
   expect(fetched.stderr).toContain("attested to");
-  expect(fetched.exitCode).toBe(0);
+  expect(fetched.code).toBe(0);
   expect(fetched.stdout).toBe("rootfs \u00e9 passphrase");
-  const check = Bun.spawnSync([BINARY, "-c", conf, "config", "check"], { stdout: "pipe", stderr: "pipe" });
+  const check = configCheck(conf);
   expect(check.exitCode).toBe(0);
   expect(check.stderr.toString().match(/attested to/g)?.length).toBe(1);
   broker.kill();
@@ -128,38 +149,11 @@ test("broker CLI over HTTPS with its own CA, down for 1 s; compiled agent gets r
 
 test("agent started before the broker: retries until it is up", async () => {
   const port = await freePort();
-  const conf = join(dir, "etc2");
-  Bun.spawnSync(["mkdir", "-p", conf]);
-  writeFileSync(
-    join(conf, "fde.toml"),
-    `[rootfs]\ndelta_location = "ram"\n[delta]\n[delta.encrypt.kbs]\nurl = "http://127.0.0.1:${port}"\nresource_path = "key/delta"\ntee = "sample"\n`,
-  );
-  const agent = Bun.spawn([BINARY, "-c", conf, "fetch-key", "--volume", "delta"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  children.push(agent);
+  const conf = configDir("etc2", deltaOnly(`http://127.0.0.1:${port}`, 'tee = "sample"\n'));
+  const fetched = agent(["-c", conf, "fetch-key", "--volume", "delta"]);
   await Bun.sleep(2500);
-  const broker = Bun.spawn(
-    [
-      BUN,
-      join(ROOT, "vm-test/kbs/server.ts"),
-      "--port",
-      String(port),
-      "--resource",
-      "default/key/delta=late-key",
-    ],
-    {
-      stdout: "pipe",
-      stderr: "inherit",
-    },
-  );
-  children.push(broker);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(agent.stdout).text(),
-    new Response(agent.stderr).text(),
-    agent.exited,
-  ]);
+  startServer(["--port", String(port), "--resource", "default/key/delta=late-key"]);
+  const { stdout, stderr, code } = await fetched;
   expect(stderr).toContain(`auth request to http://127.0.0.1:${port}/kbs/v0/auth could not be completed`);
   expect(stderr).toContain("retrying in");
   expect(code).toBe(0);
@@ -168,30 +162,16 @@ test("agent started before the broker: retries until it is up", async () => {
 
 test("policy denial: the compiled agent exits non-zero with the broker's reason, no stack trace", async () => {
   const port = await freePort();
-  const broker = Bun.spawn(
-    [
-      BUN,
-      join(ROOT, "vm-test/kbs/server.ts"),
-      "--port",
-      String(port),
-      "--policy",
-      "deny-all",
-      "--resource",
-      "default/key/delta=x",
-    ],
-    {
-      stdout: "pipe",
-      stderr: "inherit",
-    },
-  );
-  children.push(broker);
+  const broker = startServer([
+    "--port",
+    String(port),
+    "--policy",
+    "deny-all",
+    "--resource",
+    "default/key/delta=x",
+  ]);
   await waitForLine(broker.stdout, /^listening on/);
-  const conf = join(dir, "etc3");
-  Bun.spawnSync(["mkdir", "-p", conf]);
-  writeFileSync(
-    join(conf, "fde.toml"),
-    `[rootfs]\ndelta_location = "ram"\n[delta]\n[delta.encrypt.kbs]\nurl = "http://127.0.0.1:${port}"\nresource_path = "key/delta"\n`,
-  );
+  const conf = configDir("etc3", deltaOnly(`http://127.0.0.1:${port}`));
   const r = Bun.spawnSync([BINARY, "-c", conf, "fetch-key", "--volume", "delta"], {
     stdout: "pipe",
     stderr: "pipe",
@@ -208,22 +188,16 @@ test("policy denial: the compiled agent exits non-zero with the broker's reason,
 
 test("--out writes a guest config (fde.toml, keys) that the agent uses as is", async () => {
   const out = join(dir, "out");
-  const broker = Bun.spawn(
-    [
-      BUN,
-      join(ROOT, "vm-test/kbs/server.ts"),
-      "--port",
-      "0",
-      "--out",
-      out,
-      "--guest-host",
-      "127.0.0.1",
-      "--tls-dir",
-      join(dir, "pki"),
-    ],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  children.push(broker);
+  const broker = startServer([
+    "--port",
+    "0",
+    "--out",
+    out,
+    "--guest-host",
+    "127.0.0.1",
+    "--tls-dir",
+    join(dir, "pki"),
+  ]);
   const { rest } = await waitForLine(broker.stdout, /^listening on https:/);
   const r = Bun.spawnSync([BINARY, "-c", out, "fetch-key", "--volume", "rootfs"], {
     stdout: "pipe",
@@ -233,8 +207,7 @@ test("--out writes a guest config (fde.toml, keys) that the agent uses as is", a
   expect(r.exitCode).toBe(0);
   expect(r.stdout.toString()).toBe(readFileSync(join(out, "rootfs.key"), "utf8"));
   expect(readFileSync(join(out, "rootfs.key"), "utf8")).toMatch(/^[0-9a-f]{48}$/);
-  const check = Bun.spawnSync([BINARY, "-c", out, "config", "check"], { stdout: "pipe", stderr: "pipe" });
-  expect(check.exitCode).toBe(0);
+  expect(configCheck(out).exitCode).toBe(0);
   broker.kill();
   expect(await rest()).toContain('"attestations":2');
 }, 60_000);
