@@ -49,6 +49,8 @@ export interface WorldOptions {
   imdsRequireV2?: boolean;
   /** Old IMDS without the token endpoint (404 on PUT /latest/api/token). */
   imdsWithoutV2?: boolean;
+  /** The instance's user data at GET /latest/user-data (404 when absent, as ECS answers). */
+  userData?: string;
   /** The instance endpoint demands a TLS client certificate issued by the instance CA. */
   instanceRequireClientCert?: boolean;
   /** Delay of the "slow" fault. */
@@ -124,6 +126,11 @@ export class AliyunWorld {
   /** The RAM role ARN an ECS role name maps to (for permission checks on IMDS credentials). */
   private ecsRoleArn(name: string): string {
     return `acs:ram::1234567890:role/${name.toLowerCase()}`;
+  }
+
+  /** Set or clear (undefined) the instance's user data, as the console's "modify user data" does. */
+  setUserData(text: string | undefined): void {
+    this.o.userData = text;
   }
 
   stop(): void {
@@ -527,6 +534,10 @@ export class AliyunWorld {
     }
     const roles = this.o.ecsRoles ?? [];
     if (path === "/latest/meta-data/region-id") return reply(200, this.regionId);
+    // Served as is (ECS returns the text the instance was given, not Base64).
+    if (path === "/latest/user-data") {
+      return this.o.userData === undefined ? reply(404, "Not Found") : reply(200, this.o.userData);
+    }
     if (path === "/latest/meta-data/ram/security-credentials/") {
       return roles.length ? reply(200, roles.join("\n")) : reply(404, "Not Found");
     }

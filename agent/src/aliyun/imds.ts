@@ -1,5 +1,6 @@
 /**
- * ECS instance metadata service: region, bound RAM role and that role's temporary credentials.
+ * ECS instance metadata service: region, bound RAM role and that role's temporary credentials,
+ * and the instance's user data (config/sources/aliyun.ts).
  * Uses IMDSv2 (session token) first, as hardened instances require, and falls back to IMDSv1 when
  * the token endpoint is refused.
  */
@@ -10,6 +11,15 @@ import type { StsCredentials } from "./rpc.ts";
 
 export const IMDS_ENDPOINT = "http://100.100.100.200";
 const TOKEN_TTL_SECONDS = "300";
+
+/** The path the instance's user data is served at (ECS docs, "view instance metadata"). */
+export const USER_DATA_PATH = "/latest/user-data";
+
+/**
+ * Largest user data read: ECS accepts at most 32 KiB; twice that leaves room for a service
+ * change, and anything bigger is a wrong endpoint or a hostile network, not read.
+ */
+export const USER_DATA_MAX_BYTES = 64 * 1024;
 
 /**
  * Alibaba Cloud's NTP service inside ECS networks (upstream time_sync.rs uses the first; the
@@ -102,7 +112,23 @@ export class Imds {
     };
   }
 
-  private async get(path: string, notFound?: string): Promise<string> {
+  /** The instance's user data; undefined when none is set (HTTP 404, as ECS answers then). */
+  async userData(): Promise<string | undefined> {
+    const body = await this.get(USER_DATA_PATH, undefined, true);
+    if (body === undefined) return undefined;
+    const bytes = new TextEncoder().encode(body).length;
+    if (bytes > USER_DATA_MAX_BYTES) {
+      throw this.protocolError(
+        USER_DATA_PATH,
+        `${bytes} bytes, more than the ${USER_DATA_MAX_BYTES}-byte limit for user data`,
+      );
+    }
+    return body;
+  }
+
+  private async get(path: string, notFound?: string): Promise<string>;
+  private async get(path: string, notFound: string | undefined, optional: true): Promise<string | undefined>;
+  private async get(path: string, notFound?: string, optional = false): Promise<string | undefined> {
     const token = await this.sessionToken();
     return withRetry(this.retry, async (timeoutMs) => {
       const r = await send({
@@ -114,6 +140,7 @@ export class Imds {
         timeoutMs,
       });
       if (r.status === 200) return text(r.body);
+      if (r.status === 404 && optional) return undefined;
       throw new AliyunError({
         kind: "http",
         endpoint: this.endpoint,

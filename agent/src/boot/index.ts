@@ -1,6 +1,7 @@
 /** Runs one boot stage: load the config, run the stage's numbered steps, report; fail closed. */
 import { DEFAULT_GLOBAL, type GlobalConfig } from "../config/fde.ts";
-import { loadConfig } from "../config/index.ts";
+import { type LoadedConfig, loadConfig } from "../config/index.ts";
+import { aliyunUserData, readHandoff, selectConfig, writeHandoff } from "../config/sources/index.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
@@ -9,6 +10,7 @@ import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
 import { realBootOps, realMountOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
+import { measureBundle } from "./measure-config.ts";
 import * as N from "./names.ts";
 
 export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
@@ -31,9 +33,11 @@ export async function runStage(
   const start = performance.now();
   const what = `cryptpilot-fde ${stage}`;
   try {
-    let config: Awaited<ReturnType<typeof loadConfig>>;
+    let config: LoadedConfig;
     try {
-      config = await loadConfig(configDir);
+      config = await loadStageConfig(stage, configDir, (g) => {
+        boot = g.boot;
+      });
     } catch (err) {
       return await fail(`${what}: cannot load the configuration in ${configDir}:\n${formatError(err)}`, 2);
     }
@@ -70,4 +74,31 @@ export async function runStage(
     const text = err instanceof StepsFailed ? err.message : formatError(err, isVerbose());
     return await fail(text, err instanceof StepsFailed ? err.exitCode : 1);
   }
+}
+
+/**
+ * The configuration a stage runs with (config/sources/): the first stage picks user data (measured)
+ * or the initrd's and hands the choice on; the later stage takes the handoff, never fetching again.
+ * `onInitrdGlobal` gets the initrd's [global] first, so a failure while choosing follows it.
+ */
+async function loadStageConfig(
+  stage: Stage,
+  configDir: string,
+  onInitrdGlobal: (g: GlobalConfig) => void,
+): Promise<LoadedConfig> {
+  if (stage === "initrd-fde-after-sysroot") {
+    const handed = await readHandoff();
+    return handed ? { global: handed.bundle.global, fde: handed.bundle.fde } : await loadConfig(configDir);
+  }
+  const initrd = await loadConfig(configDir);
+  onInitrdGlobal(initrd.global);
+  const selected = await selectConfig({
+    initrd,
+    sources: [aliyunUserData()],
+    measure: measureBundle,
+    warn: (line) => log.warn(line),
+    info: (line) => log.info(line),
+  });
+  await writeHandoff(selected.userData?.text);
+  return selected.config;
 }
