@@ -120,6 +120,10 @@ from the configuration directory.`,
       const source = values.initrd === undefined ? globals.configDir : `${values.initrd}:/etc/cryptpilot`;
       throw new ConfigError(`${source}/fde.toml does not exist; there is no FDE configuration to dump`);
     }
+    // Upstream's dump reads the booted system's initrd by default; say which source this one is.
+    const used =
+      values.disk ?? (values.initrd !== undefined ? `${values.initrd}:/etc/cryptpilot` : globals.configDir);
+    log.info(`config dump: the configuration in ${used} (--disk or --initrd for an image's initrd)`);
     print(dumpBundle(config).replace(/\n$/, ""));
     return 0;
   },

@@ -34,6 +34,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import("./config-dump.ts")).default,
   },
   {
+    name: ["config", "reference-value"],
+    summary: "Print the sha384 and AAEL event a broker policy expects for a user-data config bundle",
+    load: async () => (await import("./config-reference.ts")).default,
+  },
+  {
     name: ["fetch-key"],
     summary: "Fetch one volume's key through its provider (to test provider setup)",
     load: async () => (await import("./fetch-key.ts")).default,
