@@ -39,15 +39,8 @@ const BOMB_LIMITS = { ms: 15_000, mib: 300 };
 
 const enc = new TextEncoder();
 const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, "0");
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+/** The parts one after another, in a fresh (unpooled) array. */
+const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 const pad4 = (n: number) => new Uint8Array((4 - (n % 4)) % 4);
 
 /** One cpio newc member; `fields` overrides header fields by index (e.g. 6: "ZZZZZZZZ"). */
