@@ -22,6 +22,7 @@ import type { KbsError } from "../../src/kbs/errors.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/http.ts";
 import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
 import { FAST_RETRY, rejection, stopsAfterEach } from "../../testkit/harness.ts";
+import { DUMMY_TEE_PUBKEY, rcarAttest, rcarAuth, rcarPost, runtimeDataDigest } from "../../testkit/rcar.ts";
 import { fakeTsm } from "../attest/fake-tsm.ts";
 import { fixture, haveFixtures } from "../attest/fixtures.ts";
 
@@ -160,26 +161,13 @@ describe("RCAR against the test broker", () => {
       const quote = fixture("verifier/tdx/tdx_quote_4.dat");
       const b = await broker({ allowTees: ["tdx"] });
       // Bypasses the client's own check to prove the broker checks the binding too.
-      const auth = await fetch(`${b.url}/kbs/v0/auth`, {
-        method: "POST",
-        body: JSON.stringify({ version: "0.4.0", tee: "tdx", "extra-params": "" }),
-      });
-      const cookie = auth.headers.get("set-cookie")!.split(";")[0]!;
-      const { nonce } = (await auth.json()) as { nonce: string };
-      const res = await fetch(`${b.url}/kbs/v0/attest`, {
-        method: "POST",
-        headers: { cookie },
-        body: JSON.stringify({
-          "runtime-data": {
-            nonce,
-            "tee-pubkey": { kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW", x: "AA", y: "AA" },
-          },
-          "tee-evidence": {
-            primary_evidence: { cc_eventlog: null, quote: Buffer.from(quote).toString("base64") },
-            additional_evidence: "",
-          },
-        }),
-      });
+      const { cookie, nonce } = await rcarAuth(b.url, "tdx");
+      const res = await rcarAttest(
+        b.url,
+        cookie,
+        { nonce, teePubkey: DUMMY_TEE_PUBKEY },
+        { cc_eventlog: null, quote: Buffer.from(quote).toString("base64") },
+      );
       expect(res.status).toBe(401);
       expect(await res.json()).toEqual({
         type: "https://github.com/confidential-containers/kbs/errors/AttestationError",
@@ -191,7 +179,7 @@ describe("RCAR against the test broker", () => {
 
 describe("broker protocol checks (what trustee verifies)", () => {
   const post = (b: Broker, path: string, body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${b.url}/kbs/v0/${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+    rcarPost(b.url, path, body, headers);
   test("protocol version must be exactly 0.4.0", async () => {
     const b = await broker();
     const res = await post(b, "auth", { version: "0.2.0", tee: "sample", "extra-params": "" });
@@ -208,7 +196,7 @@ describe("broker protocol checks (what trustee verifies)", () => {
     const { nonce } = (await auth.json()) as { nonce: string };
     expect(Buffer.from(nonce, "base64").length).toBe(32);
     const cookie = setCookie.split(";")[0]!;
-    const pk = { kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW", x: "AA", y: "BB" };
+    const pk = DUMMY_TEE_PUBKEY;
     const evidence = (d: string) => ({
       primary_evidence: { svn: "1", report_data: d },
       additional_evidence: "",
@@ -235,9 +223,7 @@ describe("broker protocol checks (what trustee verifies)", () => {
     );
     expect(((await badDigest.json()) as { detail: string }).detail).toContain("report_data does not match");
     // The digest the broker expects: SHA-384 of the canonical runtime data, extra JWK members dropped.
-    const digest = new Bun.CryptoHasher("sha384")
-      .update(canonicalJson({ "tee-pubkey": pk, nonce, "additional-evidence": "" }))
-      .digest("base64");
+    const digest = Buffer.from(runtimeDataDigest(pk, nonce)).toString("base64");
     const ok = await post(
       b,
       "attest",

@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, exportPKCS8, generateKeyPair, importJWK, type JWK } from "jose";
 import { startBroker } from "../../../vm-test/kbs/broker.ts";
-import { canonicalJson } from "../../src/kbs/canonical.ts";
 import { decryptResource, type TeePubKey } from "../../src/kbs/keypair.ts";
+import { rcarAttest, rcarAuth, runtimeDataDigest } from "../../testkit/rcar.ts";
 
 const SECRET = new TextEncoder().encode("disk passphrase from the broker");
 const dir = mkdtempSync(join(tmpdir(), "jose-cli-"));
@@ -26,25 +26,13 @@ function run(cmd: string[], stdin?: Uint8Array): Uint8Array {
 
 /** RCAR by hand with a key whose private half we can hand to the other implementation. */
 async function fetchJwe(pub: TeePubKey): Promise<Record<string, string>> {
-  const post = (path: string, body: unknown, cookie?: string) =>
-    fetch(`${broker.url}/kbs/v0/${path}`, {
-      method: "POST",
-      headers: cookie ? { cookie } : {},
-      body: JSON.stringify(body),
-    });
-  const auth = await post("auth", { version: "0.4.0", tee: "sample", "extra-params": "" });
-  const cookie = auth.headers.get("set-cookie")!.split(";")[0]!;
-  const { nonce } = (await auth.json()) as { nonce: string };
-  const digest = new Bun.CryptoHasher("sha384")
-    .update(canonicalJson({ "tee-pubkey": pub, nonce, "additional-evidence": "" }))
-    .digest("base64");
-  const attest = await post(
-    "attest",
-    {
-      "runtime-data": { nonce, "tee-pubkey": pub },
-      "tee-evidence": { primary_evidence: { svn: "1", report_data: digest }, additional_evidence: "" },
-    },
+  const { cookie, nonce } = await rcarAuth(broker.url, "sample");
+  const digest = Buffer.from(runtimeDataDigest(pub, nonce)).toString("base64");
+  const attest = await rcarAttest(
+    broker.url,
     cookie,
+    { nonce, teePubkey: pub },
+    { svn: "1", report_data: digest },
   );
   expect(attest.status).toBe(200);
   const res = await fetch(`${broker.url}/kbs/v0/resource/default/key/rootfs`, { headers: { cookie } });

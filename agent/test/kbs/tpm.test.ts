@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Broker, startBroker } from "../../../vm-test/kbs/broker.ts";
 import { tpmEvidence } from "../../src/attest/tpm.ts";
-import { canonicalJson } from "../../src/kbs/canonical.ts";
 import { clearKbsSessions, getKbsResource } from "../../src/kbs/client.ts";
+import { DUMMY_TEE_PUBKEY, rcarAttest, rcarAuth, runtimeDataDigest } from "../../testkit/rcar.ts";
 import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping KBS TPM tests: swtpm or tpm2-tools not installed");
@@ -56,31 +56,12 @@ describe.skipIf(!hasSwtpm)("KBS with TPM evidence (swtpm)", () => {
   }, 60_000);
 
   test("a valid quote over another digest is refused by the broker", async () => {
-    const post = (path: string, body: unknown, cookie?: string) =>
-      fetch(`${broker.url}/kbs/v0/${path}`, {
-        method: "POST",
-        headers: cookie ? { cookie } : {},
-        body: JSON.stringify(body),
-      });
-    const auth = await post("auth", { version: "0.4.0", tee: "tpm", "extra-params": "" });
-    const cookie = auth.headers.get("set-cookie")!.split(";")[0]!;
-    const { nonce } = (await auth.json()) as { nonce: string };
-    const pk = { kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW", x: "AA", y: "BB" };
-    const digest = new Bun.CryptoHasher("sha384")
-      .update(canonicalJson({ "tee-pubkey": pk, nonce: "stale", "additional-evidence": "" }))
-      .digest();
-    const evidence = await tpmEvidence(new Uint8Array(digest), {
+    const { cookie, nonce } = await rcarAuth(broker.url, "tpm");
+    const evidence = await tpmEvidence(runtimeDataDigest(DUMMY_TEE_PUBKEY, "stale"), {
       tcti: tpm.tcti,
       eventLogPath: "/nonexistent",
     });
-    const res = await post(
-      "attest",
-      {
-        "runtime-data": { nonce, "tee-pubkey": pk },
-        "tee-evidence": { primary_evidence: evidence, additional_evidence: "" },
-      },
-      cookie,
-    );
+    const res = await rcarAttest(broker.url, cookie, { nonce, teePubkey: DUMMY_TEE_PUBKEY }, evidence);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { detail: string }).detail).toMatch(
       /tpm evidence: tpm2_checkquote rejected the sha256 quote/,
