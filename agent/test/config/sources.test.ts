@@ -51,7 +51,7 @@ async function select(o: Partial<SelectOptions>) {
   return { selected, lines: lines.join("\n"), measuredHashes };
 }
 
-const command = (c: LoadedConfig) => (c.fde?.delta.encrypt as { command?: string }).command;
+const command = (c: LoadedConfig) => (c.fde?.delta.encrypt as { command?: string } | undefined)?.command;
 
 describe("selectConfig", () => {
   test("a valid bundle, measured: used, the hash that was measured is upstream's, the console says so", async () => {
