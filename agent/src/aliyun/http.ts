@@ -1,33 +1,17 @@
 /**
  * One exchange with an Alibaba Cloud endpoint (KMS, STS, IMDS) and the bounded retry loop around
- * it, both from net/http.ts, so KMS fails as the KBS does: one deadline per exchange covering the
+ * it, from net/http.ts and net/retry.ts, so KMS fails as the KBS does: one deadline per exchange covering the
  * body, replies capped at CONTROL_REPLY_MAX_BYTES, redirects refused, certificate failures final.
  * Transport failures become AliyunError; HTTP errors are left to the caller, which knows the
  * service's error body format.
  */
-import {
-  CONTROL_REPLY_MAX_BYTES,
-  type ExchangeReply,
-  exchange,
-  HttpFailure,
-  type RetryPolicy,
-  withRetry as retryLoop,
-} from "../net/http.ts";
+import { CONTROL_REPLY_MAX_BYTES, type ExchangeReply, exchange } from "../net/http.ts";
+import { HttpFailure, type RetryPolicy, withRetry as retryLoop } from "../net/retry.ts";
 import { AliyunError, type AliyunFailureKind } from "./errors.ts";
 
-export { type RetryPolicy, text } from "../net/http.ts";
-
-/**
- * cryptpilot tries KMS 5 times; we do the same with exponential backoff (about 7.5 s of waiting
- * at most), each exchange within 15 s, all of it within 90 s.
- */
-export const DEFAULT_RETRY: RetryPolicy = {
-  attempts: 5,
-  baseDelayMs: 500,
-  maxDelayMs: 4000,
-  requestTimeoutMs: 15_000,
-  totalTimeoutMs: 90_000,
-};
+export { text } from "../net/http.ts";
+/** The Alibaba Cloud clients' default policy (net/retry.ts ALIYUN_RETRY). */
+export { ALIYUN_RETRY as DEFAULT_RETRY, type RetryPolicy } from "../net/retry.ts";
 
 export interface HttpRequest {
   /** Base URL shown in errors (never contains a query string). */

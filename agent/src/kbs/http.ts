@@ -1,5 +1,5 @@
 /**
- * HTTP to the KBS with bounded retries (the shared loop of net/http.ts): connection errors,
+ * HTTP to the KBS with bounded retries (the shared loop of net/retry.ts): connection errors,
  * timeouts (body included) and 5xx are retried with exponential backoff and jitter until the
  * attempt count or the overall deadline runs out; certificate failures, redirects and oversized
  * replies are final; every other answer (401/403/404 policy answers included) goes to the caller.
@@ -7,21 +7,12 @@
 import { existsSync, readFileSync } from "node:fs";
 import { printable } from "../escape.ts";
 import type { CookieJar } from "../net/cookies.ts";
-import {
-  CONTROL_REPLY_MAX_BYTES,
-  type ExchangeReply,
-  exchange,
-  HttpFailure,
-  type RetryPolicy,
-  text,
-  withRetry,
-} from "../net/http.ts";
+import { CONTROL_REPLY_MAX_BYTES, type ExchangeReply, exchange, text } from "../net/http.ts";
+import { HttpFailure, type RetryPolicy, withRetry } from "../net/retry.ts";
 import { MAX_KEY_BYTES } from "../providers/key-size.ts";
 import { KbsError, type KbsErrorInfo, type KbsStep } from "./errors.ts";
 
-export { backoffDelay, type RetryPolicy } from "../net/http.ts";
-
-export { DEFAULT_RETRY } from "../providers/kbs-defaults.ts";
+export { backoffDelay, KBS_RETRY as DEFAULT_RETRY, type RetryPolicy } from "../net/retry.ts";
 
 /**
  * A /resource reply is a flattened JWE of the key: base64url (4/3) of at most MAX_KEY_BYTES plus

@@ -11,11 +11,7 @@ import { isIP } from "node:net";
 import { connect, type DetailedPeerCertificate } from "node:tls";
 import { printable } from "../escape.ts";
 
-/** OpenSSL/BoringSSL verify results that mean "not valid at this time" (leaf or any CA above it). */
-export const CERTIFICATE_TIME_CODES: ReadonlySet<string> = new Set([
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-]);
+export { CERTIFICATE_TIME_CODES } from "./retry.ts";
 
 /** Longest the extra handshake that reads the peer's dates may take (it only improves a message). */
 export const CERT_TIME_PROBE_TIMEOUT_MS = 5_000;
