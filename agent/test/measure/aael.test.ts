@@ -88,7 +88,7 @@ describe.skipIf(!ccelAael || !ccelAaelOut)("trustee's CCEL_AAEL test data", () =
       expect(aaelText(event)).toBe(want.details.string);
       const bytes = encodeEntry(event, ev.mrIndex, "sha384");
       expect(ccelAael!.indexOf(Buffer.from(bytes))).toBeGreaterThan(0);
-      expect(hex(entryDigest(event, "sha384"))).toBe(want.digests[0].digest);
+      expect(hex(entryDigest(event, "sha384"))).toBe(want.digests[0]!.digest);
       expect(Buffer.from(ev.data).toString("base64")).toBe(want.event);
     });
   });
