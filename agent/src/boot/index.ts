@@ -1,7 +1,15 @@
 /** Runs one boot stage: load the config, run the stage's numbered steps, report; fail closed. */
 import { DEFAULT_GLOBAL, type GlobalConfig } from "../config/fde.ts";
 import { type LoadedConfig, loadConfig } from "../config/index.ts";
-import { aliyunUserData, readHandoff, selectConfig, writeHandoff } from "../config/sources/index.ts";
+import {
+  aliyunUserData,
+  HANDOFF_DIR,
+  type MeasureBundle,
+  readHandoff,
+  selectConfig,
+  type UserDataSource,
+  writeHandoff,
+} from "../config/sources/index.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
@@ -76,29 +84,45 @@ export async function runStage(
   }
 }
 
+/** Where a stage's configuration can come from besides the initrd (tests pass their own). */
+export interface StageConfigDeps {
+  /** The user-data sources, in order (upstream: Alibaba Cloud ECS only). */
+  sources: () => UserDataSource[];
+  measure: MeasureBundle;
+  /** Where the first stage leaves its choice for the later one. */
+  handoffDir: string;
+}
+
+export const realStageConfigDeps: StageConfigDeps = {
+  sources: () => [aliyunUserData()],
+  measure: measureBundle,
+  handoffDir: HANDOFF_DIR,
+};
+
 /**
  * The configuration a stage runs with (config/sources/): the first stage picks user data (measured)
  * or the initrd's and hands the choice on; the later stage takes the handoff, never fetching again.
  * `onInitrdGlobal` gets the initrd's [global] first, so a failure while choosing follows it.
  */
-async function loadStageConfig(
+export async function loadStageConfig(
   stage: Stage,
   configDir: string,
   onInitrdGlobal: (g: GlobalConfig) => void,
+  deps: StageConfigDeps = realStageConfigDeps,
 ): Promise<LoadedConfig> {
   if (stage === "initrd-fde-after-sysroot") {
-    const handed = await readHandoff();
+    const handed = await readHandoff(deps.handoffDir);
     return handed ? { global: handed.bundle.global, fde: handed.bundle.fde } : await loadConfig(configDir);
   }
   const initrd = await loadConfig(configDir);
   onInitrdGlobal(initrd.global);
   const selected = await selectConfig({
     initrd,
-    sources: [aliyunUserData()],
-    measure: measureBundle,
+    sources: deps.sources(),
+    measure: deps.measure,
     warn: (line) => log.warn(line),
     info: (line) => log.info(line),
   });
-  await writeHandoff(selected.userData?.text);
+  await writeHandoff(selected.userData?.text, deps.handoffDir);
   return selected.config;
 }
