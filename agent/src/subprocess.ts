@@ -110,7 +110,7 @@ class CappedSink {
     this.size += chunk.length;
   }
   bytes(): Uint8Array {
-    const out = concat(this.chunks, this.size);
+    const out = Buffer.concat(this.chunks, this.size);
     this.wipe();
     return out;
   }
@@ -135,19 +135,9 @@ class TailSink {
     }
   }
   text(): string {
-    const all = concat(this.chunks, this.size);
+    const all = Buffer.concat(this.chunks, this.size);
     return new TextDecoder().decode(all.subarray(Math.max(0, all.length - this.max)));
   }
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }
 
 async function drain(

@@ -129,13 +129,7 @@ export class FatVolume implements Volume<FatNode> {
       parts.push(this.dev.read(this.dataOffset + (c - 2) * this.bytesPerCluster, this.bytesPerCluster));
       total += this.bytesPerCluster;
     }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return Buffer.concat(parts, total);
   }
 
   list(dir: FatNode): { name: string; node: FatNode }[] {
