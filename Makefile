@@ -19,9 +19,11 @@ apt-deps:
 	  else echo "missing Debian packages:$$missing"; echo "install them with: sudo apt-get install$$missing"; exit 1; fi; \
 	fi
 
+# The freshness test is repeated inside the recipe so that `make -B` (which forces every target)
+# does not reinstall node_modules under a build or test that is using it.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	@touch $@
+	@if [ -f $@ ] && [ $@ -nt package.json ] && [ $@ -nt package-lock.json ]; then :; else \
+	  npm ci --no-audit --no-fund && touch $@; fi
 
 deps: apt-deps node_modules/.installed
 
