@@ -1,5 +1,6 @@
 /** Reading the source disk: partition table (sfdisk --json) and filesystems (blkid at an offset). */
-import { run, runText } from "../command.ts";
+import { runText } from "../command.ts";
+import { probeTags } from "../disk/blkid.ts";
 import { FdeError } from "../errors.ts";
 
 export const ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
@@ -49,26 +50,11 @@ export function parseSfdiskJson(json: string): PartitionTable {
   };
 }
 
-/** blkid's `-o export` KEY=value lines. */
-export function parseBlkidExport(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return out;
-}
-
 export async function readPartitions(image: string): Promise<PartitionTable> {
   const table = parseSfdiskJson(await runText("sfdisk", ["--json", image]));
   for (const p of table.partitions) {
-    const { code, stdout } = await run(
-      "blkid",
-      ["-p", "-o", "export", "-O", String(p.offset), "-S", String(p.size), image],
-      { okCodes: [0, 2] },
-    );
-    if (code !== 0) continue;
-    const tags = parseBlkidExport(new TextDecoder().decode(stdout));
+    const tags = await probeTags(image, { offset: p.offset, size: p.size });
+    if (!tags) continue;
     p.fsType = tags.TYPE;
     p.label = tags.LABEL;
     p.uuid = tags.UUID;

@@ -3,6 +3,7 @@ import { open as openFile, readFile, readlink, realpath, writeFile } from "node:
 import { basename } from "node:path";
 import { run } from "../command.ts";
 import { FdeError } from "../errors.ts";
+import { probeType } from "./blkid.ts";
 
 const SECTOR = 512;
 
@@ -16,17 +17,8 @@ export async function sizeSectors(device: string): Promise<number> {
   return Number(text.trim());
 }
 
-/**
- * The superblock type blkid finds by low-level probing (`blkid -p`), or undefined when the
- * device carries no known signature. blkid exits 2 for "nothing found".
- */
-export async function probeType(device: string): Promise<string | undefined> {
-  const { code, stdout } = await run("blkid", ["-p", "-o", "value", "-s", "TYPE", device], {
-    okCodes: [0, 2],
-  });
-  const type = new TextDecoder().decode(stdout).trim();
-  return code === 0 && type ? type : undefined;
-}
+/** The superblock type blkid finds by low-level probing (disk/blkid.ts), or undefined. */
+export { probeType } from "./blkid.ts";
 
 /** dm-snapshot's persistent COW header starts with "SnAp" (what blkid calls DM_snapshot_cow). */
 export function hasSnapshotCowMagic(head: Uint8Array): boolean {

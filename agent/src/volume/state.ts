@@ -6,7 +6,7 @@
  * volume): none / "cryptpilot-initializing" (format started, not finished) / "cryptpilot" (done).
  */
 import { existsSync } from "node:fs";
-import { run } from "../command.ts";
+import { probeSignature } from "../disk/blkid.ts";
 import { readSubsystem, SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../disk/luks.ts";
 
 export const mapperPath = (volume: string) => `/dev/mapper/${volume}`;
@@ -37,29 +37,8 @@ export interface VolumeStatus {
   description: string;
 }
 
-/** Parse `blkid -p -o export` output into the signature a user would recognise. */
-export function parseBlkidExport(text: string): string | undefined {
-  const fields = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
-  }
-  const type = fields.get("TYPE");
-  if (type) return type;
-  const pt = fields.get("PTTYPE");
-  // "atari" is a known false positive of blkid on blank (e.g. all-random) devices.
-  if (pt && pt !== "atari") return `${pt} partition table`;
-  return undefined;
-}
-
-/** The signature blkid's low-level probe finds on DEV, or undefined (blkid exits 2 for none). */
-export async function probeSignature(dev: string): Promise<string | undefined> {
-  const { code, stdout } = await run("blkid", ["-p", "-o", "export", dev], {
-    okCodes: [0, 2],
-    env: { LC_ALL: "C" },
-  });
-  return code === 0 ? parseBlkidExport(new TextDecoder().decode(stdout)) : undefined;
-}
+/** The signature blkid's low-level probe finds on a device (disk/blkid.ts), or undefined. */
+export { probeSignature };
 
 export async function probeDevice(volume: string, dev: string): Promise<DeviceFacts> {
   const facts: DeviceFacts = { opened: existsSync(mapperPath(volume)), devExists: existsSync(dev) };

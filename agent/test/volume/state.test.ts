@@ -1,12 +1,12 @@
 /** The pure rules: status, init decision (three-state marker, refusal), otp and persistent open, parsers. */
 import { describe, expect, test } from "bun:test";
+import { signatureFromExport } from "../../src/disk/blkid.ts";
 import { SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../../src/disk/luks.ts";
 import { mkfsCommand, parseMountinfo, parseSwaps } from "../../src/volume/fs.ts";
 import {
   type DeviceFacts,
   decideInit,
   otpOpenRefusal,
-  parseBlkidExport,
   persistentOpenRefusal,
   volumeStatus,
 } from "../../src/volume/state.ts";
@@ -78,12 +78,12 @@ describe("open rules", () => {
 
 describe("parsers", () => {
   test("blkid -p -o export: TYPE, else a partition table; atari is a false positive", () => {
-    expect(parseBlkidExport("DEVNAME=/dev/vdb\nUUID=x\nVERSION=1.0\nTYPE=ext4\nUSAGE=filesystem\n")).toBe(
+    expect(signatureFromExport("DEVNAME=/dev/vdb\nUUID=x\nVERSION=1.0\nTYPE=ext4\nUSAGE=filesystem\n")).toBe(
       "ext4",
     );
-    expect(parseBlkidExport("DEVNAME=/dev/vdb\nPTUUID=x\nPTTYPE=gpt\n")).toBe("gpt partition table");
-    expect(parseBlkidExport("DEVNAME=/dev/vdb\nPTTYPE=atari\n")).toBeUndefined();
-    expect(parseBlkidExport("")).toBeUndefined();
+    expect(signatureFromExport("DEVNAME=/dev/vdb\nPTUUID=x\nPTTYPE=gpt\n")).toBe("gpt partition table");
+    expect(signatureFromExport("DEVNAME=/dev/vdb\nPTTYPE=atari\n")).toBeUndefined();
+    expect(signatureFromExport("")).toBeUndefined();
   });
 
   test("mountinfo mount points (octal escapes) and /proc/swaps devices", () => {
