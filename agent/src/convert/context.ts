@@ -95,15 +95,17 @@ export interface ConvertStep {
 }
 
 /** A step whose io is typed by its declarations: `io.need` only takes names listed in `needs`. */
-export function defineStep<N extends ResultName = never, S extends ResultName = never>(def: {
-  id: string;
-  title: string | ((o: ConvertOptions) => string);
-  device?: (c: ConvertCtx) => string | undefined;
-  needs?: readonly N[];
-  sets?: readonly S[];
-  run(c: ConvertCtx, io: StepIO<N, S>): Promise<void>;
-}): ConvertStep {
-  return { ...def, needs: def.needs ?? [], sets: def.sets ?? [] } as ConvertStep;
+export function defineStep<N extends ResultName = never, S extends ResultName = never>(
+  id: string,
+  title: ConvertStep["title"],
+  def: {
+    device?: (c: ConvertCtx) => string | undefined;
+    needs?: readonly N[];
+    sets?: readonly S[];
+    run(c: ConvertCtx, io: StepIO<N, S>): Promise<void>;
+  },
+): ConvertStep {
+  return { id, title, ...def, needs: def.needs ?? [], sets: def.sets ?? [] } as ConvertStep;
 }
 
 /** A bug in the plan or a step (not in the input): named, exit 1, no stack trace. */

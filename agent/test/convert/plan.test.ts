@@ -129,10 +129,8 @@ describe("convert results", () => {
   });
 
   test("through the runner: a step that forgets its result, and one that needs a missing one, stop the run in one paragraph", async () => {
-    const forgetful = defineStep({ id: "forgetful", title: "forgetting", sets: ["verity"], async run() {} });
-    const reader = defineStep({
-      id: "reader",
-      title: "reading",
+    const forgetful = defineStep("forgetful", "forgetting", { sets: ["verity"], async run() {} });
+    const reader = defineStep("reader", "reading", {
       needs: ["lvm"],
       async run(_c, io) {
         io.need("lvm");

@@ -9,39 +9,41 @@ import { type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
 import { fixFstab, installAgent, mount, moveBootOut } from "../guest.ts";
 import type { Partition } from "../source.ts";
 
-export const prepareGuest = defineStep({
-  id: "prepareGuest",
-  title: "installing the agent and dracut module into the guest",
-  device: (c) => c.rootfsImg,
-  needs: ["source"],
-  sets: ["bootFiles"],
-  async run(c, io) {
-    await mount(c.cleanup, c.rootfsImg, c.guestMount, ["-o", "loop"], "guest");
-    await installAgent(c.guestMount, c.opts.assets);
-    await fixFstab(c.guestMount);
-    await moveBootOut(c.guestMount, c.bootStaging);
-    await mkdir(c.cfgDir, { recursive: true });
-    for (const name of ["fde.toml", "global.toml"]) {
-      const src = join(c.opts.configDir, name);
-      if (!existsSync(src)) continue;
-      await copyFile(src, join(c.cfgDir, name));
-      await copyFile(src, join(c.guestMount, "etc/cryptpilot", name));
-    }
-    // Data volumes (checked by checkConfig): the booted system opens them, and the dracut module
-    // puts the open_in_initrd ones into the initrd.
-    const volumes = await volumeFiles(c.opts.configDir);
-    if (volumes.length > 0) {
-      const targets = [join(c.cfgDir, "volumes"), join(c.guestMount, "etc/cryptpilot/volumes")];
-      for (const dir of targets) await mkdir(dir, { recursive: true });
-      for (const src of volumes) for (const dir of targets) await copyFile(src, join(dir, basename(src)));
-      log.info(`  ${volumes.length} data volume file(s) copied`);
-    }
-    await c.cleanup.runOne("umount guest");
-    const guestHasKernels = (await readdir(c.bootStaging)).some((f) => f.startsWith("vmlinuz-"));
-    const oldBoot = guestHasKernels ? undefined : await copySourceBootPartition(c, io.need("source"));
-    io.set("bootFiles", { oldBoot });
+export const prepareGuest = defineStep(
+  "prepareGuest",
+  "installing the agent and dracut module into the guest",
+  {
+    device: (c) => c.rootfsImg,
+    needs: ["source"],
+    sets: ["bootFiles"],
+    async run(c, io) {
+      await mount(c.cleanup, c.rootfsImg, c.guestMount, ["-o", "loop"], "guest");
+      await installAgent(c.guestMount, c.opts.assets);
+      await fixFstab(c.guestMount);
+      await moveBootOut(c.guestMount, c.bootStaging);
+      await mkdir(c.cfgDir, { recursive: true });
+      for (const name of ["fde.toml", "global.toml"]) {
+        const src = join(c.opts.configDir, name);
+        if (!existsSync(src)) continue;
+        await copyFile(src, join(c.cfgDir, name));
+        await copyFile(src, join(c.guestMount, "etc/cryptpilot", name));
+      }
+      // Data volumes (checked by checkConfig): the booted system opens them, and the dracut module
+      // puts the open_in_initrd ones into the initrd.
+      const volumes = await volumeFiles(c.opts.configDir);
+      if (volumes.length > 0) {
+        const targets = [join(c.cfgDir, "volumes"), join(c.guestMount, "etc/cryptpilot/volumes")];
+        for (const dir of targets) await mkdir(dir, { recursive: true });
+        for (const src of volumes) for (const dir of targets) await copyFile(src, join(dir, basename(src)));
+        log.info(`  ${volumes.length} data volume file(s) copied`);
+      }
+      await c.cleanup.runOne("umount guest");
+      const guestHasKernels = (await readdir(c.bootStaging)).some((f) => f.startsWith("vmlinuz-"));
+      const oldBoot = guestHasKernels ? undefined : await copySourceBootPartition(c, io.need("source"));
+      io.set("bootFiles", { oldBoot });
+    },
   },
-});
+);
 
 /**
  * A source /boot partition (ext4 with kernels at its top level), when /boot is not in the root fs:

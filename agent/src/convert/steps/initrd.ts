@@ -19,9 +19,7 @@ export const ukiCmdline = (guestCmdline: string, append: string) =>
 const byVersionDesc = (a: Kernel, b: Kernel) =>
   b.version.localeCompare(a.version, undefined, { numeric: true });
 
-export const rebuildInitrds = defineStep({
-  id: "rebuildInitrds",
-  title: "rebuilding the guest's initrd with the agent",
+export const rebuildInitrds = defineStep("rebuildInitrds", "rebuilding the guest's initrd with the agent", {
   device: (c) => c.rootfsImg,
   sets: ["initrds"],
   async run(c, io) {

@@ -14,9 +14,7 @@ export const LUKS_REDUCE = 32 * MiB;
 /** Slack after the rootfs image in its LV (as upstream). */
 export const ROOTFS_LV_SLACK = 16 * MiB;
 
-export const shrinkRoot = defineStep({
-  id: "shrinkRoot",
-  title: "shrinking the root filesystem",
+export const shrinkRoot = defineStep("shrinkRoot", "shrinking the root filesystem", {
   device: (c) => c.rootfsImg,
   async run(c) {
     await run("tune2fs", ["-O", "read-only", c.rootfsImg]);
@@ -32,9 +30,7 @@ export const shrinkRoot = defineStep({
   },
 });
 
-export const formatVerity = defineStep({
-  id: "formatVerity",
-  title: "computing the dm-verity hash tree",
+export const formatVerity = defineStep("formatVerity", "computing the dm-verity hash tree", {
   device: (c) => c.rootfsImg,
   sets: ["verity"],
   async run(c, io) {
@@ -45,9 +41,7 @@ export const formatVerity = defineStep({
   },
 });
 
-export const encryptRoot = defineStep({
-  id: "encryptRoot",
-  title: "encrypting the root filesystem (LUKS2, offline)",
+export const encryptRoot = defineStep("encryptRoot", "encrypting the root filesystem (LUKS2, offline)", {
   device: (c) => c.rootfsImg,
   sets: ["rootfsLv"],
   async run(c, io) {
@@ -60,9 +54,7 @@ export const encryptRoot = defineStep({
   },
 });
 
-export const plainRoot = defineStep({
-  id: "plainRoot",
-  title: "sizing the unencrypted rootfs volume",
+export const plainRoot = defineStep("plainRoot", "sizing the unencrypted rootfs volume", {
   sets: ["rootfsLv"],
   async run(c, io) {
     io.set("rootfsLv", { file: c.rootfsImg, size: Bun.file(c.rootfsImg).size + ROOTFS_LV_SLACK });

@@ -6,9 +6,7 @@ import { defineStep } from "../context.ts";
 import { MiB } from "../layout.ts";
 import { chooseRoot, findEsp, readPartitions, requireShrinkableRoot } from "../source.ts";
 
-export const readSource = defineStep({
-  id: "readSource",
-  title: "reading the source disk",
+export const readSource = defineStep("readSource", "reading the source disk", {
   device: (c) => c.opts.input,
   sets: ["source"],
   async run(c, io) {
@@ -40,9 +38,7 @@ export const readSource = defineStep({
   },
 });
 
-export const extractRoot = defineStep({
-  id: "extractRoot",
-  title: "extracting the root filesystem",
+export const extractRoot = defineStep("extractRoot", "extracting the root filesystem", {
   device: (c) => c.opts.input,
   needs: ["source"],
   async run(c, io) {

@@ -2,9 +2,7 @@
 import { log } from "../../log.ts";
 import { defineStep, needOption } from "../context.ts";
 
-export const sealTpm2Key = defineStep({
-  id: "sealTpm2Key",
-  title: "sealing a new rootfs key to the TPM",
+export const sealTpm2Key = defineStep("sealTpm2Key", "sealing a new rootfs key to the TPM", {
   device: (c) => c.opts.tpm2Enroll?.tcti,
   sets: ["tpm2Key"],
   async run(c, io) {
@@ -19,15 +17,19 @@ export const sealTpm2Key = defineStep({
   },
 });
 
-export const enrollTpm2Key = defineStep({
-  id: "enrollTpm2Key",
-  title: "adding the TPM-sealed key to the rootfs LUKS2 header (keyslot and token)",
-  device: (c) => c.results.peek("rootfsLv")?.file,
-  needs: ["rootfsLv", "tpm2Key"],
-  async run(c, io) {
-    const { addSealedKeyslot } = await import("../../tpm/enroll.ts");
-    const key = needOption(c.opts.rootfsKey, "enrollTpm2Key", "a rootfs key");
-    const { keyslot, token } = await addSealedKeyslot(io.need("rootfsLv").file, key, io.need("tpm2Key"));
-    log.info(`  keyslot ${keyslot} (token ${token}); the given rootfs key stays in its keyslot for recovery`);
+export const enrollTpm2Key = defineStep(
+  "enrollTpm2Key",
+  "adding the TPM-sealed key to the rootfs LUKS2 header (keyslot and token)",
+  {
+    device: (c) => c.results.peek("rootfsLv")?.file,
+    needs: ["rootfsLv", "tpm2Key"],
+    async run(c, io) {
+      const { addSealedKeyslot } = await import("../../tpm/enroll.ts");
+      const key = needOption(c.opts.rootfsKey, "enrollTpm2Key", "a rootfs key");
+      const { keyslot, token } = await addSealedKeyslot(io.need("rootfsLv").file, key, io.need("tpm2Key"));
+      log.info(
+        `  keyslot ${keyslot} (token ${token}); the given rootfs key stays in its keyslot for recovery`,
+      );
+    },
   },
-});
+);

@@ -8,9 +8,7 @@ import { alignUp, computeLayout, MiB, pvMinSize, sfdiskScript } from "../layout.
 import { copyAt, writePv } from "../pv.ts";
 import { retargetGrubCfg } from "./boot-entries.ts";
 
-export const writeDisk = defineStep({
-  id: "writeDisk",
-  title: "writing the partitions, ESP and boot files",
+export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP and boot files", {
   device: (c) => c.partial,
   needs: ["source", "bootFiles", "initrds", "rootfsLv"],
   sets: ["disk"],
@@ -87,9 +85,7 @@ export const writeDisk = defineStep({
   },
 });
 
-export const writeLvm = defineStep({
-  id: "writeLvm",
-  title: "writing the cryptpilot LVM volume group",
+export const writeLvm = defineStep("writeLvm", "writing the cryptpilot LVM volume group", {
   device: (c) => c.partial,
   needs: ["disk", "rootfsLv"],
   sets: ["lvm"],
