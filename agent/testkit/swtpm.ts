@@ -203,11 +203,7 @@ export const TOOLS_SRK_ARGS = [
  * session over PCRS (e.g. "sha256:7,16"), plus PolicyAuthValue with PIN when one is given.
  */
 export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string, pin?: string): Buffer {
-  const tool = (args: string[]): Buffer => {
-    const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir, stdin: "ignore" });
-    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
-    return r.stdout;
-  };
+  const tool = (args: string[]) => tpm2Tool(tpm, dir, args);
   try {
     tool(["tpm2_createprimary", ...TOOLS_SRK_ARGS, "-c", "srk.ctx"]);
     tool(["tpm2_load", "-C", "srk.ctx", "-u", "obj.pub", "-r", "obj.priv", "-c", "obj.ctx"]);
@@ -223,8 +219,19 @@ export function toolsUnsealFiles(tpm: Swtpm, dir: string, pcrs: string, pin?: st
       `session:session.ctx${pin === undefined ? "" : `+${pin}`}`,
     ]);
   } finally {
-    // swtpm has no resource manager: flush what tpm2-tools left loaded.
-    tool(["tpm2_flushcontext", "-t"]);
-    tool(["tpm2_flushcontext", "-s"]);
+    flushTpm2Tools(tpm, dir);
   }
+}
+
+/** Runs the tpm2-tools command ARGS against `tpm` in `dir`; returns its stdout, throws with its stderr. */
+export function tpm2Tool(tpm: Swtpm, dir: string, args: string[], stdin?: Uint8Array): Buffer {
+  const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir, stdin: stdin ?? "ignore" });
+  if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
+  return r.stdout;
+}
+
+/** swtpm has no resource manager: flush the transient objects and sessions tpm2-tools left loaded. */
+export function flushTpm2Tools(tpm: Swtpm, dir: string): void {
+  tpm2Tool(tpm, dir, ["tpm2_flushcontext", "-t"]);
+  tpm2Tool(tpm, dir, ["tpm2_flushcontext", "-s"]);
 }

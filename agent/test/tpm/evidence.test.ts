@@ -13,7 +13,7 @@ import { ESYS_TR, withTpm } from "../../src/tpm/esys.ts";
 import { parseQuoteAttest } from "../../src/tpm/marshal.ts";
 import { akTemplate, parsePublic, rsaPublicKey } from "../../src/tpm/public.ts";
 import { verifyTpmEvidence } from "../../testkit/checkquote.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
+import { hasSwtpm, type Swtpm, startSwtpm, tpm2Tool } from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM evidence tests: swtpm or tpm2-tools not installed");
 
@@ -102,10 +102,7 @@ describe.skipIf(!hasSwtpm)("TPM evidence (swtpm_setup: EK certificate, SHA-256 b
 describe.skipIf(!hasSwtpm)("TPM evidence with a provisioned AK at 0x81010002 (upstream's handle)", () => {
   let tpm: Swtpm;
   let dir: string;
-  const tool = (args: string[]) => {
-    const r = Bun.spawnSync(args, { env: { ...process.env, ...tpm.env }, cwd: dir });
-    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
-  };
+  const tool = (args: string[]) => tpm2Tool(tpm, dir, args);
   beforeAll(async () => {
     tpm = await startSwtpm();
     dir = mkdtempSync(join(tmpdir(), "tpm-ak-"));

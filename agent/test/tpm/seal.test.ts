@@ -11,7 +11,15 @@ import { join } from "node:path";
 import { withTpm } from "../../src/tpm/esys.ts";
 import { encodePcrSelection } from "../../src/tpm/marshal.ts";
 import { PcrPolicyMismatchError, type SealedKey, sealKey, splitBlob, unsealKey } from "../../src/tpm/seal.ts";
-import { hasSwtpm, type Swtpm, startSwtpm, TOOLS_SRK_ARGS, toolsUnsealFiles } from "../../testkit/swtpm.ts";
+import {
+  flushTpm2Tools,
+  hasSwtpm,
+  type Swtpm,
+  startSwtpm,
+  TOOLS_SRK_ARGS,
+  toolsUnsealFiles,
+  tpm2Tool,
+} from "../../testkit/swtpm.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM seal tests: swtpm or tpm2-tools not installed");
 
@@ -46,21 +54,8 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
   let tpm: Swtpm;
   let dir: string;
 
-  /** Run a tpm2-tools command against the swtpm; returns stdout, throws with stderr. */
-  const tool = (args: string[], stdin?: Uint8Array): Buffer => {
-    const r = Bun.spawnSync(args, {
-      env: { ...process.env, ...tpm.env },
-      cwd: dir,
-      stdin: stdin ?? "ignore",
-    });
-    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
-    return r.stdout;
-  };
-  // swtpm has no resource manager: flush what tpm2-tools left loaded.
-  const flushAll = () => {
-    tool(["tpm2_flushcontext", "-t"]);
-    tool(["tpm2_flushcontext", "-s"]);
-  };
+  const tool = (args: string[], stdin?: Uint8Array) => tpm2Tool(tpm, dir, args, stdin);
+  const flushAll = () => flushTpm2Tools(tpm, dir);
 
   beforeAll(async () => {
     tpm = await startSwtpm();
