@@ -113,6 +113,23 @@ describe("convert results", () => {
     );
   });
 
+  test("io is typed by the declarations: an undeclared read or set does not compile", () => {
+    const step = defineStep("typed", "typed", {
+      needs: ["source"],
+      sets: ["verity"],
+      async run(_c, io) {
+        io.need("source");
+        io.set("verity", { rootHash: "00" });
+        // @ts-expect-error: 'disk' is not in needs (tsc fails on this line if io were untyped)
+        io.need("disk");
+        // @ts-expect-error: 'lvm' is not in sets
+        io.set("lvm", { pvFree: { offset: 0, size: 0 } });
+      },
+    });
+    expect(step.needs).toEqual(["source"]);
+    expect(step.sets).toEqual(["verity"]);
+  });
+
   test("a result is set once; reads and sets must be declared", () => {
     const store = new ResultStore(steps);
     store.io(plainRoot).set("rootfsLv", { file: "/a", size: 1 });
