@@ -12,7 +12,8 @@ import * as luks from "../disk/luks.ts";
 import type { HeaderProfile } from "../disk/luks2-header.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
-import type { KeyProvider } from "../providers/index.ts";
+import type { FreshKey, KeyProvider } from "../providers/index.ts";
+import { BOOT_FRESH_KEY } from "../providers/provider.ts";
 import type { Step } from "../steps.ts";
 import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
 import type { BootDisk, BootOps } from "./disk-ops.ts";
@@ -37,8 +38,9 @@ async function provider(
   config: ProviderConfig,
   volume: string,
   device: string,
+  freshKey: FreshKey,
 ): Promise<KeyProvider> {
-  const p = await ctx.ops.createProvider(config, { volume, configDir: ctx.configDir, device });
+  const p = await ctx.ops.createProvider(config, { volume, configDir: ctx.configDir, device, freshKey });
   ctx.provider = p.describe();
   return p;
 }
@@ -137,7 +139,7 @@ async function checkClock(ctx: BeforeCtx): Promise<void> {
 }
 
 async function unlockRootfs(ctx: BeforeCtx): Promise<void> {
-  const p = await provider(ctx, ctx.fde.rootfs.encrypt!, "rootfs", N.LV_ROOTFS);
+  const p = await provider(ctx, ctx.fde.rootfs.encrypt!, "rootfs", N.LV_ROOTFS, BOOT_FRESH_KEY.rootfs);
   if (p.temporary) {
     throw new KeyProviderError(p.name, "makes a new key every boot and cannot unlock the rootfs", {
       hint: "configure a persistent provider in [rootfs.encrypt]",
@@ -192,7 +194,7 @@ async function growDelta(ctx: BeforeCtx): Promise<void> {
 }
 
 async function unlockDelta(ctx: BeforeCtx): Promise<void> {
-  const p = await provider(ctx, ctx.fde.delta.encrypt, "delta", N.LV_DELTA);
+  const p = await provider(ctx, ctx.fde.delta.encrypt, "delta", N.LV_DELTA, BOOT_FRESH_KEY.delta);
   const disk = ctx.ops.disk;
   const decision = decideReinit({
     temporaryKey: p.temporary,

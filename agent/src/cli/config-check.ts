@@ -34,10 +34,10 @@ async function checkKey(
   config: ProviderConfig,
   configDir: string,
 ): Promise<FdeError | undefined> {
-  const { createProvider } = await import("../providers/index.ts");
+  const { BOOT_FRESH_KEY, createProvider } = await import("../providers/index.ts");
   try {
-    // A check formats nothing: a key only a format would store proves nothing.
-    const provider = await createProvider(config, { volume, configDir, freshKey: "never" });
+    const freshKey = BOOT_FRESH_KEY[volume as keyof typeof BOOT_FRESH_KEY];
+    const provider = await createProvider(config, { volume, configDir, freshKey });
     const key = await provider.getKey();
     key.fill(0);
     print(`${volume}: key fetched from ${provider.describe()}`);

@@ -43,12 +43,11 @@ symlink, FIFO, device or terminal is refused. It refuses to write to a terminal 
     if (!encrypt) {
       throw new ConfigError(`the rootfs is not encrypted: fde.toml has no [rootfs.encrypt.<provider>] table`);
     }
-    const { createProvider } = await import("../providers/index.ts");
-    // Formats nothing: a new key nothing stores would open nothing.
+    const { BOOT_FRESH_KEY, createProvider } = await import("../providers/index.ts");
     const provider = await createProvider(encrypt, {
       volume,
       configDir: globals.configDir,
-      freshKey: "never",
+      freshKey: BOOT_FRESH_KEY[volume],
     });
     const key = await provider.getKey();
     try {

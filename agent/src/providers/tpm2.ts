@@ -5,10 +5,12 @@
  * - Enrolled volumes (rootfs, or any volume after `cryptpilot-fde tpm2 enroll`): read the token
  *   and unseal through a salted, encrypted policy session. Without one, a systemd-tpm2 token
  *   (systemd-cryptenroll --tpm2-pcrs, no PIN) is unsealed the same way.
- * - A volume the boot code is about to format (delta on first boot: no LUKS header, or a
- *   "cryptpilot-initializing" header without a token): generate a random key and seal it to the
- *   current PCRs. After every format the boot code calls afterFormat, which writes the sealed
- *   key into the new header (a re-format wipes the old token).
+ * - A volume the caller is about to format (ctx.freshKey "allowed": delta on first boot,
+ *   `volume init`) that has no LUKS header, or a "cryptpilot-initializing" header without a
+ *   token: generate a random key and seal it to the current PCRs. After every format the caller
+ *   calls afterFormat, which writes the sealed key into the new header (a re-format wipes the old
+ *   token). With freshKey "never" (rootfs, `volume open`, `config check`, `fetch-key`) such a
+ *   volume is an error: a key nothing stores would open nothing.
  */
 import { existsSync } from "node:fs";
 import type { Tpm2Config } from "../config/providers/tpm2.ts";
@@ -41,12 +43,13 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
   const device = ctx.device ?? lvMapperPath(ctx.volume);
   const policy = { bank: config.pcrBank, pcrs: config.pcrs, pin: config.pin };
   const tcti = resolveTcti(config.tcti);
-  // A key generated for a fresh volume, returned again until the volume is formatted.
+  const mayFormat = ctx.freshKey === "allowed";
+  // A key generated for a fresh volume, returned again until afterFormat stored it.
   let fresh: { key: Uint8Array; sealed: SealedKey } | undefined;
-  // The sealed object behind the last key handed out: afterFormat writes it into the new header.
-  let lastSealed: SealedKey | undefined;
-  // The keyslot the last key opens, from its token (undefined for a fresh key: nothing opens yet).
-  let lastKeySlot: number | undefined;
+  // The last key handed out: the sealed object afterFormat writes into the new header (none for
+  // a systemd token, which afterFormat cannot reuse), and the keyslot it opens (none for a
+  // fresh key: nothing opens yet).
+  let last: { sealed?: SealedKey; keySlot?: number } = {};
 
   const fail = (err: unknown): KeyProviderError => {
     if (err instanceof KeyProviderError) return err;
@@ -63,8 +66,7 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       const key = crypto.getRandomValues(new Uint8Array(NEW_KEY_BYTES));
       fresh = { key, sealed: await withTpm(tcti, (esys) => sealKey(esys, key, policy)) };
     }
-    lastSealed = fresh.sealed;
-    lastKeySlot = undefined;
+    last = { sealed: fresh.sealed };
     return fresh.key.slice();
   }
 
@@ -75,10 +77,8 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       });
     }
     const subsystem = await readSubsystem(device);
-    // The rootfs is converted with its key on the build host and never formatted at boot.
-    const formattable = ctx.volume !== "rootfs";
     if (subsystem === undefined) {
-      if (!formattable) throw new FdeError(`${device} is not a LUKS2 volume`);
+      if (!mayFormat) throw new FdeError(`${device} is not a LUKS2 volume`);
       return sealFresh();
     }
     const tokens = await findTokens(device);
@@ -87,10 +87,9 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
     if (newest) {
       const sealed = sealedFromToken(newest.token, `${device} token ${newest.id}`);
       const key = await withTpm(tcti, (esys) => unsealKey(esys, sealed, config.pin));
-      lastSealed = sealed;
-      lastKeySlot = tokenKeySlot(newest.token);
+      last = { sealed, keySlot: tokenKeySlot(newest.token) };
       log.info(
-        `  tpm2: unsealed ${TOKEN_TYPE} token ${newest.id} of ${device}${lastKeySlot === undefined ? "" : ` (keyslot ${lastKeySlot})`}`,
+        `  tpm2: unsealed ${TOKEN_TYPE} token ${newest.id} of ${device}${last.keySlot === undefined ? "" : ` (keyslot ${last.keySlot})`}`,
       );
       return key;
     }
@@ -98,7 +97,7 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       // Enrolled with systemd-cryptenroll: its keyslot takes the unsealed secret in base64.
       const sealed = sealedFromSystemdToken(systemd.token, `${device} token ${systemd.id}`);
       const secret = await withTpm(tcti, (esys) => unsealKey(esys, sealed));
-      lastKeySlot = tokenKeySlot(systemd.token);
+      last = { keySlot: tokenKeySlot(systemd.token) };
       try {
         return systemdPassphrase(secret);
       } finally {
@@ -106,7 +105,7 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
       }
     }
     // A first-boot format interrupted before the token was stored: the boot code formats again.
-    if (formattable && subsystem === SUBSYSTEM_INITIALIZING) return sealFresh();
+    if (mayFormat && subsystem === SUBSYSTEM_INITIALIZING) return sealFresh();
     throw new FdeError(`the LUKS2 header has no ${TOKEN_TYPE} (or ${SYSTEMD_TOKEN_TYPE}) token`, {
       hint: `enroll the volume first: cryptpilot-fde tpm2 enroll --volume ${ctx.volume} --device ${device} < key`,
     });
@@ -124,11 +123,16 @@ export function create(config: Tpm2Config, ctx: ProviderContext): KeyProvider {
         throw fail(err);
       }
     },
-    keySlot: () => lastKeySlot,
+    keySlot: () => last.keySlot,
     async afterFormat(formatted: string) {
-      if (!lastSealed) return;
+      if (!mayFormat) {
+        // A caller bug, not a host's doing: it formatted a volume it said it never formats.
+        throw fail(new FdeError(`afterFormat(${formatted}) on a provider created with freshKey "never"`));
+      }
+      const sealed = last.sealed;
+      if (!sealed) return;
       try {
-        const id = await storeToken(formatted, tokenFromSealed(lastSealed, FORMAT_KEYSLOT));
+        const id = await storeToken(formatted, tokenFromSealed(sealed, FORMAT_KEYSLOT));
         log.info(`tpm2: stored the sealed key of volume ${ctx.volume} as LUKS2 token ${id} of ${formatted}`);
         fresh?.key.fill(0);
         fresh = undefined;

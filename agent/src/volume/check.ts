@@ -49,7 +49,8 @@ export async function checkVolumeConfigs(
       continue;
     }
     try {
-      const provider = await providerFor(vol, configDir);
+      // What `volume init` would get for a volume not initialised yet (the key is dropped).
+      const provider = await providerFor(vol, configDir, "allowed");
       const key = await provider.getKey();
       key.fill(0);
       print(`${what}: key fetched from ${provider.describe()}`);

@@ -9,13 +9,18 @@ import * as luks from "../disk/luks.ts";
 import { type HeaderProfile, openChecked, readCheckedHeader } from "../disk/luks2-header.ts";
 import { CommandError, FdeError } from "../errors.ts";
 import { log } from "../log.ts";
-import type { KeyProvider } from "../providers/provider.ts";
+import type { FreshKey, KeyProvider } from "../providers/provider.ts";
 import { makeFs, mountVolume, unmountVolume } from "./fs.ts";
 import { decideInit, mapperPath, otpOpenRefusal, persistentOpenRefusal, probeDevice } from "./state.ts";
 
-export async function providerFor(vol: VolumeConfig, configDir: string): Promise<KeyProvider> {
+/** freshKey: "allowed" for `volume init` (it formats the volume with the key) and `volume check` (see FreshKey). */
+export async function providerFor(
+  vol: VolumeConfig,
+  configDir: string,
+  freshKey: FreshKey,
+): Promise<KeyProvider> {
   const { createProvider } = await import("../providers/index.ts");
-  return createProvider(vol.encrypt, { volume: vol.volume, configDir, device: vol.dev });
+  return createProvider(vol.encrypt, { volume: vol.volume, configDir, device: vol.dev, freshKey });
 }
 
 function volumeError(vol: VolumeConfig, message: string, hint?: string): FdeError {
@@ -99,7 +104,7 @@ export async function initVolume(
   if (facts.signature !== undefined || facts.subsystem !== undefined)
     await run("wipefs", ["-a", "-q", vol.dev]);
 
-  const provider = await providerFor(vol, configDir);
+  const provider = await providerFor(vol, configDir, "allowed");
   const key = await provider.getKey();
   try {
     await luks.format(vol.dev, key, formatOptions(vol, luks.SUBSYSTEM_INITIALIZING, provider.temporary));
@@ -139,7 +144,8 @@ export async function openVolume(
   } else {
     if (!facts.devExists) throw volumeError(vol, `${vol.dev} does not exist`);
     if (facts.error !== undefined) throw volumeError(vol, `cannot inspect ${vol.dev}: ${facts.error}`);
-    const provider = await providerFor(vol, configDir);
+    // Opens, never formats a persistent volume (otp formats, but its keys are all fresh anyway).
+    const provider = await providerFor(vol, configDir, "never");
     if (provider.temporary) {
       const refusal = otpOpenRefusal(facts, vol.dev);
       if (refusal) throw volumeError(vol, refusal);

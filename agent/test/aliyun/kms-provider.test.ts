@@ -3,17 +3,16 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeCa } from "../../../vm-test/aliyun/material.ts";
-import type { KmsConfig } from "../../src/config/providers.ts";
+import type { KmsConfig } from "../../src/config/providers/index.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
 import { create } from "../../src/providers/kms.ts";
-import { describeProviderConformance } from "../providers/conformance.ts";
 import { ECS_ROLE, keyFailure, testMaterial, useWorld, withWorld } from "./world.ts";
 
 const KEY = "rootfs passphrase";
 const env = useWorld();
-const ctx = () => ({ volume: "rootfs", configDir: env.dir });
+const ctx = () => ({ volume: "rootfs", configDir: env.dir, freshKey: "never" }) as const;
 const failure = (config: KmsConfig) => keyFailure(create(config, ctx()));
 
 function clientKeyConfig(extra: Partial<KmsConfig> = {}): KmsConfig {
@@ -42,26 +41,6 @@ function ramRoleConfig(extra: Partial<KmsConfig> = {}): KmsConfig {
     ...extra,
   };
 }
-
-describeProviderConformance("kms", () => {
-  const m = testMaterial();
-  return {
-    provider: () => create(clientKeyConfig(), ctx()),
-    failing: () => create(clientKeyConfig({ clientKeyPassword: "wrong-password-123" }), ctx()),
-    expectedKey: new TextEncoder().encode(KEY),
-    secrets: [
-      m.clientKey.password,
-      "wrong-password-123",
-      JSON.parse(m.clientKey.json).PrivateKeyData.slice(0, 40),
-    ],
-  };
-});
-
-describeProviderConformance("kms", () => ({
-  provider: () => create(ramRoleConfig(), ctx()),
-  failing: () => create(ramRoleConfig({ secretName: "other-team-key" }), ctx()),
-  expectedKey: new TextEncoder().encode(KEY),
-}));
 
 describe("kms provider, client key", () => {
   test("createProvider dispatches to it and describe() names secret and instance", async () => {
@@ -94,7 +73,7 @@ describe("kms provider, client key", () => {
       clientKeyPasswordFromKms: "alias/ClientKey_x",
       endpoint: env.world.url("instance"),
     };
-    const c = { volume: "rootfs", configDir: sub };
+    const c = { volume: "rootfs", configDir: sub, freshKey: "never" } as const;
     expect(() => create(config, c)).toThrow(ConfigError);
     expect(() => create(config, c)).toThrow(/secret_name is missing.*documented form/s);
     const withName = { ...config, secretName: "disk-key" };

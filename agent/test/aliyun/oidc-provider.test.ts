@@ -2,17 +2,16 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { OidcConfig } from "../../src/config/providers.ts";
+import type { OidcConfig } from "../../src/config/providers/index.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/oidc.ts";
-import { describeProviderConformance } from "../providers/conformance.ts";
 import { keyFailure, OIDC_PROVIDER_ARN, ROLE_ARN, useWorld } from "./world.ts";
 
 const KEY = "delta passphrase";
 const env = useWorld();
 let token: string;
-const ctx = () => ({ volume: "delta", configDir: env.dir });
+const ctx = () => ({ volume: "delta", configDir: env.dir, freshKey: "allowed" }) as const;
 const failure = (c: OidcConfig) => keyFailure(create(c, ctx()));
 
 beforeAll(async () => {
@@ -40,13 +39,6 @@ function config(
     ...extra,
   };
 }
-
-describeProviderConformance("oidc", () => ({
-  provider: () => create(config(), ctx()),
-  failing: () => create(config({ keyId: "other-team-key" }), ctx()),
-  expectedKey: new TextEncoder().encode(KEY),
-  secrets: [token],
-}));
 
 describe("oidc provider", () => {
   test("the token goes to STS trimmed, anonymously, and the STS credentials sign GetSecretValue", async () => {

@@ -5,68 +5,20 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { type Broker, DENY_ALL, startBroker } from "../../../vm-test/kbs/broker.ts";
 import { startCdh } from "../../../vm-test/kbs/cdh-server.ts";
-import { EncryptSchema, type KbsConfig } from "../../src/config/providers.ts";
+import { EncryptSchema, type KbsConfig } from "../../src/config/providers/index.ts";
 import { formatError } from "../../src/errors.ts";
 import { clearKbsSessions } from "../../src/kbs/client.ts";
 import { createProvider } from "../../src/providers/index.ts";
 import { create } from "../../src/providers/kbs.ts";
 import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
-import { describeProviderConformance } from "../providers/conformance.ts";
 
 const ROOTFS = new TextEncoder().encode("correct horse battery staple");
-const ctx = { volume: "rootfs", configDir: "/etc/cryptpilot" };
+const ctx = { volume: "rootfs", configDir: "/etc/cryptpilot", freshKey: "never" } as const;
 
 /** A kbs table as a user writes it, through the real config schema. */
 function kbsConfig(table: Record<string, unknown>): KbsConfig {
   return v.parse(EncryptSchema, { kbs: table }) as KbsConfig;
 }
-
-describeProviderConformance("kbs", async () => {
-  const broker = await startBroker({ resources: { "default/key/rootfs": ROOTFS } });
-  const down = {
-    kbs_url: "http://127.0.0.1:9",
-    key_uri: "kbs:///default/key/rootfs",
-    tee: "sample",
-    retry_attempts: 2,
-  };
-  return {
-    provider: () =>
-      create(kbsConfig({ kbs_url: broker.url, key_uri: "kbs:///default/key/rootfs", tee: "sample" }), ctx),
-    failing: () => create(kbsConfig(down), ctx),
-    expectedKey: ROOTFS,
-    cleanup: async () => {
-      clearKbsSessions();
-      await broker.stop();
-    },
-  };
-});
-
-describeProviderConformance("kbs", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "cdh-"));
-  const cdh = await startCdh(join(dir, "cdh.sock"), { "default/key/rootfs": ROOTFS });
-  return {
-    provider: () =>
-      create(
-        kbsConfig({
-          cdh_type: "daemon",
-          cdh_socket: `unix://${cdh.socket}`,
-          key_uri: "kbs:///default/key/rootfs",
-        }),
-        ctx,
-      ),
-    failing: () =>
-      create(
-        kbsConfig({
-          cdh_type: "daemon",
-          cdh_socket: join(dir, "none.sock"),
-          key_uri: "kbs:///default/key/rootfs",
-        }),
-        ctx,
-      ),
-    expectedKey: ROOTFS,
-    cleanup: () => cdh.stop(),
-  };
-});
 
 const brokers: Broker[] = [];
 afterEach(async () => {

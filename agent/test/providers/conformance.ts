@@ -1,25 +1,82 @@
 /**
  * The contract every key provider must meet, as one reusable suite (in the spirit of unstorage's
- * shared driver tests). A provider's test file calls:
+ * shared driver tests). conformance.test.ts runs it for every registered provider with the cases
+ * of fixtures/<type>.ts (listed in fixtures.ts), e.g.:
  *
- *   describeProviderConformance("kbs", async () => ({
+ *   cases: { "one-shot": async () => ({
  *     provider: () => create(config, ctx),          // a working provider
  *     failing: () => create(badConfig, ctx),        // one that must fail (server down, bad creds)
  *     expectedKey: bytes,                           // when the test knows the key
  *     secrets: ["client-key-password"],             // must never appear in describe() or errors
+ *     onDevice: (device, freshKey) => create(config, { ...ctx, device, freshKey }),
  *     cleanup: () => server.stop(),
- *   }));
+ *   }) }
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { KeyProviderError } from "../../src/errors.ts";
-import type { KeyProvider } from "../../src/providers/provider.ts";
+import type { FreshKey, KeyProvider } from "../../src/providers/provider.ts";
 
 export interface ConformanceCase {
   provider: () => KeyProvider | Promise<KeyProvider>;
   failing?: () => KeyProvider | Promise<KeyProvider>;
   expectedKey?: Uint8Array;
+  /** The keyslot the working provider names after getKey (tpm2: its token's), when it names one. */
+  expectedKeySlot?: number;
   secrets?: string[];
+  /**
+   * The working provider's config for the volume at `device`, created with `freshKey`. The suite
+   * runs the caller's side of the fresh-key contract on a blank image file: "never" makes up no
+   * key; "allowed" hands out a key, the suite luksFormats the file with it and calls afterFormat;
+   * "never" then returns that key, for the keyslot it names. Required for providers with
+   * afterFormat (they keep their key in the volume).
+   */
+  onDevice?: (device: string, freshKey: FreshKey) => KeyProvider | Promise<KeyProvider>;
   cleanup?: () => unknown;
+}
+
+/** One provider's conformance cases (fixtures/<type>.ts); each case sets up and cleans up its own servers. */
+export interface ConformanceFixture {
+  /** Why the cases cannot run on this host (a missing tool); the suite skips them, saying so. */
+  unavailable?: string;
+  cases: Record<string, () => ConformanceCase | Promise<ConformanceCase>>;
+}
+
+const hasCryptsetup = Bun.which("cryptsetup") !== null;
+const FAST_PBKDF = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+/** Size of the blank image the format round trip uses: room for a LUKS2 header and keyslots. */
+const IMAGE_BYTES = 20 * 1024 * 1024;
+
+/** What the boot code does to a volume it initialises: luksFormat with the key on stdin. */
+function luksFormat(file: string, key: Uint8Array): void {
+  const args = ["luksFormat", "--type", "luks2", "--batch-mode", ...FAST_PBKDF];
+  const r = Bun.spawnSync(
+    ["cryptsetup", ...args, "--subsystem", "cryptpilot-initializing", "--key-file", "-", file],
+    {
+      stdin: Buffer.from(key),
+      stderr: "pipe",
+    },
+  );
+  if (r.exitCode !== 0) throw new Error(`luksFormat ${file}: ${r.stderr.toString()}`);
+}
+
+/** Whether `key` opens `file` (only keyslot `slot` when given); no device-mapper needed. */
+function opens(file: string, key: Uint8Array, slot?: number): boolean {
+  const only = slot === undefined ? [] : ["--key-slot", String(slot)];
+  const r = Bun.spawnSync(["cryptsetup", "open", "--test-passphrase", ...only, "--key-file", "-", file], {
+    stdin: Buffer.from(key),
+    stderr: "pipe",
+  });
+  return r.exitCode === 0;
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
 }
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
@@ -61,8 +118,9 @@ async function captureOutput<T>(fn: () => Promise<T>): Promise<{ result: T; outp
 export function describeProviderConformance(
   name: string,
   setup: () => ConformanceCase | Promise<ConformanceCase>,
+  label?: string,
 ): void {
-  describe(`${name} provider conformance`, () => {
+  describe(`${name} provider conformance${label ? ` (${label})` : ""}`, () => {
     let c: ConformanceCase;
     beforeAll(async () => {
       c = await setup();
@@ -138,5 +196,66 @@ export function describeProviderConformance(
       const text = `${err.message}\n${err.hint ?? ""}\n${String((err.cause as Error | undefined)?.message ?? "")}`;
       for (const leak of c.secrets ?? []) expect(text).not.toContain(leak);
     });
+
+    test("keySlot, when implemented, names a keyslot (0-31) or nothing after getKey", async () => {
+      const provider = await c.provider();
+      await provider.getKey();
+      const slot = provider.keySlot?.();
+      if (c.expectedKeySlot !== undefined) expect(slot).toBe(c.expectedKeySlot);
+      else if (slot !== undefined) expect(Number.isInteger(slot) && slot >= 0 && slot < 32).toBe(true);
+    });
+
+    test("a provider with afterFormat (key kept in the volume) has a format round-trip case", async () => {
+      const provider = await c.provider();
+      if (provider.afterFormat) expect(c.onDevice).toBeDefined();
+    });
+
+    test.skipIf(!hasCryptsetup)(
+      "fresh-key contract: never makes up a key; allowed + luksFormat + afterFormat gives the key back",
+      async () => {
+        if (!c.onDevice) {
+          // Only providers whose key lives elsewhere may skip it (see the test above).
+          expect((await c.provider()).afterFormat).toBeUndefined();
+          return;
+        }
+        const dir = mkdtempSync(join(tmpdir(), `conformance-${name}-`));
+        try {
+          const device = join(dir, "volume.img");
+          await Bun.write(device, new Uint8Array(0));
+          Bun.spawnSync(["truncate", "-s", String(IMAGE_BYTES), device]);
+          const working = await (await c.provider()).getKey();
+
+          // "never" on a volume holding no key: its usual key (kept elsewhere) or a KeyProviderError.
+          const never = await c.onDevice(device, "never");
+          const blank = await rejection(never.getKey());
+          if (blank === undefined) {
+            expect(never.temporary || hex(await never.getKey()) === hex(working)).toBe(true);
+          } else {
+            expect(blank).toBeInstanceOf(KeyProviderError);
+            expect((blank as KeyProviderError).provider).toBe(name);
+          }
+          if (never.afterFormat) {
+            // It promised not to format: storing a key now would be a caller's bug made silent.
+            expect(await rejection(never.afterFormat(device))).toBeInstanceOf(KeyProviderError);
+          }
+
+          const allowed = await c.onDevice(device, "allowed");
+          const key = await allowed.getKey();
+          expect(key.length).toBeGreaterThan(0);
+          luksFormat(device, key);
+          await allowed.afterFormat?.(device);
+          if (allowed.temporary) return; // re-formatted with a fresh key on every open
+
+          const reopened = await c.onDevice(device, "never");
+          const again = await reopened.getKey();
+          expect(hex(again)).toBe(hex(key));
+          const slot = reopened.keySlot?.();
+          expect(opens(device, again, slot)).toBe(true);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+      60_000,
+    );
   });
 }

@@ -2,26 +2,18 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ExecConfig } from "../../src/config/providers.ts";
+import type { ExecConfig } from "../../src/config/providers/index.ts";
 import { KeyProviderError } from "../../src/errors.ts";
 import { create } from "../../src/providers/exec.ts";
 import { createProvider } from "../../src/providers/index.ts";
-import { describeProviderConformance } from "./conformance.ts";
 
-const ctx = { volume: "delta", configDir: "/nonexistent" };
+const ctx = { volume: "delta", configDir: "/nonexistent", freshKey: "allowed" } as const;
 const exec = (command: string, args: string[] = [], timeoutMs = 30_000): ExecConfig => ({
   type: "exec",
   command,
   args,
   timeoutMs,
 });
-
-describeProviderConformance("exec", () => ({
-  provider: () => create(exec("printf", ["%s", "conformance-secret-key"]), ctx),
-  failing: () => create(exec("sh", ["-c", "echo no key for you >&2; exit 3"]), ctx),
-  expectedKey: new TextEncoder().encode("conformance-secret-key"),
-  secrets: ["conformance-secret-key"],
-}));
 
 describe("exec provider", () => {
   let dir: string;

@@ -131,7 +131,7 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
   test("tpm2: the token's keyslot 1 becomes --key-slot 1; the key is only on stdin", async () => {
     const tpm2 = createTpm2(
       { type: "tpm2", pcrs: [7], pcrBank: "sha256", tcti: tpm.tcti },
-      { volume: "rootfs", configDir: dir, device: image },
+      { volume: "rootfs", configDir: dir, device: image, freshKey: "never" },
     );
     const { key, argv, stdin } = await recordedOpen(tpm2);
     expect(tpm2.keySlot?.()).toBe(1);
@@ -153,7 +153,7 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
   test("exec (no token): no --key-slot, cryptsetup tries every keyslot", async () => {
     const exec = createExec(
       { type: "exec", command: "printf", args: [VOLUME_KEY], timeoutMs: 5000 },
-      { volume: "rootfs", configDir: dir, device: image },
+      { volume: "rootfs", configDir: dir, device: image, freshKey: "never" },
     );
     expect(exec.keySlot).toBeUndefined();
     const { argv, stdin } = await recordedOpen(exec);

@@ -1,63 +1,29 @@
 /**
  * The tpm2 key provider and `tpm2 enroll` on LUKS2 image files (no device-mapper needed) with a
- * real swtpm: the shared conformance suite, enrollment through the CLI with the key on stdin,
- * first-boot sealing of a fresh volume, and the PCR-change failure.
+ * real swtpm: enrollment through the CLI with the key on stdin, the fresh-key contract (first-boot
+ * sealing of a volume the caller formats, ProviderContext.freshKey), and the PCR-change failure.
+ * The shared conformance suite runs from providers/conformance.test.ts (fixtures/tpm2.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Tpm2Config } from "../../src/config/providers.ts";
+import type { Tpm2Config } from "../../src/config/providers/index.ts";
 import { KeyProviderError } from "../../src/errors.ts";
 import { create } from "../../src/providers/tpm2.ts";
 import { withTpm } from "../../src/tpm/esys.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
-import { describeProviderConformance } from "../providers/conformance.ts";
+import { type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
+import {
+  hasTools as enabled,
+  enroll,
+  luksImage,
+  RECOVERY,
+  sh,
+  tokens,
+  VOLUME_KEY,
+} from "../providers/fixtures/tpm2.ts";
 
-const hasCryptsetup = Bun.which("cryptsetup") !== null;
-const enabled = hasSwtpm && hasCryptsetup;
 if (!enabled) console.warn("skipping tpm2 provider tests: swtpm, tpm2-tools or cryptsetup not installed");
-
-const MAIN = join(import.meta.dir, "../../src/main.ts");
-const VOLUME_KEY = "tpm2-provider-volume-key-5f2c9a";
-const RECOVERY = "recovery passphrase 1";
-
-function sh(args: string[], stdin?: string): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(args, { stdin: stdin === undefined ? "ignore" : Buffer.from(stdin) });
-  return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-/** A 20 MB LUKS2 image whose keyslot 0 takes `key` and keyslot 1 the recovery passphrase. */
-function luksImage(dir: string, name: string, key: string): string {
-  const file = join(dir, name);
-  writeFileSync(file, Buffer.alloc(0));
-  sh(["truncate", "-s", "20M", file]);
-  const fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
-  const f = sh(
-    ["cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", ...fast, "--key-file", "-", file],
-    key,
-  );
-  if (f.code !== 0) throw new Error(f.stderr);
-  writeFileSync(join(dir, "k"), key);
-  const a = sh(["cryptsetup", "luksAddKey", ...fast, "--key-file", join(dir, "k"), file], RECOVERY);
-  rmSync(join(dir, "k"));
-  if (a.code !== 0) throw new Error(a.stderr);
-  return file;
-}
-
-function tokens(file: string): Record<string, Record<string, unknown>> {
-  const r = sh(["cryptsetup", "luksDump", "--dump-json-metadata", file]);
-  return JSON.parse(r.stdout).tokens;
-}
-
-/** `cryptpilot-fde tpm2 enroll` from source, key on stdin. */
-function enroll(tpm: Swtpm, args: string[], stdin: string) {
-  const r = Bun.spawnSync([process.execPath, MAIN, "-c", "/nonexistent", "tpm2", "enroll", ...args], {
-    stdin: Buffer.from(stdin),
-    env: { ...process.env, TPM2TOOLS_TCTI: tpm.tcti },
-  });
-  return { code: r.exitCode, stderr: r.stderr.toString() };
-}
 
 let tpm: Swtpm;
 let dir: string;
@@ -86,15 +52,6 @@ if (enabled) {
   });
 }
 
-if (enabled) {
-  describeProviderConformance("tpm2", () => ({
-    provider: () => create(config(), { volume: "rootfs", configDir: dir, device: enrolled }),
-    failing: () => create(config(), { volume: "rootfs", configDir: dir, device: unenrolled }),
-    expectedKey: new TextEncoder().encode(VOLUME_KEY),
-    secrets: [VOLUME_KEY, RECOVERY],
-  }));
-}
-
 describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
   test("enroll stores one cryptpilot-tpm2 token linked to the keyslot the key opens", () => {
     const list = Object.values(tokens(enrolled));
@@ -116,7 +73,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     const list = Object.values(tokens(copy));
     expect(list).toHaveLength(1);
     expect(list[0]!["tpm2-pcrs"]).toEqual([16]);
-    const key = await create(config(), { volume: "delta", configDir: dir, device: copy }).getKey();
+    const key = await create(config(), {
+      volume: "delta",
+      freshKey: "allowed",
+      configDir: dir,
+      device: copy,
+    }).getKey();
     expect(new TextDecoder().decode(key)).toBe(RECOVERY);
   });
 
@@ -138,13 +100,18 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     );
     expect(r.code).toBe(0);
     expect(Object.values(tokens(copy))[0]!["tpm2-pin"]).toBe(true);
-    const ctx = { volume: "rootfs", configDir: dir, device: copy };
+    const ctx = { volume: "rootfs", freshKey: "never", configDir: dir, device: copy } as const;
     expect(new TextDecoder().decode(await create(config({ pin: "2468" }), ctx).getKey())).toBe(VOLUME_KEY);
     await expect(create(config({ pin: "1357" }), ctx).getKey()).rejects.toThrow(/rejected the PIN/);
   });
 
   test("a volume without a token fails with a hint to enroll", async () => {
-    const err = await create(config(), { volume: "rootfs", configDir: dir, device: unenrolled })
+    const err = await create(config(), {
+      volume: "rootfs",
+      freshKey: "never",
+      configDir: dir,
+      device: unenrolled,
+    })
       .getKey()
       .catch((e) => e);
     expect(err).toBeInstanceOf(KeyProviderError);
@@ -155,6 +122,7 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
   test("a missing device, or a rootfs without a LUKS header, is an error (no key is made up)", async () => {
     const missing = await create(config(), {
       volume: "delta",
+      freshKey: "allowed",
       configDir: dir,
       device: join(dir, "absent.img"),
     })
@@ -164,7 +132,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(missing.message).toContain("absent.img does not exist");
     const blank = join(dir, "blank.img");
     sh(["truncate", "-s", "20M", blank]);
-    const rootfs = await create(config(), { volume: "rootfs", configDir: dir, device: blank })
+    const rootfs = await create(config(), {
+      volume: "rootfs",
+      freshKey: "never",
+      configDir: dir,
+      device: blank,
+    })
       .getKey()
       .catch((e) => e);
     expect(rootfs.message).toContain("blank.img is not a LUKS2 volume");
@@ -182,7 +155,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
   test("first boot of a fresh delta: a new key is sealed, and stored after the boot code formats it", async () => {
     const fresh = join(dir, "delta.img");
     sh(["truncate", "-s", "20M", fresh]);
-    const provider = create(config(), { volume: "delta", configDir: dir, device: fresh });
+    const provider = create(config(), {
+      volume: "delta",
+      freshKey: "allowed",
+      configDir: dir,
+      device: fresh,
+    });
     const key = await provider.getKey();
     expect(key.length).toBe(32);
     expect(Buffer.from(await provider.getKey()).equals(Buffer.from(key))).toBe(true);
@@ -192,7 +170,7 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     expect(Object.values(tokens(fresh))[0]!.type).toBe("cryptpilot-tpm2");
     // luksFormat put the key into keyslot 0: the token says so, and later boots open only that slot.
     expect(Object.values(tokens(fresh))[0]!.keyslots).toEqual(["0"]);
-    const next = create(config(), { volume: "delta", configDir: dir, device: fresh });
+    const next = create(config(), { volume: "delta", freshKey: "allowed", configDir: dir, device: fresh });
     const again = await next.getKey();
     expect(Buffer.from(again).equals(Buffer.from(key))).toBe(true);
     expect(next.keySlot?.()).toBe(0);
@@ -200,7 +178,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     format(fresh, again);
     expect(tokens(fresh)).toEqual({});
     await next.afterFormat!(fresh);
-    const third = await create(config(), { volume: "delta", configDir: dir, device: fresh }).getKey();
+    const third = await create(config(), {
+      volume: "delta",
+      freshKey: "allowed",
+      configDir: dir,
+      device: fresh,
+    }).getKey();
     expect(Buffer.from(third).equals(Buffer.from(key))).toBe(true);
   });
 
@@ -208,13 +191,54 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     const file = join(dir, "interrupted.img");
     sh(["truncate", "-s", "20M", file]);
     format(file, new TextEncoder().encode("lost key of the interrupted boot"));
-    const provider = create(config(), { volume: "delta", configDir: dir, device: file });
+    const provider = create(config(), { volume: "delta", freshKey: "allowed", configDir: dir, device: file });
     const key = await provider.getKey();
     expect(key.length).toBe(32);
     format(file, key);
     await provider.afterFormat!(file);
-    const next = await create(config(), { volume: "delta", configDir: dir, device: file }).getKey();
+    const next = await create(config(), {
+      volume: "delta",
+      freshKey: "allowed",
+      configDir: dir,
+      device: file,
+    }).getKey();
     expect(Buffer.from(next).equals(Buffer.from(key))).toBe(true);
+  });
+
+  test("ProviderContext.freshKey, not the volume's name, decides whether a new key is made", async () => {
+    const blank = join(dir, "fresh-never.img");
+    sh(["truncate", "-s", "20M", blank]);
+    // "never" (the caller formats nothing): a delta without a header gets no made-up key ...
+    const never = create(config(), { volume: "delta", freshKey: "never", configDir: dir, device: blank });
+    const refused = await never.getKey().catch((e) => e);
+    expect(refused).toBeInstanceOf(KeyProviderError);
+    expect(refused.message).toContain("fresh-never.img is not a LUKS2 volume");
+    // ... nor does an interrupted format (initializing header, no token) get re-keyed ...
+    const interrupted = join(dir, "interrupted-never.img");
+    sh(["truncate", "-s", "20M", interrupted]);
+    format(interrupted, new TextEncoder().encode("lost key of the interrupted boot"));
+    const noToken = await create(config(), {
+      volume: "delta",
+      freshKey: "never",
+      configDir: dir,
+      device: interrupted,
+    })
+      .getKey()
+      .catch((e) => e);
+    expect(noToken.message).toContain("has no cryptpilot-tpm2 (or systemd-tpm2) token");
+    // ... and afterFormat, which only a formatting caller may call, stores nothing.
+    const stored = await never.afterFormat!(interrupted).catch((e) => e);
+    expect(stored).toBeInstanceOf(KeyProviderError);
+    expect(stored.message).toContain('freshKey "never"');
+    expect(tokens(interrupted)).toEqual({});
+    // "allowed": a new sealed key whatever the volume is called.
+    const allowed = create(config(), {
+      volume: "rootfs",
+      freshKey: "allowed",
+      configDir: dir,
+      device: blank,
+    });
+    expect((await allowed.getKey()).length).toBe(32);
   });
 
   test.skipIf(!Bun.which("systemd-cryptenroll"))(
@@ -227,7 +251,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
       );
       expect(r.exitCode).toBe(0);
       expect(Object.values(tokens(file)).map((t) => t.type)).toEqual(["systemd-tpm2"]);
-      const key = await create(config(), { volume: "rootfs", configDir: dir, device: file }).getKey();
+      const key = await create(config(), {
+        volume: "rootfs",
+        freshKey: "never",
+        configDir: dir,
+        device: file,
+      }).getKey();
       writeFileSync(join(dir, "sd.key"), key);
       const open = sh([
         "cryptsetup",
@@ -246,7 +275,12 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
   // Last: it changes PCR 16 for the rest of this file.
   test("after a bound PCR is extended, getKey fails naming the PCR policy mismatch", async () => {
     await withTpm(tpm.tcti, (esys) => esys.pcrExtend(16, "sha256", new Uint8Array(32).fill(9)));
-    const err = await create(config(), { volume: "rootfs", configDir: dir, device: enrolled })
+    const err = await create(config(), {
+      volume: "rootfs",
+      freshKey: "never",
+      configDir: dir,
+      device: enrolled,
+    })
       .getKey()
       .catch((e) => e);
     expect(err).toBeInstanceOf(KeyProviderError);
@@ -257,6 +291,7 @@ describe.skipIf(!enabled)("tpm2 enroll + provider", () => {
     if (Bun.which("systemd-cryptenroll")) {
       const sd = await create(config(), {
         volume: "rootfs",
+        freshKey: "never",
         configDir: dir,
         device: join(dir, "systemd.img"),
       })
