@@ -65,7 +65,7 @@ async function hostMeasurements(ctx: BenchContext): Promise<Measurement[]> {
     ].join(" && ");
     const provider = create(
       { type: "tpm2", pcrs: [7], pcrBank: "sha256", tcti: tpm.tcti },
-      { volume: "bench", configDir: ctx.tmp, device: image },
+      { volume: "bench", configDir: ctx.tmp, device: image, freshKey: "never" },
     );
     const ours: number[] = [];
     const tools: number[] = [];

@@ -459,7 +459,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
         // cryptsetup accepts that key for keyslot 1 (and the passphrase still opens keyslot 0).
         const provider = createTpm2(
           { type: "tpm2", pcrs: [7, 16], pcrBank: "sha256", tcti: tpm.tcti },
-          { volume: "rootfs", configDir: cfg, device: lv },
+          { volume: "rootfs", configDir: cfg, device: lv, freshKey: "never" },
         );
         const key = Buffer.from(await provider.getKey());
         expect(key.length).toBe(32);

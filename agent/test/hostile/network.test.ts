@@ -149,7 +149,7 @@ describe("KBS replies are capped", () => {
         v.parse(EncryptSchema, {
           kbs: { kbs_url: b.url, key_uri: `kbs:///default/key/${tag}`, tee: "sample", retry_attempts: 2 },
         }) as KbsConfig,
-        { volume: "rootfs", configDir: "/etc/cryptpilot" },
+        { volume: "rootfs", configDir: "/etc/cryptpilot", freshKey: "never" },
       );
     const e1 = await failure(provider("big").getKey());
     expect(e1.message).toContain(

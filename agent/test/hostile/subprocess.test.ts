@@ -34,7 +34,7 @@ const ROOT = resolve(import.meta.dir, "../../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const MAIN = join(ROOT, "agent/src/main.ts");
 const GIB = 1024 * 1024 * 1024;
-const ctx = { volume: "rootfs", configDir: "/nonexistent" };
+const ctx = { volume: "rootfs", configDir: "/nonexistent", freshKey: "never" } as const;
 const isRoot = process.getuid?.() === 0;
 
 let dir: string;
