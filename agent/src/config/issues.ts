@@ -4,6 +4,7 @@
  */
 import type * as v from "valibot";
 import { ConfigError } from "../errors.ts";
+import { escapeText } from "../escape.ts";
 
 export interface ConfigIssue {
   file: string;
@@ -14,9 +15,11 @@ export interface ConfigIssue {
   message: string;
 }
 
+/** One line; keys and values in it may come from user data, so control characters are escaped. */
 export function formatIssue(issue: ConfigIssue): string {
   const where = issue.line === undefined ? issue.file : `${issue.file} line ${issue.line}`;
-  return issue.field ? `${where}: ${issue.field}: ${issue.message}` : `${where}: ${issue.message}`;
+  const text = issue.field ? `${where}: ${issue.field}: ${issue.message}` : `${where}: ${issue.message}`;
+  return escapeText(text);
 }
 
 /** A config file failed validation. Carries every problem found; the message shows the first. */
@@ -49,15 +52,26 @@ export function fieldsAt(schema: v.GenericSchema | undefined, path: readonly str
   return node?.entries ? Object.keys(node.entries) : undefined;
 }
 
+/**
+ * Longest key or value quoted in an issue: configuration can come from user data the host
+ * writes, and a 60 KB value must not become a 60 KB console line.
+ */
+export const ISSUE_QUOTE_MAX = 120;
+
+const clip = (text: string | undefined): string | undefined =>
+  text !== undefined && text.length > ISSUE_QUOTE_MAX
+    ? `${text.slice(0, ISSUE_QUOTE_MAX)}... (${text.length} characters)`
+    : text;
+
 /** The message for one valibot issue; `allowed` lists the fields of the table an unknown key is in. */
 export function describeIssue(issue: AnyIssue, key: string | undefined, allowed?: string[]): string {
   if (issue.type === "strict_object" && issue.expected === "never") {
     return allowed
-      ? `unknown field '${key}'; the fields here are: ${allowed.join(", ")}`
-      : `unknown field '${key}'. Check the spelling against docs/key-providers.md and the README.`;
+      ? `unknown field '${clip(key)}'; the fields here are: ${allowed.join(", ")}`
+      : `unknown field '${clip(key)}'. Check the spelling against docs/key-providers.md and the README.`;
   }
   if (issue.received === "undefined" && issue.kind === "schema") return "missing required field";
-  if (issue.kind === "schema") return `expected ${issue.expected}, got ${issue.received}`;
+  if (issue.kind === "schema") return `expected ${issue.expected}, got ${clip(issue.received)}`;
   return issue.message;
 }
 
@@ -77,7 +91,7 @@ export function issuesFromValibot(
     return {
       file,
       ...(line === undefined ? {} : { line }),
-      ...(path.length > 0 ? { field: path.join(".") } : {}),
+      ...(path.length > 0 ? { field: path.map((k) => clip(k)).join(".") } : {}),
       message: describeIssue(issue, path.at(-1), fieldsAt(schema, path.slice(0, -1))),
     };
   });
