@@ -5,7 +5,7 @@
  * or with the overlayfs backend an ext4 delta that after-sysroot mounts as the upper layer.
  */
 import type { FdeConfig } from "../config/index.ts";
-import type { ProviderConfig } from "../config/providers.ts";
+import type { ProviderConfig } from "../config/providers/index.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
 import * as luks from "../disk/luks.ts";

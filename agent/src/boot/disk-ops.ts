@@ -9,7 +9,7 @@
  */
 import { open as openFile, readFile } from "node:fs/promises";
 import { run } from "../command.ts";
-import type { ProviderConfig } from "../config/providers.ts";
+import type { ProviderConfig } from "../config/providers/index.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
 import * as luks from "../disk/luks.ts";

@@ -6,7 +6,7 @@ import { stringify } from "smol-toml";
 import * as v from "valibot";
 import { DEFAULT_GLOBAL, type FdeConfig, FdeSchema, type GlobalConfig, GlobalSchema } from "./fde.ts";
 import { ConfigFileError, issuesFromValibot } from "./issues.ts";
-import { providerToToml } from "./providers.ts";
+import { providerToToml } from "./providers/index.ts";
 import { parseToml } from "./toml.ts";
 import { bundleSha384, encodeDocument, hashContent, upstreamLayout } from "./upstream-toml.ts";
 

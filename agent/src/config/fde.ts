@@ -4,7 +4,7 @@
  */
 import * as v from "valibot";
 import { MAX_NTP_SERVERS, NTP_SERVER_FORMAT, parseNtpServer } from "../clock/servers.ts";
-import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers.ts";
+import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers/index.ts";
 
 export interface FdeConfig {
   rootfs: {

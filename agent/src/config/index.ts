@@ -14,7 +14,7 @@ export { BUNDLE_HEADER, type ConfigBundle, dumpBundle, parseBundle } from "./bun
 export type { FdeConfig, GlobalConfig } from "./fde.ts";
 export { ConfigFileError, type ConfigIssue, formatIssue } from "./issues.ts";
 export type { Metadata } from "./metadata.ts";
-export * from "./providers.ts";
+export * from "./providers/index.ts";
 export { parseToml, readToml, type TomlSource } from "./toml.ts";
 
 export interface LoadedConfig {

@@ -11,7 +11,7 @@ import * as v from "valibot";
 import { isReservedMapperName, RESERVED_MAPPER_NAMES, RESERVED_MAPPER_PREFIX } from "../disk/names.ts";
 import { ConfigError } from "../errors.ts";
 import { ConfigFileError, type ConfigIssue, findKeyLine, issuesFromValibot } from "./issues.ts";
-import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers.ts";
+import { EncryptSchema, fieldPath, type ProviderConfig } from "./providers/index.ts";
 import { readToml, type TomlSource } from "./toml.ts";
 
 export const MAKEFS_TYPES = ["ext4", "xfs", "vfat", "swap"] as const;

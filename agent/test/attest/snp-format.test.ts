@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { selectAttester } from "../../src/attest/index.ts";
-import { EncryptSchema, type KbsConfig, providerToToml } from "../../src/config/providers.ts";
+import { EncryptSchema, type KbsConfig, providerToToml } from "../../src/config/providers/index.ts";
 import { fakeTsm } from "./fake-tsm.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 

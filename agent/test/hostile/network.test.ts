@@ -15,7 +15,7 @@ import { type Broker, startBroker } from "../../../vm-test/kbs/broker.ts";
 import { AliyunError } from "../../src/aliyun/errors.ts";
 import { Imds } from "../../src/aliyun/imds.ts";
 import { assumeRoleWithOidc } from "../../src/aliyun/sts.ts";
-import { EncryptSchema, type KbsConfig } from "../../src/config/providers.ts";
+import { EncryptSchema, type KbsConfig } from "../../src/config/providers/index.ts";
 import { formatError, KeyProviderError } from "../../src/errors.ts";
 import { clearKbsSessions, getKbsResource } from "../../src/kbs/client.ts";
 import { KBS_RESOURCE_REPLY_MAX_BYTES } from "../../src/kbs/http.ts";

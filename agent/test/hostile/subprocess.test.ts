@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { writeKeyFile } from "../../src/cli/key-file.ts";
 import { run } from "../../src/command.ts";
-import type { ExecConfig, OidcConfig } from "../../src/config/providers.ts";
+import type { ExecConfig, OidcConfig } from "../../src/config/providers/index.ts";
 import { CommandError, KeyProviderError } from "../../src/errors.ts";
 import { create as createExec } from "../../src/providers/exec.ts";
 import { MAX_KEY_BYTES } from "../../src/providers/key-size.ts";
