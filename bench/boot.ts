@@ -11,6 +11,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { BEFORE_SYSROOT, STAGES, type Stage } from "../agent/src/boot/stages.ts";
 import { dracutArgs, type Kernel } from "../agent/src/convert/guest.ts";
 import { baseImage } from "../vm-test/lib/base.ts";
 import { expectFdeRoot } from "../vm-test/lib/checks.ts";
@@ -48,8 +49,7 @@ for p in InitRDTimestampMonotonic UserspaceTimestampMonotonic; do
 done
 `;
 
-const STAGES = ["initrd-fde-before-sysroot", "initrd-fde-after-sysroot"] as const;
-type StageName = (typeof STAGES)[number];
+type StageName = Stage;
 
 export interface ToolRun {
   command: string;
@@ -203,7 +203,7 @@ function requireStage(timing: BootTiming, stage: StageName, label: string): Stag
   const s = timing.stages.get(stage)!;
   if (s.steps.length === 0 || s.steps.some((step) => Number.isNaN(step.seconds)))
     throw new Error(`boot "${label}": no complete step lines of ${stage} in the log`);
-  if (stage === "initrd-fde-before-sysroot" && stageTools(s).length === 0)
+  if (stage === BEFORE_SYSROOT && stageTools(s).length === 0)
     throw new Error(`boot "${label}": no tool timings in the log: was [boot] verbose = true in the initrd?`);
   return s;
 }

@@ -65,22 +65,8 @@ export function integrityGrowth(size: IntegritySize): { fromSectors: number; toS
   return { fromSectors: size.mappedSectors, toSectors: size.providedSectors };
 }
 
-const EXT4_MAGIC = 0xef53;
-const EXT4_INCOMPAT_64BIT = 0x80;
-
-/**
- * An ext4 filesystem's size in bytes from its superblock (the 1024 bytes at byte 1024 of the
- * device), or undefined when it is not one.
- */
-export function ext4SizeBytes(sb: Uint8Array): number | undefined {
-  if (sb.length < 1024) return undefined;
-  const v = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
-  if (v.getUint16(0x38, true) !== EXT4_MAGIC) return undefined;
-  const logBlock = v.getUint32(0x18, true);
-  if (logBlock > 6) return undefined; // blocks of 1 KiB to 64 KiB
-  const hi = v.getUint32(0x60, true) & EXT4_INCOMPAT_64BIT ? v.getUint32(0x150, true) : 0;
-  return (hi * 2 ** 32 + v.getUint32(0x04, true)) * (1024 << logBlock);
-}
+/** The ext4 superblock is parsed only in disk/image/ext4.ts. */
+export { ext4SizeBytes } from "../disk/image/ext4.ts";
 
 /**
  * What an integrity delta with the overlayfs backend must wipe before its filesystem grows: the

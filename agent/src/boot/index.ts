@@ -20,8 +20,9 @@ import { realBootOps, realMountOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
 import { measureBundle } from "./measure-config.ts";
 import * as N from "./names.ts";
+import { AFTER_SYSROOT, BEFORE_SYSROOT, type Stage } from "./stages.ts";
 
-export type Stage = "initrd-fde-before-sysroot" | "initrd-fde-after-sysroot";
+export type { Stage } from "./stages.ts";
 
 const SYSROOT = "/sysroot";
 const RUN_DIR = "/run/cryptpilot";
@@ -59,7 +60,7 @@ export async function runStage(
     log.info(
       `${what}: delta ${fde.rootfs.deltaLocation}, backend ${fde.rootfs.deltaBackend}, rootfs ${fde.rootfs.encrypt ? `encrypted (${fde.rootfs.encrypt.type})` : "not encrypted"}`,
     );
-    if (stage === "initrd-fde-before-sysroot") {
+    if (stage === BEFORE_SYSROOT) {
       await runSteps(what, beforeSysrootSteps(fde), {
         configDir,
         fde,
@@ -110,7 +111,7 @@ export async function loadStageConfig(
   onInitrdGlobal: (g: GlobalConfig) => void,
   deps: StageConfigDeps = realStageConfigDeps,
 ): Promise<LoadedConfig> {
-  if (stage === "initrd-fde-after-sysroot") {
+  if (stage === AFTER_SYSROOT) {
     const handed = await readHandoff(deps.handoffDir);
     return handed ? { global: handed.bundle.global, fde: handed.bundle.fde } : await loadConfig(configDir);
   }

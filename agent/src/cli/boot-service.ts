@@ -1,6 +1,7 @@
+import { isStage, STAGES } from "../boot/stages.ts";
 import { defineCommand } from "./command.ts";
 
-export const STAGES = ["initrd-fde-before-sysroot", "initrd-fde-after-sysroot"] as const;
+export { STAGES };
 
 export default defineCommand({
   usage: "--stage STAGE",
@@ -17,10 +18,10 @@ nothing is closed or stopped: it only exits non-zero.`,
   },
   async run({ values, globals, usageError }) {
     const stage = values.stage;
-    if (!stage || !(STAGES as readonly string[]).includes(stage)) {
+    if (!stage || !isStage(stage)) {
       throw usageError(`--stage must be one of ${STAGES.join(", ")}`);
     }
     const { runStage } = await import("../boot/index.ts");
-    return runStage(stage as (typeof STAGES)[number], globals.configDir);
+    return runStage(stage, globals.configDir);
   },
 });

@@ -33,9 +33,27 @@ const EXTENT_SLACK = 64;
 /** Largest block size accepted (log_block_size <= 6, 64 KiB, as the kernel allows). */
 const MAX_LOG_BLOCK_SIZE = 6;
 
+/** Where the primary superblock starts on the device, and its length. */
+export const EXT4_SUPERBLOCK_OFFSET = 1024;
+export const EXT4_SUPERBLOCK_BYTES = 1024;
+
 /** True if `sb` (1024 bytes read at offset 1024) is an ext2/3/4 superblock. */
 export function isExt4(sb: Uint8Array): boolean {
-  return u16(sb, 56) === EXT4_MAGIC;
+  return sb.length >= EXT4_SUPERBLOCK_BYTES && u16(sb, 56) === EXT4_MAGIC;
+}
+
+/**
+ * The filesystem's size in bytes from its superblock (s_blocks_count, with its high half when
+ * the 64bit feature is set, times the block size), or undefined when `sb` is not an ext2/3/4
+ * superblock with a block size the kernel accepts. The boot stage uses it to find how far an
+ * overlayfs delta's filesystem reaches on a grown device.
+ */
+export function ext4SizeBytes(sb: Uint8Array): number | undefined {
+  if (!isExt4(sb)) return undefined;
+  const logBlockSize = u32(sb, 24);
+  if (logBlockSize > MAX_LOG_BLOCK_SIZE) return undefined;
+  const hi = u32(sb, 96) & INCOMPAT_64BIT ? u32(sb, 0x150) : 0;
+  return (hi * 2 ** 32 + u32(sb, 4)) * (1024 << logBlockSize);
 }
 
 export class Ext4Volume implements Volume<Ext4Node> {
