@@ -3,36 +3,29 @@
  * nonce binding holds (and a different digest is rejected), the PCRs are the TPM's, the EK
  * certificate is picked up when the TPM has one, and the AK is stable across calls.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createTpmAttester, reportData, type TpmEvidence, tpmEvidence } from "../../src/attest/tpm.ts";
 import { ESYS_TR, withTpm } from "../../src/tpm/esys.ts";
 import { parseQuoteAttest } from "../../src/tpm/marshal.ts";
 import { akTemplate, parsePublic, rsaPublicKey } from "../../src/tpm/public.ts";
 import { verifyTpmEvidence } from "../../testkit/checkquote.ts";
-import { hasSwtpm, type Swtpm, startSwtpm, tpm2Tool } from "../../testkit/swtpm.ts";
+import { hasSwtpm, tpm2Tool } from "../../testkit/swtpm.ts";
+import { swtpmForSuite } from "../../testkit/swtpm-suite.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM evidence tests: swtpm or tpm2-tools not installed");
 
 const digest = createHash("sha384").update("runtime data").digest();
 
 describe.skipIf(!hasSwtpm)("TPM evidence (swtpm, all banks allocated, no EK cert)", () => {
-  let tpm: Swtpm;
+  const suite = swtpmForSuite("tpm-ev-");
   let evidence: TpmEvidence;
-  let dir: string;
   beforeAll(async () => {
-    tpm = await startSwtpm();
-    dir = mkdtempSync(join(tmpdir(), "tpm-ev-"));
-    writeFileSync(join(dir, "log"), Buffer.from("not really an event log"));
-    await withTpm(tpm.tcti, (esys) => esys.pcrExtend(16, "sha256", new Uint8Array(32).fill(0xab)));
-    evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: join(dir, "log") });
-  });
-  afterAll(async () => {
-    await tpm?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    writeFileSync(join(suite.dir, "log"), Buffer.from("not really an event log"));
+    await withTpm(suite.tpm.tcti, (esys) => esys.pcrExtend(16, "sha256", new Uint8Array(32).fill(0xab)));
+    evidence = await tpmEvidence(digest, { tcti: suite.tpm.tcti, eventLogPath: join(suite.dir, "log") });
   });
 
   test("tpm2_checkquote accepts every quote against the nonce (first 32 bytes of the digest)", async () => {
@@ -74,23 +67,19 @@ describe.skipIf(!hasSwtpm)("TPM evidence (swtpm, all banks allocated, no EK cert
   });
 
   test("the AK is the same on every call (a primary derived from the endorsement seed)", async () => {
-    const again = await createTpmAttester({ tcti: tpm.tcti, eventLogPath: "/nonexistent" }).evidence(digest);
+    const again = await createTpmAttester({ tcti: suite.tpm.tcti, eventLogPath: "/nonexistent" }).evidence(
+      digest,
+    );
     expect((again as TpmEvidence).ak_public).toBe(evidence.ak_public);
     expect((again as TpmEvidence).eventlog).toBeNull();
   });
 });
 
 describe.skipIf(!hasSwtpm)("TPM evidence (swtpm_setup: EK certificate, SHA-256 bank only)", () => {
-  let tpm: Swtpm;
-  beforeAll(async () => {
-    tpm = await startSwtpm({ ekCert: true });
-  });
-  afterAll(async () => {
-    await tpm?.stop();
-  });
+  const suite = swtpmForSuite("tpm-ek-", { ekCert: true });
 
   test("the EK certificate from NV is included as PEM and the SHA-256 quote verifies", async () => {
-    const evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: "/nonexistent" });
+    const evidence = await tpmEvidence(digest, { tcti: suite.tpm.tcti, eventLogPath: "/nonexistent" });
     expect(evidence.ek_cert).toStartWith("-----BEGIN CERTIFICATE-----");
     const cert = new X509Certificate(evidence.ek_cert!);
     expect(cert.publicKey.asymmetricKeyType).toBe("rsa");
@@ -100,21 +89,12 @@ describe.skipIf(!hasSwtpm)("TPM evidence (swtpm_setup: EK certificate, SHA-256 b
 });
 
 describe.skipIf(!hasSwtpm)("TPM evidence with a provisioned AK at 0x81010002 (upstream's handle)", () => {
-  let tpm: Swtpm;
-  let dir: string;
-  const tool = (args: string[]) => tpm2Tool(tpm, dir, args);
-  beforeAll(async () => {
-    tpm = await startSwtpm();
-    dir = mkdtempSync(join(tmpdir(), "tpm-ak-"));
-  });
-  afterAll(async () => {
-    await tpm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = swtpmForSuite("tpm-ak-");
+  const tool = (args: string[]) => tpm2Tool(suite.tpm, suite.dir, args);
 
   test("the persistent AK signs the quotes (its public key is the evidence's)", async () => {
     // Another template than ours (userwithauth|restricted|sign, unique from -u), made persistent.
-    writeFileSync(join(dir, "unique"), Buffer.concat([Buffer.from([1, 0]), Buffer.alloc(256, 7)]));
+    writeFileSync(join(suite.dir, "unique"), Buffer.concat([Buffer.from([1, 0]), Buffer.alloc(256, 7)]));
     tool([
       "tpm2_createprimary",
       "-C",
@@ -131,10 +111,10 @@ describe.skipIf(!hasSwtpm)("TPM evidence with a provisioned AK at 0x81010002 (up
     tool(["tpm2_evictcontrol", "-C", "o", "-c", "ak.ctx", "0x81010002"]);
     tool(["tpm2_flushcontext", "-t"]);
     tool(["tpm2_readpublic", "-c", "0x81010002", "-f", "pem", "-o", "ak.pem"]);
-    const evidence = await tpmEvidence(digest, { tcti: tpm.tcti, eventLogPath: "/nonexistent" });
-    expect(evidence.ak_pubkey.trim()).toBe(readFileSync(join(dir, "ak.pem"), "utf8").trim());
+    const evidence = await tpmEvidence(digest, { tcti: suite.tpm.tcti, eventLogPath: "/nonexistent" });
+    expect(evidence.ak_pubkey.trim()).toBe(readFileSync(join(suite.dir, "ak.pem"), "utf8").trim());
     await verifyTpmEvidence(evidence, digest);
-    const fresh = await withTpm(tpm.tcti, (esys) =>
+    const fresh = await withTpm(suite.tpm.tcti, (esys) =>
       rsaPublicKey(parsePublic(esys.createPrimary(ESYS_TR.RH_ENDORSEMENT, akTemplate()).publicArea)),
     );
     expect(fresh.export({ type: "spki", format: "pem" }).toString().trim()).not.toBe(

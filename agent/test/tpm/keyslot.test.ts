@@ -6,15 +6,15 @@
  * stand-in cryptsetup (open needs device-mapper, which this host lacks) and accepted by the real
  * cryptsetup with --test-passphrase added.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as luks from "../../src/disk/luks.ts";
 import { create as createExec } from "../../src/providers/exec.ts";
 import type { KeyProvider } from "../../src/providers/provider.ts";
 import { create as createTpm2 } from "../../src/providers/tpm2.ts";
-import { hasSwtpm, type Swtpm, startSwtpm } from "../../testkit/swtpm.ts";
+import { hasSwtpm } from "../../testkit/swtpm.ts";
+import { swtpmForSuite } from "../../testkit/swtpm-suite.ts";
 
 const enabled = hasSwtpm && Bun.which("cryptsetup") !== null;
 if (!enabled) console.warn("skipping keyslot tests: swtpm, tpm2-tools or cryptsetup not installed");
@@ -56,15 +56,12 @@ test("openArgs: --key-slot only when a keyslot is given, the key always from std
 });
 
 describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => {
-  let tpm: Swtpm;
-  let dir: string;
+  const suite = swtpmForSuite("tpm2-keyslot-");
   let image: string;
   let shimDir: string;
 
   beforeAll(async () => {
-    tpm = await startSwtpm();
-    dir = mkdtempSync(join(tmpdir(), "tpm2-keyslot-"));
-    image = join(dir, "volume.img");
+    image = join(suite.dir, "volume.img");
     sh(["truncate", "-s", "20M", image]);
     // Keyslot 0: the recovery passphrase with argon2id (cheap parameters: only the order matters).
     const argon = ["--pbkdf", "argon2id", "--pbkdf-force-iterations", "4", "--pbkdf-memory", "32768"];
@@ -73,10 +70,10 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
       RECOVERY,
     );
     if (f.code !== 0) throw new Error(f.out);
-    writeFileSync(join(dir, "recovery"), RECOVERY);
+    writeFileSync(join(suite.dir, "recovery"), RECOVERY);
     const fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
     const a = sh(
-      ["cryptsetup", "luksAddKey", ...fast, "--key-file", join(dir, "recovery"), image],
+      ["cryptsetup", "luksAddKey", ...fast, "--key-file", join(suite.dir, "recovery"), image],
       VOLUME_KEY,
     );
     if (a.code !== 0) throw new Error(a.out);
@@ -94,19 +91,15 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
         image,
       ],
       VOLUME_KEY,
-      { TPM2TOOLS_TCTI: tpm.tcti },
+      { TPM2TOOLS_TCTI: suite.tpm.tcti },
     );
     if (e.code !== 0) throw new Error(`enroll failed: ${e.out}`);
     // A stand-in cryptsetup that records its argv and stdin.
-    shimDir = join(dir, "bin");
+    shimDir = join(suite.dir, "bin");
     mkdirSync(shimDir);
     const shim = join(shimDir, "cryptsetup");
-    writeFileSync(shim, `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/argv\ncat > ${dir}/stdin\n`);
+    writeFileSync(shim, `#!/bin/sh\nprintf '%s\\n' "$@" > ${suite.dir}/argv\ncat > ${suite.dir}/stdin\n`);
     chmodSync(shim, 0o755);
-  });
-  afterAll(async () => {
-    await tpm?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /**
@@ -124,14 +117,14 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
       env: { ...process.env, PATH: `${shimDir}:${process.env.PATH}` },
     });
     if (r.exitCode !== 0) throw new Error(r.stderr.toString());
-    const argv = readFileSync(join(dir, "argv"), "utf8").trim().split("\n");
-    return { key, argv, stdin: readFileSync(join(dir, "stdin")) };
+    const argv = readFileSync(join(suite.dir, "argv"), "utf8").trim().split("\n");
+    return { key, argv, stdin: readFileSync(join(suite.dir, "stdin")) };
   }
 
   test("tpm2: the token's keyslot 1 becomes --key-slot 1; the key is only on stdin", async () => {
     const tpm2 = createTpm2(
-      { type: "tpm2", pcrs: [7], pcrBank: "sha256", tcti: tpm.tcti },
-      { volume: "rootfs", configDir: dir, device: image, freshKey: "never" },
+      { type: "tpm2", pcrs: [7], pcrBank: "sha256", tcti: suite.tpm.tcti },
+      { volume: "rootfs", configDir: suite.dir, device: image, freshKey: "never" },
     );
     const { key, argv, stdin } = await recordedOpen(tpm2);
     expect(tpm2.keySlot?.()).toBe(1);
@@ -153,7 +146,7 @@ describe.skipIf(!enabled)("open with the keyslot the tpm2 token records", () => 
   test("exec (no token): no --key-slot, cryptsetup tries every keyslot", async () => {
     const exec = createExec(
       { type: "exec", command: "printf", args: [VOLUME_KEY], timeoutMs: 5000 },
-      { volume: "rootfs", configDir: dir, device: image, freshKey: "never" },
+      { volume: "rootfs", configDir: suite.dir, device: image, freshKey: "never" },
     );
     expect(exec.keySlot).toBeUndefined();
     const { argv, stdin } = await recordedOpen(exec);

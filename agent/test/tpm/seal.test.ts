@@ -3,10 +3,9 @@
  * the same PCR policy (and PIN); what tpm2_create seals, we unseal; a PCR extend breaks both
  * and our error names the PCR.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { beforeEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { withTpm } from "../../src/tpm/esys.ts";
 import { encodePcrSelection } from "../../src/tpm/marshal.ts";
@@ -15,11 +14,11 @@ import {
   flushTpm2Tools,
   hasSwtpm,
   type Swtpm,
-  startSwtpm,
   TOOLS_SRK_ARGS,
   toolsUnsealFiles,
   tpm2Tool,
 } from "../../testkit/swtpm.ts";
+import { swtpmForSuite } from "../../testkit/swtpm-suite.ts";
 
 if (!hasSwtpm) console.warn("skipping TPM seal tests: swtpm or tpm2-tools not installed");
 
@@ -51,33 +50,23 @@ async function startSniffer(
 }
 
 describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", () => {
-  let tpm: Swtpm;
-  let dir: string;
+  const suite = swtpmForSuite("tpm-seal-");
+  const tool = (args: string[], stdin?: Uint8Array) => tpm2Tool(suite.tpm, suite.dir, args, stdin);
+  const flushAll = () => flushTpm2Tools(suite.tpm, suite.dir);
 
-  const tool = (args: string[], stdin?: Uint8Array) => tpm2Tool(tpm, dir, args, stdin);
-  const flushAll = () => flushTpm2Tools(tpm, dir);
-
-  beforeAll(async () => {
-    tpm = await startSwtpm();
-    dir = mkdtempSync(join(tmpdir(), "tpm-seal-"));
-  });
-  afterAll(async () => {
-    await tpm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
   beforeEach(() => flushAll());
 
   const seal = (policy: { pcrs: number[]; pin?: string }) =>
-    withTpm(tpm.tcti, (esys) => sealKey(esys, key, { bank: "sha256", ...policy }));
+    withTpm(suite.tpm.tcti, (esys) => sealKey(esys, key, { bank: "sha256", ...policy }));
   const unseal = (sealed: SealedKey, pin?: string) =>
-    withTpm(tpm.tcti, (esys) => unsealKey(esys, sealed, pin));
+    withTpm(suite.tpm.tcti, (esys) => unsealKey(esys, sealed, pin));
 
   /** tpm2-tools: load our blob under its own SRK and unseal through a PolicyPCR session. */
   const toolsUnseal = (sealed: SealedKey, pin?: string): Buffer => {
     const { privateBlob, publicBlob } = splitBlob(sealed.blob);
-    writeFileSync(join(dir, "obj.priv"), privateBlob);
-    writeFileSync(join(dir, "obj.pub"), publicBlob);
-    return toolsUnsealFiles(tpm, dir, `sha256:${sealed.pcrs.join(",")}`, pin);
+    writeFileSync(join(suite.dir, "obj.priv"), privateBlob);
+    writeFileSync(join(suite.dir, "obj.pub"), publicBlob);
+    return toolsUnsealFiles(suite.tpm, suite.dir, `sha256:${sealed.pcrs.join(",")}`, pin);
   };
 
   test("a key we seal is unsealed by tpm2-tools with the same PCR policy, and by us", async () => {
@@ -112,7 +101,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
 
   test("a key sealed by tpm2-tools (createpolicy + create) is unsealed by us", async () => {
     const secret = Buffer.from("sealed-by-tpm2-tools-secret");
-    writeFileSync(join(dir, "secret"), secret);
+    writeFileSync(join(suite.dir, "secret"), secret);
     try {
       tool(["tpm2_createprimary", ...TOOLS_SRK_ARGS, "-c", "srk.ctx"]);
       tool(["tpm2_pcrread", "sha256:7,16", "-o", "pcr.bin"]);
@@ -138,10 +127,13 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
       flushAll();
     }
     const sealed: SealedKey = {
-      blob: Buffer.concat([readFileSync(join(dir, "tools.priv")), readFileSync(join(dir, "tools.pub"))]),
+      blob: Buffer.concat([
+        readFileSync(join(suite.dir, "tools.priv")),
+        readFileSync(join(suite.dir, "tools.pub")),
+      ]),
       bank: "sha256",
       pcrs: [7, 16],
-      policyDigest: readFileSync(join(dir, "policy.bin")),
+      policyDigest: readFileSync(join(suite.dir, "policy.bin")),
       pin: false,
       pcrValues: {},
     };
@@ -150,7 +142,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
 
   test("after extending a bound PCR, unsealing fails naming the PCR policy mismatch and the PCR", async () => {
     const sealed = await seal({ pcrs: [7, 16] });
-    await withTpm(tpm.tcti, (esys) =>
+    await withTpm(suite.tpm.tcti, (esys) =>
       esys.pcrExtend(16, "sha256", createHash("sha256").update("tamper").digest()),
     );
     let caught: unknown;
@@ -173,7 +165,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
     const lockoutCounter = () =>
       /TPM2_PT_LOCKOUT_COUNTER:\s*(\S+)/.exec(tool(["tpm2_getcap", "properties-variable"]).toString())?.[1];
     const sealed = await seal({ pcrs: [16], pin: "4711" });
-    await withTpm(tpm.tcti, (esys) =>
+    await withTpm(suite.tpm.tcti, (esys) =>
       esys.pcrExtend(16, "sha256", createHash("sha256").update("tamper").digest()),
     );
     const before = lockoutCounter();
@@ -189,7 +181,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
   });
 
   test("the key never crosses the TPM interface in clear (salted sessions with parameter encryption)", async () => {
-    const sniffer = await startSniffer(tpm, dir);
+    const sniffer = await startSniffer(suite.tpm, suite.dir);
     try {
       const sealed = await withTpm(sniffer.tcti, (esys) => sealKey(esys, key, { bank: "sha256", pcrs: [7] }));
       const unsealed = await withTpm(sniffer.tcti, (esys) => unsealKey(esys, sealed));
@@ -197,13 +189,13 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
       expect(sniffer.traffic().length).toBeGreaterThan(1000);
       expect(sniffer.traffic().includes(Buffer.from(key))).toBe(false);
       // Control: tpm2_unseal with a plain policy session returns the key in clear on the same wire.
-      const plain = { ...tpm, env: { TPM2TOOLS_TCTI: sniffer.tcti } };
-      const saved = tpm;
-      tpm = plain;
+      const plain = { ...suite.tpm, env: { TPM2TOOLS_TCTI: sniffer.tcti } };
+      const saved = suite.tpm;
+      suite.tpm = plain;
       try {
         expect(toolsUnseal(sealed).equals(Buffer.from(key))).toBe(true);
       } finally {
-        tpm = saved;
+        suite.tpm = saved;
       }
       expect(sniffer.traffic().includes(Buffer.from(key))).toBe(true);
     } finally {
@@ -213,7 +205,7 @@ describe.skipIf(!hasSwtpm)("TPM sealing (swtpm) cross-checked with tpm2-tools", 
 
   test("keys the TPM cannot hold are refused before talking to it", async () => {
     await expect(
-      withTpm(tpm.tcti, (esys) => sealKey(esys, new Uint8Array(129), { bank: "sha256", pcrs: [7] })),
+      withTpm(suite.tpm.tcti, (esys) => sealKey(esys, new Uint8Array(129), { bank: "sha256", pcrs: [7] })),
     ).rejects.toThrow(/1 to 128 bytes/);
   });
 
