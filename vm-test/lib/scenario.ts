@@ -20,6 +20,14 @@ export function defineScenario(s: Scenario): Scenario {
   return s;
 }
 
+/** The same scenario on another Debian release's base image (a file `NAME-trixie.ts` exports it). */
+export function onGuest(guest: GuestSuite, s: Scenario): Scenario {
+  const release = { bookworm: "Debian 12", trixie: "Debian 13 (kernel 6.12, systemd 257, dracut 106)" }[
+    guest
+  ];
+  return { ...s, guest, description: `${release}: ${s.description}` };
+}
+
 /** Debian releases the base image is built from (vm-test/lib/build-base-image.sh SUITE). */
 export type GuestSuite = "bookworm" | "trixie";
 

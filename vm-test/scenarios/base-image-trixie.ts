@@ -1,3 +1,4 @@
-import { baseImageScenario } from "./base-image.ts";
+import { onGuest } from "../lib/scenario.ts";
+import baseImage from "./base-image.ts";
 
-export default baseImageScenario("trixie");
+export default onGuest("trixie", baseImage);

@@ -1,3 +1,4 @@
-import { kbsHttpsScenario } from "./kbs-https.ts";
+import { onGuest } from "../lib/scenario.ts";
+import kbsHttps from "./kbs-https.ts";
 
-export default kbsHttpsScenario("trixie");
+export default onGuest("trixie", kbsHttps);
