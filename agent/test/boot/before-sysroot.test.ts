@@ -152,6 +152,29 @@ describe("first boot vs. later boots of a persistent delta", () => {
   });
 });
 
+describe("a first boot that fails leaves the delta marked initializing (re-formatted next boot)", () => {
+  test("tpm2 cannot store its sealed key: not opened, not marked ready", async () => {
+    const r = await boot(cfg({ location: "disk-persist", backend: "dm-snapshot", delta: "tpm2" }), {
+      failures: [{ op: "afterFormat", err: new Error("TPM2_Create: TPM_RC_LOCKOUT") }],
+    });
+    expect(r.error!.failure.title).toBe("unlocking the delta volume");
+    expect(r.error!.failure.provider).toBe("tpm2 fake for delta");
+    expect(r.fake.find("luks.openChecked")).toHaveLength(0);
+    expect(r.fake.find("luks.setSubsystem")).toHaveLength(0);
+    expect(r.fake.state.subsystem[N.LV_DELTA]).toBe(SUBSYSTEM_INITIALIZING);
+  });
+
+  test("the snapshot cannot be built: not marked ready; the failure names no key provider", async () => {
+    const r = await boot(cfg({ location: "disk-persist", backend: "dm-snapshot" }), {
+      failures: [{ op: "dmCreate", err: new Error("device-mapper: reload ioctl failed") }],
+    });
+    expect(r.error!.failure.title).toBe("building the writable root (dm-snapshot)");
+    // The provider is named only while its step runs.
+    expect(r.error!.failure.provider).toBeUndefined();
+    expect(r.fake.find("luks.setSubsystem")).toHaveLength(0);
+  });
+});
+
 describe("re-initialisation of the delta", () => {
   const cases: [string, Location, Partial<FakeState>, Partial<FakeKeys>, boolean][] = [
     [
@@ -228,8 +251,9 @@ describe("keys: which volume gets which, and none outlives its use", () => {
       ROOT_HASH,
     ]);
     expect(f.find("createProvider").map((c) => c.args)).toEqual([
-      ["exec", "rootfs", N.LV_ROOTFS],
-      ["exec", "delta", N.LV_DELTA],
+      // Only the delta may be formatted with a fresh key (tpm2 then seals it in afterFormat).
+      ["exec", "rootfs", N.LV_ROOTFS, "never"],
+      ["exec", "delta", N.LV_DELTA, "allowed"],
     ]);
     // The clock is checked before the first key fetch, with global.toml's servers.
     expect(f.find("syncClock")[0]!.args).toEqual([["ntp.example"]]);

@@ -173,7 +173,7 @@ export function fakeBootOps(over: Partial<FakeState> = {}, keysOver: Partial<Fak
   const ops: BootOps = {
     disk,
     createProvider: async (config, pctx: ProviderContext): Promise<KeyProvider> => {
-      rec("createProvider", [config.type, pctx.volume, pctx.device]);
+      rec("createProvider", [config.type, pctx.volume, pctx.device, pctx.freshKey]);
       const volume = pctx.volume;
       const provider: KeyProvider = {
         name: config.type,
