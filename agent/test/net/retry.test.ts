@@ -17,7 +17,6 @@ import {
   type RetryPolicy,
   withRetry,
 } from "../../src/net/retry.ts";
-import * as kbsDefaults from "../../src/providers/kbs-defaults.ts";
 
 const err = (code: string, message = `${code} happened`) => Object.assign(new Error(message), { code });
 
@@ -126,7 +125,6 @@ describe("withRetry", () => {
 describe("one policy source", () => {
   test("the KBS and Alibaba Cloud clients use net/retry's loop and policies", () => {
     expect(kbsHttp.DEFAULT_RETRY).toBe(KBS_RETRY);
-    expect(kbsDefaults.DEFAULT_RETRY).toBe(KBS_RETRY);
     expect(aliyunHttp.DEFAULT_RETRY).toBe(ALIYUN_RETRY);
     expect(netHttp.withRetry).toBe(withRetry);
     expect(netHttp.HttpFailure).toBe(HttpFailure);

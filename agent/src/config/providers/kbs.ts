@@ -4,7 +4,7 @@
  * Documented: url, resource_path.
  */
 import * as v from "valibot";
-import { DEFAULT_RETRY as KBS_DEFAULT_RETRY } from "../../providers/kbs-defaults.ts";
+import { KBS_RETRY as KBS_DEFAULT_RETRY } from "../../net/retry.ts";
 import { SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "../../providers/snp-format.ts";
 import { compact, fieldPath, HttpUrl, NonEmpty, type ProviderTable, type Table } from "./common.ts";
 
@@ -36,7 +36,7 @@ export interface KbsConfig {
   requestTimeoutMs: number;
 }
 
-/** Defaults that outlast a key broker coming up 30 s after the guest: providers/kbs-defaults.ts DEFAULT_RETRY. */
+/** Defaults that outlast a key broker coming up 30 s after the guest: net/retry.ts KBS_RETRY. */
 const KBS_RETRY_DEFAULTS = {
   attempts: KBS_DEFAULT_RETRY.attempts,
   timeoutSecs: KBS_DEFAULT_RETRY.totalTimeoutMs / 1000,
