@@ -1,15 +1,9 @@
 /** Runs one boot stage: load the config, run the stage's numbered steps, report; fail closed. */
 import { DEFAULT_GLOBAL, type GlobalConfig } from "../config/fde.ts";
 import { type LoadedConfig, loadConfig } from "../config/index.ts";
-import {
-  aliyunUserData,
-  HANDOFF_DIR,
-  type MeasureBundle,
-  readHandoff,
-  selectConfig,
-  type UserDataSource,
-  writeHandoff,
-} from "../config/sources/index.ts";
+import { HANDOFF_DIR, readHandoff, writeHandoff } from "../config/sources/handoff.ts";
+import { type MeasureBundle, selectConfig } from "../config/sources/select.ts";
+import type { UserDataSource } from "../config/sources/types.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
@@ -18,7 +12,6 @@ import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
 import { realBootOps, realMountOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
-import { measureBundle } from "./measure-config.ts";
 import * as N from "./names.ts";
 import { AFTER_SYSROOT, BEFORE_SYSROOT, type Stage } from "./stages.ts";
 
@@ -88,15 +81,16 @@ export async function runStage(
 /** Where a stage's configuration can come from besides the initrd (tests pass their own). */
 export interface StageConfigDeps {
   /** The user-data sources, in order (upstream: Alibaba Cloud ECS only). */
-  sources: () => UserDataSource[];
+  sources: () => Promise<UserDataSource[]>;
   measure: MeasureBundle;
   /** Where the first stage leaves its choice for the later one. */
   handoffDir: string;
 }
 
+// Loaded when used: the IMDS client and measure/ (TEE detection, TPM) cost every stage start-up otherwise.
 export const realStageConfigDeps: StageConfigDeps = {
-  sources: () => [aliyunUserData()],
-  measure: measureBundle,
+  sources: async () => [(await import("../config/sources/aliyun.ts")).aliyunUserData()],
+  measure: async (bundle) => (await import("./measure-config.ts")).measureBundle(bundle),
   handoffDir: HANDOFF_DIR,
 };
 
@@ -119,7 +113,7 @@ export async function loadStageConfig(
   onInitrdGlobal(initrd.global);
   const selected = await selectConfig({
     initrd,
-    sources: deps.sources(),
+    sources: initrd.fde ? await deps.sources() : [],
     measure: deps.measure,
     warn: (line) => log.warn(line),
     info: (line) => log.info(line),

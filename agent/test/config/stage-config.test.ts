@@ -26,7 +26,7 @@ const command = (c: LoadedConfig) => (c.fde?.delta.encrypt as { command?: string
 function deps(name: string, measure: MeasureBundle) {
   let reads = 0;
   const d: StageConfigDeps = {
-    sources: () => [
+    sources: async () => [
       {
         name: "test user data",
         read: async () => {
