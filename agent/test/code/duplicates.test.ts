@@ -59,6 +59,10 @@ describe("defined once", () => {
     expect(definedIn(/function parseBlkidExport/)).toEqual(["agent/src/disk/blkid.ts"]);
   });
 
+  test("stderr is written only through log.ts (console.*; process.stderr costs start-up time)", () => {
+    expect(definedIn(/process\.stderr\.write/)).toEqual([]);
+  });
+
   test("the retry loop and policy type: net/retry.ts", () => {
     expect(definedIn(/function backoffDelay|interface RetryPolicy \{|const CERTIFICATE_CODE/)).toEqual([
       "agent/src/net/retry.ts",
