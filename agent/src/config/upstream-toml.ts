@@ -29,9 +29,10 @@ const isTable = (x: unknown): x is Raw => typeof x === "object" && x !== null &&
 function generic(value: unknown, where: string): OrderedValue {
   if (typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number" && Number.isSafeInteger(value)) return value;
-  if (typeof value === "bigint") return Number(value);
   if (Array.isArray(value)) return value.map((v, i) => generic(v, `${where}[${i}]`));
-  if (isTable(value) && Object.getPrototypeOf(value) === Object.prototype) {
+  // smol-toml's tables have a null prototype; its dates are Date objects (refused below).
+  const proto = isTable(value) ? Object.getPrototypeOf(value) : undefined;
+  if (isTable(value) && (proto === null || proto === Object.prototype)) {
     const t = new OrderedTable();
     for (const k of Object.keys(value).sort()) t.set(k, generic(value[k], `${where}.${k}`));
     return t;

@@ -163,6 +163,16 @@ describe("the measured hash", () => {
     expect(more.sha384).not.toBe(plain.sha384);
   });
 
+  test("oidc: upstream's order, its kms table by serde's tag; our token-command table kept as a sub-table", () => {
+    const p = readBundle(
+      "u",
+      `${BUNDLE_HEADER}\n[fde.rootfs]\n[fde.delta.encrypt.oidc]\nkey_id = "k"\n[fde.delta.encrypt.oidc.kms]\nregion_id = "cn"\ntype = "aliyun"\noidc_provider_arn = "a"\nrole_arn = "r"\n[fde.delta.encrypt.oidc.oidc_token_from_exec]\ncommand = "x"\nargs = ["1"]\n`,
+    );
+    expect(p.hashContent).toEndWith(
+      `[fde.delta.encrypt.oidc]\nkey_id = "k"\n\n[fde.delta.encrypt.oidc.kms]\ntype = "aliyun"\noidc_provider_arn = "a"\nrole_arn = "r"\nregion_id = "cn"\n\n[fde.delta.encrypt.oidc.oidc_token_from_exec]\nargs = ["1"]\ncommand = "x"\n`,
+    );
+  });
+
   test("toml_edit's string styles: literal when it has \" or \\, escapes for control characters", () => {
     expect(tomlString("plain")).toBe('"plain"');
     expect(tomlString('say "hi"')).toBe(`'say "hi"'`);
