@@ -1,9 +1,32 @@
 /**
- * Small bun:test helpers the tests against local servers share: what to stop after each test,
- * the error a promise must reject with, and a retry policy that keeps failing cases short.
+ * Small bun:test helpers the tests share: temp configuration directories, what to stop after each
+ * test, the error a promise must reject with, and a retry policy that keeps failing cases short.
  */
-import { afterEach } from "bun:test";
+import { afterAll, afterEach } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { RetryPolicy } from "../src/kbs/http.ts";
+
+/**
+ * A maker of configuration directories for one test file: each call makes a fresh temp directory
+ * named after `prefix` holding `files` (name -> text), in its subdirectory `sub` when given (e.g.
+ * "volumes"); an afterAll removes them all.
+ */
+export function configDirMaker(prefix: string, sub?: string): (files: Record<string, string>) => string {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  return (files) => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    const into = sub === undefined ? dir : join(dir, sub);
+    mkdirSync(into, { recursive: true });
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(into, name), text);
+    return dir;
+  };
+}
 
 /**
  * Registers an afterEach that runs `first` (e.g. clearKbsSessions) and then every stop function

@@ -2,13 +2,13 @@
  * The CLI's exit codes and messages, run twice: from source (`bun agent/src/main.ts`) and as the
  * compiled `dist/cryptpilot-fde` (built by `make build` first, which is a no-op when up to date).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readBundle } from "../../src/config/bundle.ts";
 import { loadConfig, parseBundle } from "../../src/config/index.ts";
 import { VERSION } from "../../src/version.ts";
+import { configDirMaker } from "../../testkit/harness.ts";
 import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT, writeFiles } from "../../testkit/images.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
@@ -22,17 +22,8 @@ interface Result {
   raw: Uint8Array;
 }
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function configDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "cli-"));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  return dir;
-}
+/** A config directory holding the given files. */
+const configDir = configDirMaker("cli-");
 
 const ROOTFS_KEY = "rootfs-key-\u00e9-bytes";
 const GOOD_FDE = `

@@ -1,23 +1,11 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { DEFAULT_GLOBAL } from "../../src/config/fde.ts";
 import { ConfigFileError, type ConfigIssue, loadConfig, loadMetadata } from "../../src/config/index.ts";
 import { ConfigError } from "../../src/errors.ts";
-
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+import { configDirMaker } from "../../testkit/harness.ts";
 
 /** A config directory holding the given files. */
-function configDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "cfg-"));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  return dir;
-}
+const configDir = configDirMaker("cfg-");
 
 const EXEC_DELTA = `
 [delta.encrypt.exec]

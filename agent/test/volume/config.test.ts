@@ -1,27 +1,18 @@
 /** Volume files: the schema, defaults, the loader's directory rules, and every shipped template. */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ConfigFileError } from "../../src/config/index.ts";
 import { checkVolumes, loadVolume, loadVolumes } from "../../src/config/volume.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { configDirMaker } from "../../testkit/harness.ts";
 
 const TEMPLATES = resolve(import.meta.dir, "../../../docs/volume-templates");
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
 /** A config directory whose volumes/ holds the given files. */
-function configDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "vol-cfg-"));
-  dirs.push(dir);
-  mkdirSync(join(dir, "volumes"));
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, "volumes", name), text);
-  return dir;
-}
+const configDir = configDirMaker("vol-cfg-", "volumes");
+/** A config directory without volumes/. */
+const bareConfigDir = configDirMaker("vol-none-");
 
 const OTP = `volume = "scratch"\ndev = "/dev/vdb"\n[encrypt.otp]\n`;
 
@@ -33,9 +24,7 @@ async function issuesOf(text: string) {
 
 describe("volume files", () => {
   test("no volumes directory: no volumes", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "vol-none-"));
-    dirs.push(dir);
-    expect(await loadVolumes(dir)).toEqual([]);
+    expect(await loadVolumes(bareConfigDir({}))).toEqual([]);
   });
 
   test("defaults: auto_open and integrity off, no makefs, no mount", async () => {
