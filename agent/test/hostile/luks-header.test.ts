@@ -254,6 +254,14 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
   });
 
   test("KDF costs that would hang or OOM the guest are refused before cryptsetup runs the KDF", async () => {
+    /** cryptpilot's header with keyslot 0's KDF made argon2id of these costs (salt kept). */
+    const argon2idHeader = async (costs: { time: number; memory: number; cpus: number }) => {
+      const file = await cryptpilotHeader();
+      editJson(file, (j) => {
+        j.keyslots["0"].kdf = { type: "argon2id", ...costs, salt: j.keyslots["0"].kdf.salt };
+      });
+      return file;
+    };
     const pb = await cryptpilotHeader();
     editJson(pb, (j) => {
       j.keyslots["0"].kdf.iterations = 4_000_000_000;
@@ -265,31 +273,11 @@ describe.skipIf(!isRoot)("hostile headers are refused naming the field", () => {
       ["time", 2, /kdf time 2 \(at least 4\)/],
       ["cpus", 64, /kdf cpus 64/],
     ] as const) {
-      const file = await cryptpilotHeader();
-      editJson(file, (j) => {
-        j.keyslots["0"].kdf = {
-          type: "argon2id",
-          time: 4,
-          memory: 32768,
-          cpus: 1,
-          salt: j.keyslots["0"].kdf.salt,
-          [field]: value,
-        };
-      });
+      const file = await argon2idHeader({ time: 4, memory: 32768, cpus: 1, [field]: value });
       await refused(file, PLAIN, re);
     }
     // What cryptsetup's benchmark writes on a large machine (1 GiB, 4 threads) stays accepted.
-    const benchmarked = await cryptpilotHeader();
-    editJson(benchmarked, (j) => {
-      j.keyslots["0"].kdf = {
-        type: "argon2id",
-        time: 8,
-        memory: 1048576,
-        cpus: 4,
-        salt: j.keyslots["0"].kdf.salt,
-      };
-    });
-    await readCheckedHeader(benchmarked, PLAIN);
+    await readCheckedHeader(await argon2idHeader({ time: 8, memory: 1048576, cpus: 4 }), PLAIN);
   });
 
   test("a keyslot area or the data segment beyond the device or the keyslots area", async () => {
