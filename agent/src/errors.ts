@@ -53,21 +53,50 @@ export class KeyProviderError extends FdeError {
   }
 }
 
+/**
+ * How a program run failed: it could not be started, exited with a code (or signal) not counted
+ * as success, ran past its timeout, printed more than its stdout cap, or exited while processes
+ * it left behind still held its stdout (the output may be incomplete).
+ */
+export type CommandFailure = "start" | "exit" | "timeout" | "overflow" | "leftovers";
+
+export interface CommandErrorOptions {
+  hint?: string;
+  /** Default "exit". */
+  failure?: CommandFailure;
+  /** Our own line after the stderr tail in the message ("timed out after 5000 ms"). */
+  reason?: string;
+  /** The signal that ended the program, when it was one. */
+  signal?: string | null;
+  /** Pids of the leftover processes that were killed. */
+  leftovers?: number[];
+}
+
 /** An external program (cryptsetup, veritysetup, lvm, ...) failed. */
 export class CommandError extends FdeError {
   override name = "CommandError";
   readonly command: string;
   readonly code: number | null;
+  /** The program's own stderr (its tail), without `reason`. */
   readonly stderr: string;
-  constructor(command: string, code: number | null, stderr: string, options: { hint?: string } = {}) {
-    const detail = stderr.trim().split("\n").slice(-5).join("\n");
+  readonly failure: CommandFailure;
+  readonly reason?: string;
+  readonly signal: string | null;
+  readonly leftovers: number[];
+  constructor(command: string, code: number | null, stderr: string, options: CommandErrorOptions = {}) {
+    const shown = options.reason === undefined ? stderr : `${stderr}\n${options.reason}`;
+    const detail = shown.trim().split("\n").slice(-5).join("\n");
     super(
       `${command} failed${code === null ? " (killed or timed out)" : ` with exit code ${code}`}${detail ? `: ${detail}` : ""}`,
-      options,
+      { hint: options.hint },
     );
     this.command = command;
     this.code = code;
     this.stderr = stderr;
+    this.failure = options.failure ?? "exit";
+    this.reason = options.reason;
+    this.signal = options.signal ?? null;
+    this.leftovers = options.leftovers ?? [];
   }
 }
 

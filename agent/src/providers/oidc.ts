@@ -7,9 +7,10 @@
  */
 import { getSecretValueRpc, kmsEndpoint } from "../aliyun/kms-rpc.ts";
 import { assumeRoleWithOidc, stsEndpoint } from "../aliyun/sts.ts";
+import { run } from "../command.ts";
 import type { OidcConfig } from "../config/providers/oidc.ts";
-import { ConfigError, FdeError, KeyProviderError } from "../errors.ts";
-import { type SpawnOutcome, spawnBounded, stderrDetail } from "../subprocess.ts";
+import { CommandError, ConfigError, FdeError, KeyProviderError } from "../errors.ts";
+import { stderrDetail } from "../subprocess.ts";
 import { MAX_KEY_BYTES } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
@@ -31,43 +32,45 @@ export function create(config: OidcConfig, ctx: ProviderContext): KeyProvider {
       hint: cause instanceof FdeError ? cause.hint : undefined,
     });
 
-  /**
-   * Runs the token command under spawnBounded()'s bounds. Not through command.ts's run(): that
-   * logs argv in verbose mode, and a token may be passed as an argument.
-   */
+  /** Runs the token command through run(), quiet: a token may be passed as an argument. */
   async function token(): Promise<string> {
     const label = `the token command ${command}`;
-    let outcome: SpawnOutcome;
+    let stdout: Uint8Array;
+    let stderr: string;
     try {
-      outcome = await spawnBounded(
-        command,
-        args,
+      ({ stdout, stderr } = await run(command, args, {
+        quiet: true,
+        label: `oidc key provider: ${label}`,
+        timeoutMs,
         // A JWT is held to the bound of a key: anything longer is not a token.
-        { timeoutMs, maxStdout: MAX_KEY_BYTES },
-        `oidc key provider: ${label}`,
-      );
-    } catch (cause) {
-      throw fail(`${label} could not be started: ${(cause as Error).message}`, cause);
+        maxStdout: MAX_KEY_BYTES,
+        requireCompleteOutput: true,
+      }));
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e;
+      const detail = stderrDetail(e.stderr, 3);
+      switch (e.failure) {
+        case "start":
+          throw fail(`${label} could not be started: ${e.reason}`);
+        case "timeout":
+          throw fail(`${label} did not finish within ${timeoutMs} ms${detail}`);
+        case "overflow":
+          throw fail(`${label} printed more than ${MAX_KEY_BYTES} bytes; that is not a token`);
+        case "leftovers":
+          throw fail(
+            `${label} left process(es) ${e.leftovers.join(", ")} holding its stdout after it exited (killed); ` +
+              "the token may be incomplete",
+          );
+        case "exit":
+          throw fail(
+            `${label} ${e.code === null ? `was killed by ${e.signal}` : `exited with code ${e.code}`}${detail}`,
+          );
+      }
     }
-    const { code, signal } = outcome;
-    const detail = stderrDetail(outcome.stderr, 3);
     // cryptpilot sends stdout untrimmed; a trailing newline is not part of a JWT.
-    const jwt = new TextDecoder().decode(outcome.stdout).trim();
-    outcome.stdout.fill(0);
-    if (outcome.timedOut) throw fail(`${label} did not finish within ${timeoutMs} ms${detail}`);
-    if (outcome.overflowed)
-      throw fail(`${label} printed more than ${MAX_KEY_BYTES} bytes; that is not a token`);
-    if (outcome.leftovers.length > 0) {
-      throw fail(
-        `${label} left process(es) ${outcome.leftovers.join(", ")} holding its stdout after it exited (killed); ` +
-          "the token may be incomplete",
-      );
-    }
-    if (code !== 0)
-      throw fail(
-        `${label} ${code === null ? `was killed by ${signal}` : `exited with code ${code}`}${detail}`,
-      );
-    if (!jwt) throw fail(`${label} printed nothing${detail}`);
+    const jwt = new TextDecoder().decode(stdout).trim();
+    stdout.fill(0);
+    if (!jwt) throw fail(`${label} printed nothing${stderrDetail(stderr, 3)}`);
     return jwt;
   }
 
