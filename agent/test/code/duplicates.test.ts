@@ -59,6 +59,11 @@ describe("defined once", () => {
     expect(definedIn(/function parseBlkidExport/)).toEqual(["agent/src/disk/blkid.ts"]);
   });
 
+  test("programs are started only by subprocess.ts, and only through command.ts run()", () => {
+    expect(definedIn(/Bun\.spawn|spawnSync|child_process/)).toEqual(["agent/src/subprocess.ts"]);
+    expect(definedIn(/spawnBounded\(/)).toEqual(["agent/src/command.ts", "agent/src/subprocess.ts"]);
+  });
+
   test("stderr is written only through log.ts (console.*; process.stderr costs start-up time)", () => {
     expect(definedIn(/process\.stderr\.write/)).toEqual([]);
   });
