@@ -2,6 +2,7 @@
 import { rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../command.ts";
+import { ROOTFS_HASH_LV_NAME, ROOTFS_LV_NAME } from "../../disk/names.ts";
 import { FdeError } from "../../errors.ts";
 import { type BootFiles, type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
 import { alignUp, computeLayout, MiB, pvMinSize, sfdiskScript } from "../layout.ts";
@@ -92,8 +93,8 @@ export const writeLvm = defineStep("writeLvm", "writing the cryptpilot LVM volum
   async run(c, io) {
     const rootfsLv = io.need("rootfsLv");
     const { free } = await writePv(c.cleanup, c.work, c.partial, io.need("disk").layout.pv, [
-      { name: "rootfs", file: rootfsLv.file, size: rootfsLv.size },
-      { name: "rootfs_hash", file: c.hashImg, size: Bun.file(c.hashImg).size },
+      { name: ROOTFS_LV_NAME, file: rootfsLv.file, size: rootfsLv.size },
+      { name: ROOTFS_HASH_LV_NAME, file: c.hashImg, size: Bun.file(c.hashImg).size },
     ]);
     io.set("lvm", { pvFree: free });
   },
