@@ -182,21 +182,29 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     return c;
   };
 
-  test("GRUB layout, unencrypted rootfs: partitions, boot entries, initrd, LVM, verity", async () => {
-    const out = join(dir, "out-plain.raw");
-    const volumes = join(configDir(false), "volumes");
-    sh("mkdir", ["-p", volumes]);
-    writeFileSync(join(volumes, "scratch.toml"), 'volume = "scratch"\ndev = "/dev/vdb"\n[encrypt.otp]\n');
-    await convert({
+  /**
+   * convert of the plain source into the file `output` with the unencrypted config, a 64 MiB /boot
+   * and GRUB; `extra` overrides any of those.
+   */
+  const convertImage = (output: string, extra: Partial<Parameters<typeof convert>[0]> = {}) =>
+    convert({
       input: source,
-      output: out,
+      output,
       device: false,
       configDir: configDir(false),
       bootPartSize: 64 * 1024 * 1024,
       uki: false,
       ukiAppendCmdline: "",
       assets: assets(dir),
+      ...extra,
     });
+
+  test("GRUB layout, unencrypted rootfs: partitions, boot entries, initrd, LVM, verity", async () => {
+    const out = join(dir, "out-plain.raw");
+    const volumes = join(configDir(false), "volumes");
+    sh("mkdir", ["-p", volumes]);
+    writeFileSync(join(volumes, "scratch.toml"), 'volume = "scratch"\ndev = "/dev/vdb"\n[encrypt.otp]\n');
+    await convertImage(out);
     expect(existsSync(out)).toBe(true);
     expect(existsSync(`${out}.partial`)).toBe(false);
     const parts = partitions(out);
@@ -253,17 +261,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
   test("encrypted rootfs: LUKS2 with subsystem cryptpilot, decrypts to the verity-checked filesystem", async () => {
     const out = join(dir, "out-enc.qcow2");
     const key = new TextEncoder().encode("rootfs-test-key");
-    await convert({
-      input: source,
-      output: out,
-      device: false,
-      configDir: configDir(true),
-      rootfsKey: key,
-      bootPartSize: 64 * 1024 * 1024,
-      uki: false,
-      ukiAppendCmdline: "",
-      assets: assets(dir),
-    });
+    await convertImage(out, { configDir: configDir(true), rootfsKey: key });
     expect(sh("qemu-img", ["info", "--output=json", out])).toContain('"format": "qcow2"');
     const raw = join(dir, "out-enc.raw");
     sh("qemu-img", ["convert", "-O", "raw", out, raw]);
@@ -306,16 +304,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
   test("a source with a separate /boot partition: its kernels move to the new boot partition, GRUB follows", async () => {
     const src = buildSourceImage(join(dir, "src-sepboot"), { separateBoot: true });
     const out = join(dir, "out-sepboot.raw");
-    await convert({
-      input: src,
-      output: out,
-      device: false,
-      configDir: configDir(false),
-      bootPartSize: 64 * 1024 * 1024,
-      uki: false,
-      ukiAppendCmdline: "",
-      assets: assets(dir),
-    });
+    await convertImage(out, { input: src });
     const parts = partitions(out);
     const boot = extract(out, parts[1]!.start, parts[1]!.size, join(dir, "boot-sep.ext4"));
     expect(debugfsCat(boot, `/initrd.img-${KVER}`)).toContain("fake-initrd");
@@ -330,16 +319,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
 
   test("--uki: [ESP with only EFI/BOOT/BOOTX64.EFI, PV], the UKI built by the guest's dracut --uefi", async () => {
     const out = join(dir, "out-uki.raw");
-    await convert({
-      input: source,
-      output: out,
-      device: false,
-      configDir: configDir(false),
-      bootPartSize: 64 * 1024 * 1024,
-      uki: true,
-      ukiAppendCmdline: "console=ttyS0",
-      assets: assets(dir),
-    });
+    await convertImage(out, { uki: true, ukiAppendCmdline: "console=ttyS0" });
     const parts = partitions(out);
     expect(parts.map((p) => p.name)).toEqual(["EFI System Partition", "cryptpilot"]);
     const env = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
@@ -380,17 +360,7 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
         sh("dd", [`of=${copy}`, "bs=4096", `seek=${at / 4096}`, "conv=notrunc", "status=none"], stale);
       const loop = sh("losetup", ["--find", "--show", copy]).trim();
       try {
-        await convert({
-          input: loop,
-          output: loop,
-          device: true,
-          configDir: configDir(false),
-          bootPartSize: 64 * 1024 * 1024,
-          uki: false,
-          ukiAppendCmdline: "",
-          assets: assets(dir),
-          wipeFreedSpace,
-        });
+        await convertImage(loop, { input: loop, device: true, wipeFreedSpace });
       } finally {
         sh("losetup", ["-d", loop]);
       }
@@ -428,16 +398,9 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
         );
         const passphrase = "rootfs-recovery";
         const out = join(dir, "out-tpm2.raw");
-        await convert({
-          input: source,
-          output: out,
-          device: false,
+        await convertImage(out, {
           configDir: cfg,
           rootfsKey: new TextEncoder().encode(passphrase),
-          bootPartSize: 64 * 1024 * 1024,
-          uki: false,
-          ukiAppendCmdline: "",
-          assets: assets(dir),
           tpm2Enroll: { tcti: tpm.tcti, policy: { bank: "sha256", pcrs: [7, 16] } },
         });
         const parts = partitions(out);
