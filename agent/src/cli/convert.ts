@@ -123,20 +123,25 @@ Works without device-mapper on the host. Must run as root.`,
       };
     }
     const device = values.device;
-    await convert({
-      input: device ?? values.in!,
-      output: device ?? values.out!,
-      device: device !== undefined,
-      configDir,
-      rootfsKey,
-      rootPartNum: partNum === undefined ? undefined : Number(partNum),
-      bootPartSize: parseSize(values.boot_part_size ?? values["boot-part-size"] ?? DEFAULT_BOOT_PART_SIZE),
-      uki: values.uki ?? false,
-      ukiAppendCmdline: values["uki-append-cmdline"] ?? DEFAULT_UKI_CMDLINE,
-      assets: loadAssets(),
-      wipeFreedSpace: values["wipe-freed-space"] ?? false,
-      tpm2Enroll,
-    });
+    // The key leaves this process only on cryptsetup's stdin; this copy is zeroed however convert ends.
+    try {
+      await convert({
+        input: device ?? values.in!,
+        output: device ?? values.out!,
+        device: device !== undefined,
+        configDir,
+        rootfsKey,
+        rootPartNum: partNum === undefined ? undefined : Number(partNum),
+        bootPartSize: parseSize(values.boot_part_size ?? values["boot-part-size"] ?? DEFAULT_BOOT_PART_SIZE),
+        uki: values.uki ?? false,
+        ukiAppendCmdline: values["uki-append-cmdline"] ?? DEFAULT_UKI_CMDLINE,
+        assets: loadAssets(),
+        wipeFreedSpace: values["wipe-freed-space"] ?? false,
+        tpm2Enroll,
+      });
+    } finally {
+      rootfsKey?.fill(0);
+    }
     return 0;
   },
 });

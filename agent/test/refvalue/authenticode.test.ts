@@ -7,7 +7,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 
 setDefaultTimeout(60_000);
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { authenticodeDigest } from "../../src/refvalue/authenticode.ts";
 import { sh } from "../../testkit/sh.ts";
@@ -71,7 +72,8 @@ describe("Debian's signed shim, GRUB and kernel", () => {
       // osslsigncode cannot parse shim's certificate table; GRUB's and the kernel's signatures carry the digest.
       if (what !== "shim") expect(ours).toBe(signedDigest(path)!);
       // Removing the signature (sbattach --remove) must not change the digest.
-      const unsigned = `${path}.unsigned`;
+      // (In a scratch directory: next to the cached kernel it would be found as a second vmlinuz-*.)
+      const unsigned = join(mkdtempSync(join(tmpdir(), "unsigned-")), `${what}.efi`);
       sh(["cp", path, unsigned]);
       sh(["sbattach", "--remove", unsigned]);
       expect(authenticodeDigest(readFileSync(unsigned), "sha384", what)).toBe(

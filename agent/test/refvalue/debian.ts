@@ -44,7 +44,8 @@ export function debianBoot(): DebianBoot {
     extract(join(debs, find("grub-efi-amd64-signed_")!), "./usr/lib/grub/*", join(root, "grub"));
   if (!existsSync(join(root, "kernel")))
     extract(join(debs, find("linux-image-6")!), "./boot/vmlinuz-*", join(root, "kernel"));
-  const vmlinuz = readdirSync(join(root, "kernel/boot")).find((f) => f.startsWith("vmlinuz-"))!;
+  // The package's one kernel (a copy an older test run left beside it, vmlinuz-*.unsigned, is not it).
+  const vmlinuz = readdirSync(join(root, "kernel/boot")).find((f) => /^vmlinuz-[\w.+-]+-amd64$/.test(f))!;
   return {
     shim: join(root, "shim/usr/lib/shim/shimx64.efi.signed"),
     grub: join(root, "grub/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
