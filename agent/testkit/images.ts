@@ -49,18 +49,23 @@ export function diskImage(path: string, label: "gpt" | "dos", parts: PartSpec[])
   sh(["sfdisk", "-q", path], `label: ${label}\n${lines.join("\n")}\n`);
   const table = JSON.parse(sh(["sfdisk", "-J", path])).partitiontable.partitions as { start: number }[];
   parts.forEach((p, i) => {
-    if (!p.image) return;
-    sh([
-      "dd",
-      `if=${p.image}`,
-      `of=${path}`,
-      "bs=512",
-      `seek=${table[i]!.start}`,
-      "conv=notrunc,sparse",
-      "status=none",
-    ]);
+    if (p.image) copyToSector(p.image, path, table[i]!.start, { sparse: true });
   });
   return path;
+}
+
+/**
+ * Copies the file `image` into `disk` from 512-byte sector `start` on, in place. `sparse` skips
+ * the image's zero blocks: only for a disk that is still all zeros there.
+ */
+export function copyToSector(
+  image: string,
+  disk: string,
+  start: number,
+  opts: { sparse?: boolean } = {},
+): void {
+  const conv = opts.sparse ? "conv=notrunc,sparse" : "conv=notrunc";
+  sh(["dd", `if=${image}`, `of=${disk}`, "bs=512", `seek=${start}`, conv, "status=none"]);
 }
 
 export const ESP_GPT = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";

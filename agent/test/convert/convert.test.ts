@@ -505,18 +505,9 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     const savedTmp = process.env.TMPDIR;
     process.env.TMPDIR = tmp;
     try {
-      await expect(
-        convert({
-          input: failing,
-          output: out,
-          device: false,
-          configDir: configDir(false),
-          bootPartSize: 64 * 1024 * 1024,
-          uki: false,
-          ukiAppendCmdline: "",
-          assets: assets(dir),
-        }),
-      ).rejects.toThrow(/rebuilding the guest's initrd.*dracut/s);
+      await expect(convertImage(out, { input: failing })).rejects.toThrow(
+        /rebuilding the guest's initrd.*dracut/s,
+      );
     } finally {
       // Assigning undefined would set the string "undefined" and break every later mkdtemp.
       if (savedTmp === undefined) delete process.env.TMPDIR;

@@ -12,6 +12,7 @@ import { readLogicalVolumes } from "../../src/disk/image/lvm.ts";
 import { openImage } from "../../src/disk/image/open.ts";
 import { partitionSource, readPartitions } from "../../src/disk/image/partitions.ts";
 import { openTree, probe } from "../../src/disk/image/probe.ts";
+import { copyToSector } from "../../testkit/images.ts";
 import { sh, tempDir } from "../../testkit/sh.ts";
 import { bytes, type Sample, writeSample } from "./util.ts";
 
@@ -104,24 +105,8 @@ describe("disks", () => {
     sh(["truncate", "-s", "90M", gptPath]);
     sh(["sfdisk", "-q", gptPath], layout);
     const parts = JSON.parse(sh(["sfdisk", "-J", gptPath])).partitiontable.partitions as { start: number }[];
-    sh([
-      "dd",
-      `if=${esp.path}`,
-      `of=${gptPath}`,
-      "bs=512",
-      `seek=${parts[10]!.start}`,
-      "conv=notrunc",
-      "status=none",
-    ]);
-    sh([
-      "dd",
-      `if=${boot.path}`,
-      `of=${gptPath}`,
-      "bs=512",
-      `seek=${parts[11]!.start}`,
-      "conv=notrunc",
-      "status=none",
-    ]);
+    copyToSector(esp.path, gptPath, parts[10]!.start);
+    copyToSector(boot.path, gptPath, parts[11]!.start);
   }
 
   test("GPT with partitions >= 10, raw and qcow2 (plain, zlib, zstd, backing file)", () => {
@@ -164,24 +149,8 @@ describe("disks", () => {
       start: number;
     }[];
     const byNumber = (n: number) => parts.find((p) => p.node.endsWith(String(n)))!;
-    sh([
-      "dd",
-      `if=${esp.path}`,
-      `of=${path}`,
-      "bs=512",
-      `seek=${byNumber(5).start}`,
-      "conv=notrunc",
-      "status=none",
-    ]);
-    sh([
-      "dd",
-      `if=${boot.path}`,
-      `of=${path}`,
-      "bs=512",
-      `seek=${byNumber(6).start}`,
-      "conv=notrunc",
-      "status=none",
-    ]);
+    copyToSector(esp.path, path, byNumber(5).start);
+    copyToSector(boot.path, path, byNumber(6).start);
     const disk = openImage(path);
     const read = readPartitions(disk);
     expect(read.map((p) => [p.number, p.start / 512])).toEqual(
