@@ -432,7 +432,7 @@ export class Esys {
     return values;
   }
 
-  /** TPM2_PCR_Extend of one bank (used by tests and by `tpm2` tooling, never at boot). */
+  /** TPM2_PCR_Extend of one bank (measure/ extends the AAEL PCR with it at boot; tests use it too). */
   pcrExtend(pcr: number, bank: PcrBank, digest: Uint8Array): void {
     if (digest.length !== BANK_DIGEST_SIZE[bank])
       throw new FdeError(`TPM: a ${bank} digest has ${BANK_DIGEST_SIZE[bank]} bytes`);
