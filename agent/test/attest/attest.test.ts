@@ -9,7 +9,7 @@ import { snpCertChainJson, snpReportJson } from "../../src/attest/snp.ts";
 import { parseTdxQuote } from "../../src/attest/tdx.ts";
 import { tsmReport } from "../../src/attest/tsm.ts";
 import { certTable, VCEK_GUID } from "./fake-sev-guest.ts";
-import { fakeTsm } from "./fake-tsm.ts";
+import { fakeTdxTsm, fakeTsm } from "./fake-tsm.ts";
 import { FIXTURES, fixture, haveFixtures } from "./fixtures.ts";
 import { encodeSev7, parseExact } from "./snp-serde.ts";
 
@@ -215,11 +215,7 @@ describe("TEE detection and selection", () => {
 describe.skipIf(!haveFixtures)("TDX and SNP evidence through a fake configfs-tsm", () => {
   test("tdx: zero-padded REPORTDATA in the quote, CCEL attached", async () => {
     const quote = fixture("verifier/tdx/tdx_quote_5.dat");
-    const tsm = await fakeTsm("tdx_guest", (inblob) => {
-      const q = quote.slice();
-      q.set(inblob, 54 + 520);
-      return { outblob: q };
-    });
+    const tsm = await fakeTdxTsm(quote, "v5");
     const sys = emptySys();
     mkdirSync(join(sys, "sys/firmware/acpi/tables/data"), { recursive: true });
     writeFileSync(join(sys, "sys/firmware/acpi/tables/data/CCEL"), fixture("eventlog/CCEL_data_grub"));

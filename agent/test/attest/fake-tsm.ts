@@ -56,3 +56,18 @@ export async function fakeTsm(
   };
   return { root, fs, inblobs, entries: () => fsp.readdir(join(root, "report")) };
 }
+
+/**
+ * Where a TDX quote carries REPORTDATA: after the 48-byte quote header (v5: and the 6-byte body
+ * descriptor), 520 bytes into the TD report.
+ */
+export const TDX_REPORTDATA_AT = { v4: 48 + 520, v5: 54 + 520 } as const;
+
+/** A tdx_guest configfs-tsm answering with `quote`, its REPORTDATA replaced by each request's inblob. */
+export function fakeTdxTsm(quote: Uint8Array, version: keyof typeof TDX_REPORTDATA_AT): Promise<FakeTsm> {
+  return fakeTsm("tdx_guest", (inblob) => {
+    const q = quote.slice();
+    q.set(inblob, TDX_REPORTDATA_AT[version]);
+    return { outblob: q };
+  });
+}

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { snpCertChainJson, snpReportJson } from "../../src/attest/snp.ts";
 import { createTdxAttester } from "../../src/attest/tdx.ts";
 import { certTable, VCEK_GUID } from "./fake-sev-guest.ts";
-import { fakeTsm } from "./fake-tsm.ts";
+import { fakeTdxTsm } from "./fake-tsm.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 import {
   bincodeSev4,
@@ -99,11 +99,7 @@ describe.skipIf(!haveFixtures)("SNP evidence deserialises in both trustees", () 
 describe.skipIf(!haveFixtures)("TDX evidence deserialises in both trustees", () => {
   test("{cc_eventlog, quote} fits both TdxEvidence structs", async () => {
     const quote = fixture("verifier/tdx/tdx_quote_4.dat");
-    const tsm = await fakeTsm("tdx_guest", (inblob) => {
-      const q = quote.slice();
-      q.set(inblob, 48 + 520);
-      return { outblob: q };
-    });
+    const tsm = await fakeTdxTsm(quote, "v4");
     const attester = createTdxAttester({ tsmRoot: tsm.root, sysRoot: "/nonexistent" }, tsm.fs);
     const ev = JSON.parse(JSON.stringify(await attester.evidence(new Uint8Array(48))));
     serdeCheck(ev, { struct: TDX_EVIDENCE_COCO });

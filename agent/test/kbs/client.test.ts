@@ -23,7 +23,7 @@ import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/htt
 import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
 import { FAST_RETRY, rejection, stopsAfterEach } from "../../testkit/harness.ts";
 import { DUMMY_TEE_PUBKEY, rcarAttest, rcarAuth, rcarPost, runtimeDataDigest } from "../../testkit/rcar.ts";
-import { fakeTsm } from "../attest/fake-tsm.ts";
+import { fakeTdxTsm } from "../attest/fake-tsm.ts";
 import { fixture, haveFixtures } from "../attest/fixtures.ts";
 
 const FAST: RetryPolicy = { ...FAST_RETRY, attempts: 5, baseDelayMs: 50, maxDelayMs: 200 };
@@ -136,11 +136,7 @@ describe("RCAR against the test broker", () => {
     "TDX evidence from a fake configfs-tsm passes the broker's REPORTDATA check",
     async () => {
       const quote = fixture("verifier/tdx/tdx_quote_4.dat");
-      const tsm = await fakeTsm("tdx_guest", (inblob) => {
-        const q = quote.slice();
-        q.set(inblob, 48 + 520);
-        return { outblob: q };
-      });
+      const tsm = await fakeTdxTsm(quote, "v4");
       const b = await broker({ allowTees: ["tdx"] });
       const c: KbsClientConfig = {
         url: b.url,
