@@ -8,6 +8,7 @@ import type { FdeConfig } from "../config/index.ts";
 import type { ProviderConfig } from "../config/providers/index.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
+import { EXT4_SUPERBLOCK_BYTES, EXT4_SUPERBLOCK_OFFSET } from "../disk/image/ext4.ts";
 import * as luks from "../disk/luks.ts";
 import type { HeaderProfile } from "../disk/luks2-header.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
@@ -60,10 +61,6 @@ async function withKey<T>(
 }
 
 const COW_HEAD_BYTES = 1024 * 1024;
-
-/** An ext4 superblock is the 1024 bytes at byte 1024 of its device. */
-const EXT4_SUPERBLOCK_OFFSET = 1024;
-const EXT4_HEAD_BYTES = 2048;
 
 const diskDelta = (fde: FdeConfig) => fde.rootfs.deltaLocation !== "ram";
 
@@ -327,7 +324,7 @@ async function prepareOverlayDelta(ctx: BeforeCtx): Promise<void> {
  */
 async function wipeBeyondFs(disk: BootDisk, dev: string): Promise<boolean> {
   try {
-    const head = await disk.block.readHead(dev, EXT4_HEAD_BYTES);
+    const head = await disk.block.readHead(dev, EXT4_SUPERBLOCK_OFFSET + EXT4_SUPERBLOCK_BYTES);
     const fsBytes = ext4SizeBytes(head.subarray(EXT4_SUPERBLOCK_OFFSET));
     if (fsBytes === undefined) throw new FdeError(`no ext4 superblock on ${dev}`);
     const range = overlayWipeRange(fsBytes, (await disk.block.sizeSectors(dev)) * 512);
