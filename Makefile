@@ -4,7 +4,7 @@ BIN := dist/cryptpilot-fde
 # The binary embeds the dracut module and hooks (convert installs them), so they are sources too.
 SRC := $(shell find agent/src -name '*.ts') package.json $(wildcard dracut-module/91cryptpilot/* hooks/*)
 
-.PHONY: all build apt-deps deps lint unit vm-test test bench demo clean
+.PHONY: all build build-arm64 deb apt-deps deps lint unit vm-test test bench demo clean
 
 all: build
 
@@ -36,11 +36,31 @@ BUILD_EPOCH = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/n
 # --splitting keeps each lazily imported command/provider in its own embedded chunk: without it the
 # node builtins those modules import (crypto, net, zlib, bun:ffi) load at start-up, doubling the
 # time of `--version` (see bench/results.md).
+COMPILE = $(BUN) build --compile --minify --bytecode --splitting --format=esm --define CRYPTPILOT_BUILD_EPOCH=$(BUILD_EPOCH) agent/src/main.ts
 $(BIN): $(SRC) node_modules/.installed
 	@mkdir -p dist
-	$(BUN) build --compile --minify --bytecode --splitting --format=esm --target=bun-linux-x64 --define CRYPTPILOT_BUILD_EPOCH=$(BUILD_EPOCH) agent/src/main.ts --outfile $(BIN)
+	$(COMPILE) --target=bun-linux-x64 --outfile $(BIN)
 
-build: $(BIN)
+# The aarch64 executable, cross-compiled: Bun fetches its bun-linux-aarch64 runtime from the npm
+# registry on first use (into Bun's cache). `make build ARCH=arm64` is the same as `make build-arm64`.
+BIN_ARM64 := dist/cryptpilot-fde-arm64
+$(BIN_ARM64): $(SRC) node_modules/.installed
+	@mkdir -p dist
+	$(COMPILE) --target=bun-linux-arm64 --outfile $(BIN_ARM64)
+
+build: $(if $(filter arm64 aarch64,$(ARCH)),$(BIN_ARM64),$(BIN))
+build-arm64: $(BIN_ARM64)
+
+# The Debian package dist/cryptpilot-fde_<version>_<arch>.deb (packaging/build-deb.sh: dpkg-deb,
+# help2man); ARCH=arm64 packages the aarch64 executable (its man page comes from the x86-64 one).
+VERSION := $(shell sed -nE 's/^  "version": "([^"]+)".*/\1/p' package.json)
+DEB_ARCH := $(if $(filter arm64 aarch64,$(ARCH)),arm64,amd64)
+DEB := dist/cryptpilot-fde_$(VERSION)_$(DEB_ARCH).deb
+$(DEB): $(if $(filter arm64,$(DEB_ARCH)),$(BIN_ARM64)) $(BIN) $(wildcard packaging/*.sh packaging/deb/* packaging/templates/* docs/volume-templates/*) README.md
+	SOURCE_DATE_EPOCH=$(BUILD_EPOCH) packaging/build-deb.sh --bin $(if $(filter arm64,$(DEB_ARCH)),$(BIN_ARM64),$(BIN)) \
+	  --help-bin $(BIN) --arch $(DEB_ARCH) --version $(VERSION) --out dist
+
+deb: $(DEB)
 
 lint: deps
 	node_modules/.bin/biome check agent vm-test bench
