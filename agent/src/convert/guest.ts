@@ -61,6 +61,11 @@ async function installVolumesUnit(root: string, assets: Assets): Promise<void> {
   if (unit === undefined) return;
   await mkdir(join(root, "usr/lib/systemd/system"), { recursive: true });
   await writeFile(join(root, "usr/lib/systemd/system/cryptpilot-volumes.service"), unit);
+  await enableVolumesUnit(root);
+}
+
+/** Enables /usr/lib/systemd/system/cryptpilot-volumes.service (convert's copy or the guest package's). */
+export async function enableVolumesUnit(root: string): Promise<void> {
   const wants = join(root, "etc/systemd/system/multi-user.target.wants");
   await mkdir(wants, { recursive: true });
   await rm(join(wants, "cryptpilot-volumes.service"), { force: true });

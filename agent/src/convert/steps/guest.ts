@@ -6,7 +6,8 @@ import { run } from "../../command.ts";
 import { volumeFiles } from "../../config/volume.ts";
 import { log } from "../../log.ts";
 import { type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
-import { fixFstab, installAgent, mount, moveBootOut } from "../guest.ts";
+import { fixFstab, mount, moveBootOut } from "../guest.ts";
+import { installOrUseGuestPackage } from "../guest-package.ts";
 import type { Partition } from "../source.ts";
 
 export const prepareGuest = defineStep(
@@ -18,7 +19,7 @@ export const prepareGuest = defineStep(
     sets: ["bootFiles"],
     async run(c, io) {
       await mount(c.cleanup, c.rootfsImg, c.guestMount, ["-o", "loop"], "guest");
-      await installAgent(c.guestMount, c.opts.assets);
+      await installOrUseGuestPackage(c.guestMount, c.opts.assets);
       await fixFstab(c.guestMount);
       await moveBootOut(c.guestMount, c.bootStaging);
       await mkdir(c.cfgDir, { recursive: true });
