@@ -1,0 +1,4 @@
+import { onGuest } from "../lib/scenario.ts";
+import scenario from "./refvalue-uki.ts";
+
+export default onGuest("trixie", scenario);
