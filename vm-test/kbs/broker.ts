@@ -115,6 +115,8 @@ export interface Broker {
   tokenKey: CryptoKeyPair;
   /** Requests per endpoint ("auth", "attest", "resource", "other") and successful attestations. */
   stats: Record<string, number>;
+  /** Every resource request: its path and the HTTP status answered (e.g. 401 for a policy denial). */
+  resourceLog: { path: string; status: number }[];
   /** Drop every session, as a restarted KBS would. */
   forgetSessions(): void;
   stop(): Promise<void>;
@@ -230,6 +232,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const sessionTtl = options.sessionTtlMs ?? 5 * 60_000;
   const tokenTtl = options.tokenTtlMs ?? 5 * 60_000;
   const stats: Record<string, number> = { auth: 0, attest: 0, resource: 0, other: 0, attestations: 0 };
+  const resourceLog: Broker["resourceLog"] = [];
   const broker = {
     faults: {
       slowMs: 0,
@@ -462,6 +465,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
       }
       if (broker.faults.malformed === step) return new Response("<html>not json", { status: 200 });
       const res = await answer(req, path, step, m);
+      if (step === "resource") resourceLog.push({ path: m?.[2] ?? "", status: res.status });
       const lb = broker.faults.affinityCookie;
       if (lb !== undefined && otherReplica(req)) {
         res.headers.append("set-cookie", `${lb}=${replica}; Path=/kbs; Max-Age=3600; HttpOnly`);
@@ -476,6 +480,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
     resources,
     tokenKey,
     stats,
+    resourceLog,
     forgetSessions: () => sessions.clear(),
     stop: () => server.stop(true),
   });

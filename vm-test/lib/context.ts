@@ -204,6 +204,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
             cpus: 2,
             timeoutSec: opts.timeoutSec ?? 600,
             network: opts.network ?? false,
+            guestForwards: opts.guestForwards,
             dnsServer: opts.dnsServer,
             killOn: opts.killOn
               ? { pattern: opts.killOn.pattern, delayMs: opts.killOn.delayMs ?? 0 }

@@ -15,6 +15,8 @@ export interface QemuBoot {
   timeoutSec: number;
   /** User-mode network (the guest reaches the host's 127.0.0.1:PORT as 10.0.2.2:PORT). */
   network: boolean;
+  /** With `network`: guest TCP connections to these addresses are relayed to host ports. */
+  guestForwards?: GuestForward[];
   /**
    * Where the guest's DNS queries go (an IPv4 address on the host, port 53). The DHCP-advertised
    * server 10.0.2.3 is libslirp's proxy, which forwards to the first nameserver of QEMU's own
@@ -28,6 +30,16 @@ export interface QemuBoot {
 }
 
 export type BootEnd = "poweroff" | "timeout" | "killed";
+
+/**
+ * A guest address (e.g. a cloud's link-local metadata service, 100.100.100.200:80) served by a test
+ * server on the host: QEMU's guestfwd runs one socat relay per guest connection.
+ */
+export interface GuestForward {
+  address: string;
+  port: number;
+  hostPort: number;
+}
 
 export interface BootOutcome {
   end: BootEnd;
@@ -68,7 +80,10 @@ export function qemuArgs(b: QemuBoot): string[] {
     args.push("-bios", OVMF);
   }
   if (b.network) {
-    args.push("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0");
+    const forwards = (b.guestForwards ?? []).map(
+      (f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`,
+    );
+    args.push("-netdev", `user,id=n0${forwards.join("")}`, "-device", "virtio-net-pci,netdev=n0");
   }
   args.push(...b.extraArgs);
   if (!b.dnsServer) return args;

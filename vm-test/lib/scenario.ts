@@ -1,6 +1,6 @@
 /** The scenario API: what a file in vm-test/scenarios/ exports and what it gets to work with. */
 import type { Markers } from "./markers.ts";
-import type { BootEnd } from "./qemu.ts";
+import type { BootEnd, GuestForward } from "./qemu.ts";
 
 export interface Scenario {
   /** One line for the run log and `vm-test/run --list`. */
@@ -78,6 +78,8 @@ export interface BootOptions {
   timeoutSec?: number;
   killOn?: { pattern: RegExp; delayMs?: number };
   network?: boolean;
+  /** Guest addresses relayed to host test servers (needs `network`; see QemuBoot.guestForwards). */
+  guestForwards?: GuestForward[];
   /** The guest's DNS server (host IPv4, port 53) behind QEMU's DNS proxy; see QemuBoot.dnsServer. */
   dnsServer?: string;
   memoryMiB?: number;
