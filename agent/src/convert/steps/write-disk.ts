@@ -5,6 +5,7 @@ import { run } from "../../command.ts";
 import { ROOTFS_HASH_LV_NAME, ROOTFS_LV_NAME } from "../../disk/names.ts";
 import { FdeError } from "../../errors.ts";
 import { type BootFiles, type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
+import { checkBootFits } from "../footprint.ts";
 import { alignUp, computeLayout, MiB, pvMinSize, sfdiskScript } from "../layout.ts";
 import { copyAt, writePv } from "../pv.ts";
 import { retargetGrubCfg } from "./boot-entries.ts";
@@ -29,6 +30,7 @@ export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP an
       pvMin: pvMinSize(io.need("rootfsLv").size, hashSize),
     });
     io.set("disk", { layout: L });
+    if (L.boot) await checkBootFits(c.bootStaging, L.boot.size);
     if (c.opts.device && L.diskSize > Bun.file(c.srcRaw).size) {
       throw new FdeError(
         `${c.opts.output} is too small for the converted layout (${(L.diskSize / MiB).toFixed(0)} MiB needed)`,
