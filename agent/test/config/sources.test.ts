@@ -112,6 +112,30 @@ describe("selectConfig", () => {
     }
   });
 
+  test("a bundle cannot force TEE evidence the initrd's configuration does not force", async () => {
+    const kbs = (tee?: string) =>
+      `[fde.rootfs]\n[fde.delta.encrypt.kbs]\nurl = "http://kbs"\nresource_path = "default/key/delta"\n${tee ? `tee = "${tee}"\n` : ""}`;
+    for (const tee of ["tpm", "sample"]) {
+      const { selected, lines, measuredHashes } = await select({
+        sources: [text(`${BUNDLE_HEADER}\n${kbs(tee)}`)],
+      });
+      expect(command(selected.config)).toBe("initrd-key");
+      expect(measuredHashes).toEqual([]);
+      expect(lines).toContain(`forces the kbs evidence tee = "${tee}"`);
+    }
+    // Left to detection: used (and measured).
+    const detected = await select({ sources: [text(`${BUNDLE_HEADER}\n${kbs()}`)] });
+    expect(detected.selected.source).toBe("test user data");
+    expect(detected.measuredHashes.length).toBe(1);
+    // The same TEE the measured initrd forces: used.
+    const initrdTpm = parseConfigTexts(
+      { fde: '[rootfs]\n[delta.encrypt.kbs]\nurl = "http://kbs"\nresource_path = "a/b/c"\ntee = "tpm"\n' },
+      "initrd:/etc/cryptpilot",
+    );
+    const same = await select({ initrd: initrdTpm, sources: [text(`${BUNDLE_HEADER}\n${kbs("tpm")}`)] });
+    expect(same.selected.source).toBe("test user data");
+  });
+
   test("user data that is not a bundle, or none, or no service: initrd used without measuring", async () => {
     const { selected, lines, measuredHashes } = await select({
       sources: [source(async () => ({ absent: "no metadata service" })), text("#cloud-config\nusers: []\n")],

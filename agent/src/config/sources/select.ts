@@ -77,6 +77,16 @@ export async function selectConfig(o: SelectOptions): Promise<SelectedConfig> {
       return ignore(
         `${source.name}: the bundle sets [global.boot] on_failure = "shell"; only the initrd's configuration can enable the emergency shell`,
       );
+    // The evidence is the guest's word to the broker: a host-written bundle that forced TPM (a
+    // host-provided vTPM) or sample evidence on a TDX/SNP guest would also pick the register its
+    // own hash goes into. Only the measured initrd may force a TEE; the bundle may leave it to
+    // detection or repeat what the initrd forces.
+    const allowedTees = forcedTees(o.initrd);
+    const tee = forcedTees(bundle.bundle).find((t) => !allowedTees.includes(t));
+    if (tee !== undefined)
+      return ignore(
+        `${source.name}: the bundle forces the kbs evidence tee = "${tee}", which the initrd's configuration does not; only the initrd's configuration can choose the TEE evidence`,
+      );
     const measured = await o.measure(bundle).catch((err: unknown) => ({ refused: formatError(err) }));
     if ("refused" in measured) {
       return ignore(
@@ -90,4 +100,12 @@ export async function selectConfig(o: SelectOptions): Promise<SelectedConfig> {
     return { config, source: source.name, userData: { text, bundle, register: measured.register } };
   }
   return initrd;
+}
+
+/** The TEEs the kbs providers of a configuration force (`tee = ...`); detection when none. */
+function forcedTees(config: Pick<LoadedConfig, "fde">): string[] {
+  const fde = config.fde;
+  return [fde?.rootfs.encrypt, fde?.delta.encrypt].flatMap((p) =>
+    p?.type === "kbs" && p.tee !== undefined ? [p.tee] : [],
+  );
 }
