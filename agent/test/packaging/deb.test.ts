@@ -148,6 +148,7 @@ describe.skipIf(why !== undefined)("the Debian package", () => {
     // Debian 13 renamed the tss2 libraries (t64); both names satisfy the recommendation.
     expect(field(control, "Recommends")).toContain("libtss2-esys-3.0.2-0t64 | libtss2-esys-3.0.2-0");
     expect(field(control, "Recommends")).toContain("libtss2-tcti-device0t64 | libtss2-tcti-device0");
+    expect(field(control, "Recommends").split(/,\s*/)).toContain("dracut-network");
   });
 
   test("every file under /etc is a conffile; the templates cover every key provider", () => {
