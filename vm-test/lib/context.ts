@@ -205,6 +205,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
             timeoutSec: opts.timeoutSec ?? 600,
             network: opts.network ?? false,
             guestForwards: opts.guestForwards,
+            userNet: opts.userNet,
             dnsServer: opts.dnsServer,
             killOn: opts.killOn
               ? { pattern: opts.killOn.pattern, delayMs: opts.killOn.delayMs ?? 0 }

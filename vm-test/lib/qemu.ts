@@ -18,6 +18,11 @@ export interface QemuBoot {
   /** With `network`: guest TCP connections to these addresses are relayed to host ports. */
   guestForwards?: GuestForward[];
   /**
+   * With `network`: more `-netdev user` options, e.g. `net=100.64.0.0/10,host=100.64.0.2` for
+   * another address range than 10.0.2.0/24 (a guestfwd address must lie inside the range).
+   */
+  userNet?: string;
+  /**
    * Where the guest's DNS queries go (an IPv4 address on the host, port 53). The DHCP-advertised
    * server 10.0.2.3 is libslirp's proxy, which forwards to the first nameserver of QEMU's own
    * /etc/resolv.conf (slirp.c get_dns_addr_resolv_conf); QEMU runs in a private mount namespace
@@ -83,7 +88,8 @@ export function qemuArgs(b: QemuBoot): string[] {
     const forwards = (b.guestForwards ?? []).map(
       (f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`,
     );
-    args.push("-netdev", `user,id=n0${forwards.join("")}`, "-device", "virtio-net-pci,netdev=n0");
+    const net = b.userNet ? `,${b.userNet}` : "";
+    args.push("-netdev", `user,id=n0${net}${forwards.join("")}`, "-device", "virtio-net-pci,netdev=n0");
   }
   args.push(...b.extraArgs);
   if (!b.dnsServer) return args;

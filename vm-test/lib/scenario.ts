@@ -80,6 +80,8 @@ export interface BootOptions {
   network?: boolean;
   /** Guest addresses relayed to host test servers (needs `network`; see QemuBoot.guestForwards). */
   guestForwards?: GuestForward[];
+  /** More `-netdev user` options, e.g. another address range (see QemuBoot.userNet). */
+  userNet?: string;
   /** The guest's DNS server (host IPv4, port 53) behind QEMU's DNS proxy; see QemuBoot.dnsServer. */
   dnsServer?: string;
   memoryMiB?: number;
