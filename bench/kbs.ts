@@ -7,7 +7,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { clearKbsSessions, getKbsResource, type KbsClientConfig } from "../agent/src/kbs/client.ts";
-import { DEFAULT_RETRY } from "../agent/src/kbs/http.ts";
+import { KBS_RETRY } from "../agent/src/net/retry.ts";
 import { hasSwtpm, startSwtpm } from "../agent/testkit/swtpm.ts";
 import { type Broker, startBroker } from "../vm-test/kbs/broker.ts";
 import { type BenchContext, type Benchmark, type Measurement, median } from "./lib.ts";
@@ -28,7 +28,7 @@ async function tpmHandshake(ctx: BenchContext, broker: Broker, sampleMs: number)
     const cfg: KbsClientConfig = {
       url: broker.url,
       tee: "tpm",
-      retry: DEFAULT_RETRY,
+      retry: KBS_RETRY,
       attestation: {
         env: {},
         paths: { tsmRoot: join(ctx.tmp, "no-tsm"), sysRoot: sys },
@@ -66,7 +66,7 @@ const benchmark: Benchmark = {
       },
     });
     try {
-      const cfg: KbsClientConfig = { url: broker.url, tee: "sample", retry: DEFAULT_RETRY };
+      const cfg: KbsClientConfig = { url: broker.url, tee: "sample", retry: KBS_RETRY };
       const plain: number[] = [];
       const handshake: number[] = [];
       const boot: number[] = [];

@@ -6,7 +6,7 @@ import { afterAll, afterEach } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RetryPolicy } from "../src/kbs/http.ts";
+import type { RetryPolicy } from "../src/net/retry.ts";
 
 /**
  * A maker of configuration directories for one test file: each call makes a fresh temp directory

@@ -9,10 +9,6 @@ import { CONTROL_REPLY_MAX_BYTES, type ExchangeReply, exchange } from "../net/ht
 import { HttpFailure, type RetryPolicy, withRetry as retryLoop } from "../net/retry.ts";
 import { AliyunError, type AliyunFailureKind } from "./errors.ts";
 
-export { text } from "../net/http.ts";
-/** The Alibaba Cloud clients' default policy (net/retry.ts ALIYUN_RETRY). */
-export { ALIYUN_RETRY as DEFAULT_RETRY, type RetryPolicy } from "../net/retry.ts";
-
 export interface HttpRequest {
   /** Base URL shown in errors (never contains a query string). */
   endpoint: string;

@@ -5,8 +5,10 @@
  * the token endpoint is refused.
  */
 import { log } from "../log.ts";
+import { text } from "../net/http.ts";
+import { ALIYUN_RETRY, type RetryPolicy } from "../net/retry.ts";
 import { AliyunError } from "./errors.ts";
-import { DEFAULT_RETRY, type RetryPolicy, send, text, withRetry } from "./http.ts";
+import { send, withRetry } from "./http.ts";
 import type { StsCredentials } from "./rpc.ts";
 
 export const IMDS_ENDPOINT = "http://100.100.100.200";
@@ -56,7 +58,7 @@ export class Imds {
 
   constructor(
     private readonly endpoint: string = IMDS_ENDPOINT,
-    private readonly retry: RetryPolicy = DEFAULT_RETRY,
+    private readonly retry: RetryPolicy = ALIYUN_RETRY,
   ) {}
 
   async regionId(): Promise<string> {

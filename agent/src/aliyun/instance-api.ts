@@ -3,10 +3,11 @@
  * authenticated with a Client Key: protobuf body, x-kms-* headers, RSA-SHA256 request signature.
  */
 import { createHash } from "node:crypto";
+import { ALIYUN_RETRY, type RetryPolicy } from "../net/retry.ts";
 import type { ClientKey } from "./client-key.ts";
 import { ErrorMessage, GetSecretValueRequest, GetSecretValueResponse } from "./dkms-proto.ts";
 import { AliyunError } from "./errors.ts";
-import { DEFAULT_RETRY, type RetryPolicy, send, withRetry } from "./http.ts";
+import { send, withRetry } from "./http.ts";
 
 export const API_VERSION = "dkms-gcs-0.2";
 export const SIGNATURE_METHOD = "RSA_PKCS1_SHA_256";
@@ -69,7 +70,7 @@ export interface InstanceRequest {
 /** Returns the SecretData string of the secret's current version. */
 export async function getSecretValue(req: InstanceRequest, secretName: string): Promise<string> {
   const action = "GetSecretValue";
-  const policy = req.retry ?? DEFAULT_RETRY;
+  const policy = req.retry ?? ALIYUN_RETRY;
   const body = GetSecretValueRequest.encode({ SecretName: secretName, FetchExtendedConfig: true });
   const res = await withRetry(policy, async (timeoutMs) => {
     const r = await send({

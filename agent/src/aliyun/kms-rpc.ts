@@ -1,6 +1,7 @@
 /** KMS GetSecretValue on the shared gateway kms.<region>.aliyuncs.com, signed with STS credentials. */
+
+import type { RetryPolicy } from "../net/retry.ts";
 import { AliyunError } from "./errors.ts";
-import type { RetryPolicy } from "./http.ts";
 import { callRpc, type StsCredentials } from "./rpc.ts";
 
 export function kmsEndpoint(regionId: string): string {

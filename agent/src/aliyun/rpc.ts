@@ -4,8 +4,10 @@
  * signature with an STS security token.
  */
 import { createHmac, randomUUID } from "node:crypto";
+import { text } from "../net/http.ts";
+import { ALIYUN_RETRY, type RetryPolicy } from "../net/retry.ts";
 import { AliyunError } from "./errors.ts";
-import { DEFAULT_RETRY, type RetryPolicy, send, text, withRetry } from "./http.ts";
+import { send, withRetry } from "./http.ts";
 
 export interface StsCredentials {
   accessKeyId: string;
@@ -58,7 +60,7 @@ export interface RpcCall {
 
 /** Makes the call (with retries) and returns the parsed JSON answer. */
 export async function callRpc(call: RpcCall): Promise<Record<string, unknown>> {
-  const policy = call.retry ?? DEFAULT_RETRY;
+  const policy = call.retry ?? ALIYUN_RETRY;
   return withRetry(policy, async (timeoutMs) => {
     const params = buildParams(call);
     const encoded = Object.entries(params)

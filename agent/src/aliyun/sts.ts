@@ -1,6 +1,7 @@
 /** STS AssumeRoleWithOIDC: trades an OIDC id_token for temporary credentials. Anonymous call. */
+
+import type { RetryPolicy } from "../net/retry.ts";
 import { AliyunError } from "./errors.ts";
-import type { RetryPolicy } from "./http.ts";
 import { callRpc, type StsCredentials } from "./rpc.ts";
 
 /** Two finance regions use the central endpoint; the rest have sts.<region>.aliyuncs.com. */

@@ -56,5 +56,3 @@ export function libcIoctl(): Ioctl {
 export function kernelBuffer(size: number): Uint8Array {
   return new Uint8Array(new ArrayBuffer(size));
 }
-
-export { ERRNO, errnoName } from "../libc.ts";

@@ -11,8 +11,9 @@
  */
 import { closeSync, openSync } from "node:fs";
 import { FdeError } from "../errors.ts";
+import { ERRNO, errnoName } from "../libc.ts";
 import { log } from "../log.ts";
-import { ERRNO, errnoName, type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
+import { type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
 import { TEE_DRIVERS } from "./platform.ts";
 
 export const SEV_GUEST_DEVICE = TEE_DRIVERS.snp.device;

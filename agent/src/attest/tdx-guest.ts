@@ -11,7 +11,8 @@
  */
 import { closeSync, openSync } from "node:fs";
 import { FdeError } from "../errors.ts";
-import { errnoName, type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
+import { errnoName } from "../libc.ts";
+import { type Ioctl, iowr, kernelBuffer, libcIoctl } from "./ioctl.ts";
 import { TEE_DRIVERS } from "./platform.ts";
 
 export const TDX_GUEST_DEVICE = TEE_DRIVERS.tdx.device;

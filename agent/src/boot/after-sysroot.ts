@@ -6,11 +6,11 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import type { FdeConfig } from "../config/index.ts";
+import * as N from "../disk/names.ts";
 import { FdeError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Step } from "../steps.ts";
 import type { MountOps } from "./disk-ops.ts";
-import * as N from "./names.ts";
 
 export interface AfterCtx {
   provider?: string;

@@ -8,17 +8,17 @@ import type { FdeConfig } from "../config/index.ts";
 import type { ProviderConfig } from "../config/providers/index.ts";
 import * as blockdev from "../disk/blockdev.ts";
 import * as dm from "../disk/dm.ts";
-import { EXT4_SUPERBLOCK_BYTES, EXT4_SUPERBLOCK_OFFSET } from "../disk/image/ext4.ts";
+import { EXT4_SUPERBLOCK_BYTES, EXT4_SUPERBLOCK_OFFSET, ext4SizeBytes } from "../disk/image/ext4.ts";
 import * as luks from "../disk/luks.ts";
 import type { HeaderProfile } from "../disk/luks2-header.ts";
+import * as N from "../disk/names.ts";
 import { FdeError, KeyProviderError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { FreshKey, KeyProvider } from "../providers/index.ts";
 import { BOOT_FRESH_KEY } from "../providers/provider.ts";
 import type { Step } from "../steps.ts";
-import { cowAction, decideReinit, ext4SizeBytes, integrityGrowth, overlayWipeRange } from "./delta.ts";
+import { cowAction, decideReinit, integrityGrowth, overlayWipeRange } from "./delta.ts";
 import type { BootDisk, BootOps } from "./disk-ops.ts";
-import * as N from "./names.ts";
 
 export interface BeforeCtx {
   provider?: string;

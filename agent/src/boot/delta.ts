@@ -65,9 +65,6 @@ export function integrityGrowth(size: IntegritySize): { fromSectors: number; toS
   return { fromSectors: size.mappedSectors, toSectors: size.providedSectors };
 }
 
-/** The ext4 superblock is parsed only in disk/image/ext4.ts. */
-export { ext4SizeBytes } from "../disk/image/ext4.ts";
-
 /**
  * What an integrity delta with the overlayfs backend must wipe before its filesystem grows: the
  * part of the device beyond the filesystem, which dm-integrity has never written (resize2fs and

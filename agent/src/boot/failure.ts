@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { run } from "../command.ts";
 import type { FailureAction, GlobalConfig } from "../config/fde.ts";
 import { deactivateVg, GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
-import * as N from "./names.ts";
+import * as N from "../disk/names.ts";
 
 /** systemd's marker of an initrd (the stage units' ConditionPathExists= too). */
 export const INITRD_RELEASE = "/etc/initrd-release";

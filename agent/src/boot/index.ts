@@ -5,6 +5,7 @@ import { HANDOFF_DIR, readHandoff, writeHandoff } from "../config/sources/handof
 import { type MeasureBundle, selectConfig } from "../config/sources/select.ts";
 import type { UserDataSource } from "../config/sources/types.ts";
 import { GUEST_LVM_SYSTEM_DIR } from "../disk/lvm.ts";
+import * as N from "../disk/names.ts";
 import { formatError } from "../errors.ts";
 import { isVerbose, log, setVerbose } from "../log.ts";
 import { runSteps, StepsFailed, seconds } from "../steps.ts";
@@ -12,7 +13,6 @@ import { afterSysrootSteps } from "./after-sysroot.ts";
 import { beforeSysrootSteps } from "./before-sysroot.ts";
 import { realBootOps, realMountOps } from "./disk-ops.ts";
 import { type FailureDeps, failClosed, failureTail, realFailureDeps } from "./failure.ts";
-import * as N from "./names.ts";
 import { AFTER_SYSROOT, BEFORE_SYSROOT, type Stage } from "./stages.ts";
 
 export type { Stage } from "./stages.ts";

@@ -1,8 +1,6 @@
 import { isStage, STAGES } from "../boot/stages.ts";
 import { defineCommand } from "./command.ts";
 
-export { STAGES };
-
 export default defineCommand({
   usage: "--stage STAGE",
   description: `Run one initrd boot stage; the systemd units of the cryptpilot dracut module call this.

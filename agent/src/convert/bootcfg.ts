@@ -6,7 +6,6 @@
 import { ROOT_DEVICE } from "../disk/names.ts";
 import { FdeError } from "../errors.ts";
 
-export { ROOT_DEVICE };
 /** dracut's own LVM/LUKS activation must keep its hands off the cryptpilot VG and the LUKS rootfs LV. */
 export const EXTRA_ARGS = ["rd.lvm=0", "rd.luks=0"];
 

@@ -18,8 +18,6 @@ import type { ConvertOptions } from "./options.ts";
 import { plan, runnerSteps } from "./plan.ts";
 
 export type { ConvertOptions } from "./options.ts";
-export { ukiCmdline } from "./steps/initrd.ts";
-export { LUKS_REDUCE } from "./steps/rootfs.ts";
 
 export async function convert(opts: ConvertOptions): Promise<void> {
   requireRoot();

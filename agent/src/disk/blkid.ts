@@ -1,7 +1,7 @@
 /**
  * The one place blkid is run and its output parsed: convert reads the source disk's filesystems
  * through it, the volume commands the signature on a device they would format, the boot stage
- * (through blockdev.probeType) a device's type. Always the low-level probe (`-p`): the cache and
+ * (through blockdev.cowSignature) a device's type. Always the low-level probe (`-p`): the cache and
  * udev's database may be stale or, in the initrd, absent. blkid exits 2 for "nothing found".
  */
 import { run } from "../command.ts";

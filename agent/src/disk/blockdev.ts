@@ -17,9 +17,6 @@ export async function sizeSectors(device: string): Promise<number> {
   return Number(text.trim());
 }
 
-/** The superblock type blkid finds by low-level probing (disk/blkid.ts), or undefined. */
-export { probeType } from "./blkid.ts";
-
 /** dm-snapshot's persistent COW header starts with "SnAp" (what blkid calls DM_snapshot_cow). */
 export function hasSnapshotCowMagic(head: Uint8Array): boolean {
   return head[0] === 0x53 && head[1] === 0x6e && head[2] === 0x41 && head[3] === 0x70;

@@ -33,7 +33,6 @@ export interface HeaderProfile {
   integrity: boolean;
 }
 
-export { LUKS2_CIPHER, LUKS2_INTEGRITY, LUKS2_SECTOR_SIZE } from "./luks.ts";
 /** Volume key bytes: the XTS key, plus 256 bits for hmac(sha256) with integrity. */
 export const VOLUME_KEY_BYTES = { plain: XTS_KEY_BITS / 8, integrity: XTS_KEY_BITS / 8 + 32 } as const;
 /** Keyslot-area key sizes a keyslot may use with aes-xts-plain64 (256- or 512-bit XTS). */

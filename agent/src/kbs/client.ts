@@ -16,10 +16,11 @@ import { decodeJwt, type FlattenedJWE } from "jose";
 import { type SelectOptions, selectAttester } from "../attest/index.ts";
 import { log } from "../log.ts";
 import { CookieJar } from "../net/cookies.ts";
-import { backoffDelay, type ExchangeReply, text } from "../net/http.ts";
+import { type ExchangeReply, text } from "../net/http.ts";
+import { backoffDelay, type RetryPolicy } from "../net/retry.ts";
 import { canonicalJson } from "./canonical.ts";
 import { KbsError, type KbsStep } from "./errors.ts";
-import { errorInfo, type HttpContext, kbsFetch, type RetryPolicy, systemCaBundle } from "./http.ts";
+import { errorInfo, type HttpContext, kbsFetch, systemCaBundle } from "./http.ts";
 import { decryptResource, generateTeeKeyPair, type TeeKeyAlgorithm, type TeeKeyPair } from "./keypair.ts";
 
 export const KBS_PROTOCOL_VERSION = "0.4.0";

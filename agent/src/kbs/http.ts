@@ -12,8 +12,6 @@ import { HttpFailure, type RetryPolicy, withRetry } from "../net/retry.ts";
 import { MAX_KEY_BYTES } from "../providers/key-size.ts";
 import { KbsError, type KbsErrorInfo, type KbsStep } from "./errors.ts";
 
-export { backoffDelay, KBS_RETRY as DEFAULT_RETRY, type RetryPolicy } from "../net/retry.ts";
-
 /**
  * A /resource reply is a flattened JWE of the key: base64url (4/3) of at most MAX_KEY_BYTES plus
  * the protected header, IV, tag and an RSA-wrapped key (under 2 KiB); 16 KiB of slack.

@@ -7,9 +7,10 @@
  *   with `{ __u8 data[48]; __u8 index; }`. Mainline never had it; there it fails with ENOTTY.
  */
 import { closeSync, constants, existsSync, openSync, writeSync } from "node:fs";
-import { errnoName, type Ioctl, ior, kernelBuffer, libcIoctl } from "../attest/ioctl.ts";
+import { type Ioctl, ior, kernelBuffer, libcIoctl } from "../attest/ioctl.ts";
 import { TEE_DRIVERS } from "../attest/platform.ts";
 import { FdeError } from "../errors.ts";
+import { errnoName } from "../libc.ts";
 import type { RegisterExtender } from "./open.ts";
 import { TDX_REGISTER, TDX_RTMR } from "./registers.ts";
 

@@ -11,8 +11,6 @@ import { isIP } from "node:net";
 import { connect, type DetailedPeerCertificate } from "node:tls";
 import { printable } from "../escape.ts";
 
-export { CERTIFICATE_TIME_CODES } from "./retry.ts";
-
 /** Longest the extra handshake that reads the peer's dates may take (it only improves a message). */
 export const CERT_TIME_PROBE_TIMEOUT_MS = 5_000;
 

@@ -9,15 +9,6 @@ import { printable } from "../escape.ts";
 import { certificateTimeMessage } from "./cert-time.ts";
 import { classify, HttpFailure } from "./retry.ts";
 
-export {
-  backoffDelay,
-  type FailureKind,
-  HttpFailure,
-  type RetryHooks,
-  type RetryPolicy,
-  withRetry,
-} from "./retry.ts";
-
 /** Cap for JSON/protobuf control replies (KBS /auth, /attest; KMS, STS, IMDS): 1 MiB. */
 export const CONTROL_REPLY_MAX_BYTES = 1024 * 1024;
 

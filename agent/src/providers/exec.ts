@@ -4,7 +4,7 @@
  * Time, output size and leftover processes are bounded by command.ts's run() (quiet).
  */
 import { run } from "../command.ts";
-import type { ExecConfig } from "../config/providers.ts";
+import type { ExecConfig } from "../config/providers/exec.ts";
 import { CommandError, KeyProviderError } from "../errors.ts";
 import { stderrDetail } from "../subprocess.ts";
 import { MAX_KEY_BYTES } from "./key-size.ts";

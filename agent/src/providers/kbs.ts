@@ -5,8 +5,8 @@
  */
 import type { KbsConfig } from "../config/providers/kbs.ts";
 import { getKbsResource, type KbsClientConfig } from "../kbs/client.ts";
-import { DEFAULT_RETRY } from "../kbs/http.ts";
 import { parseResourcePath } from "../kbs/resource-uri.ts";
+import { KBS_RETRY } from "../net/retry.ts";
 import { checkKeySize } from "./key-size.ts";
 import type { KeyProvider, ProviderContext } from "./provider.ts";
 
@@ -41,7 +41,7 @@ export function create(config: KbsConfig, ctx: ProviderContext): KeyProvider {
     ca: config.rootCert,
     keyAlgorithm: config.teeKeyAlgorithm,
     retry: {
-      ...DEFAULT_RETRY,
+      ...KBS_RETRY,
       attempts: config.retryAttempts,
       totalTimeoutMs: config.retryTimeoutMs,
       requestTimeoutMs: config.requestTimeoutMs,

@@ -37,9 +37,6 @@ export interface VolumeStatus {
   description: string;
 }
 
-/** The signature blkid's low-level probe finds on a device (disk/blkid.ts), or undefined. */
-export { probeSignature };
-
 export async function probeDevice(volume: string, dev: string): Promise<DeviceFacts> {
   const facts: DeviceFacts = { opened: existsSync(mapperPath(volume)), devExists: existsSync(dev) };
   if (!facts.devExists) return facts;

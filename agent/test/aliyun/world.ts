@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { type Issuer, makeIssuer as makeOidcIssuer } from "../../../vm-test/aliyun/issuer.ts";
 import { type Material, makeMaterial } from "../../../vm-test/aliyun/material.ts";
 import { AliyunWorld, type WorldOptions } from "../../../vm-test/aliyun/servers.ts";
-import type { RetryPolicy } from "../../src/aliyun/http.ts";
 import { KeyProviderError } from "../../src/errors.ts";
+import type { RetryPolicy } from "../../src/net/retry.ts";
 
 export type { Issuer };
 

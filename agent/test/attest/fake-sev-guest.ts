@@ -8,8 +8,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Ioctl } from "../../src/attest/ioctl.ts";
-import { ERRNO } from "../../src/attest/ioctl.ts";
 import { SNP_GET_EXT_REPORT, SNP_GET_REPORT, SNP_UAPI } from "../../src/attest/sev-guest.ts";
+import { ERRNO } from "../../src/libc.ts";
 
 export interface FakeHost {
   /** The signed report template; REPORT_DATA is written at 0x50 from the request. */

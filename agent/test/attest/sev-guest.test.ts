@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ERRNO, kernelBuffer, libcIoctl } from "../../src/attest/ioctl.ts";
+import { kernelBuffer, libcIoctl } from "../../src/attest/ioctl.ts";
 import {
   SNP_BUSY_RETRIES,
   SNP_CERTS_INITIAL_BYTES,
@@ -12,6 +12,7 @@ import {
   snpReportFromDevice,
 } from "../../src/attest/sev-guest.ts";
 import { createSnpAttester, snpInterface } from "../../src/attest/snp.ts";
+import { ERRNO } from "../../src/libc.ts";
 import { certTable, fakeSevGuest, VCEK_GUID } from "./fake-sev-guest.ts";
 import { fixture, haveFixtures } from "./fixtures.ts";
 

@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ERRNO, type Ioctl } from "../../src/attest/ioctl.ts";
+import type { Ioctl } from "../../src/attest/ioctl.ts";
 import { createTdxAttester } from "../../src/attest/tdx.ts";
 import { TDX_CMD_GET_REPORT0, tdxReportFromDevice } from "../../src/attest/tdx-guest.ts";
+import { ERRNO } from "../../src/libc.ts";
 
 function sysWithTdxGuest(): string {
   const sys = mkdtempSync(join(tmpdir(), "fake-tdx-"));

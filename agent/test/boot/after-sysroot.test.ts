@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AfterCtx, afterSysrootSteps, CONTAINER_DIRS } from "../../src/boot/after-sysroot.ts";
 import type { MountOps } from "../../src/boot/disk-ops.ts";
-import * as N from "../../src/boot/names.ts";
 import type { FdeConfig } from "../../src/config/index.ts";
+import * as N from "../../src/disk/names.ts";
 import { runSteps, StepsFailed } from "../../src/steps.ts";
 
 let dir: string;

@@ -2,8 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ext4SizeBytes, integrityGrowth, overlayWipeRange } from "../../src/boot/delta.ts";
+import { integrityGrowth, overlayWipeRange } from "../../src/boot/delta.ts";
 import { runText } from "../../src/command.ts";
+import { ext4SizeBytes } from "../../src/disk/image/ext4.ts";
 import { parseIntegrityStatus, wipeIntegrityRange } from "../../src/disk/luks.ts";
 
 describe("growing an integrity delta", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { failureParagraph, runSteps, StepsFailed, stepLine } from "../../src/steps.ts";
 import { CommandError, KeyProviderError } from "../../src/errors.ts";
+import { failureParagraph, runSteps, StepsFailed, stepLine } from "../../src/steps.ts";
 
 describe("numbered steps", () => {
   test("lines are numbered, padded and timed; steps run in order", async () => {

@@ -7,7 +7,6 @@ import {
   rewriteGrubenv,
 } from "../../src/convert/bootcfg.ts";
 import { dracutArgs, listKernels } from "../../src/convert/guest.ts";
-import { ukiCmdline } from "../../src/convert/index.ts";
 import { computeLayout, MiB, parseSize, pvMinSize, sfdiskScript } from "../../src/convert/layout.ts";
 import {
   chooseRoot,
@@ -15,6 +14,7 @@ import {
   parseSfdiskJson,
   requireShrinkableRoot,
 } from "../../src/convert/source.ts";
+import { ukiCmdline } from "../../src/convert/steps/initrd.ts";
 
 describe("boot entries", () => {
   test("every root= becomes /dev/mapper/rootfs, dracut's LVM/LUKS activation is off", () => {

@@ -1,5 +1,4 @@
 import { describe, expect, test } from "bun:test";
-import * as boot from "../../src/boot/names.ts";
 import * as N from "../../src/disk/names.ts";
 
 describe("disk/names", () => {
@@ -10,12 +9,6 @@ describe("disk/names", () => {
     expect(N.LV_DELTA).toBe("/dev/mapper/cryptpilot-delta");
     expect(N.lvMapperPath("data0")).toBe("/dev/mapper/cryptpilot-data0");
     expect(N.ROOT_DEVICE).toBe("/dev/mapper/rootfs");
-  });
-
-  test("boot/names.ts re-exports the same names", () => {
-    expect(boot.VG).toBe(N.VG);
-    expect(boot.LV_DELTA).toBe(N.LV_DELTA);
-    expect(boot.mapper("x")).toBe(N.mapper("x"));
   });
 
   test("a data volume may not take a boot mapper name or the VG prefix", () => {

@@ -19,8 +19,8 @@ import {
   RCAR_HANDSHAKE_ATTEMPTS,
 } from "../../src/kbs/client.ts";
 import type { KbsError } from "../../src/kbs/errors.ts";
-import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from "../../src/kbs/http.ts";
 import { parseResourcePath } from "../../src/kbs/resource-uri.ts";
+import { backoffDelay, KBS_RETRY, type RetryPolicy } from "../../src/net/retry.ts";
 import { FAST_RETRY, rejection, stopsAfterEach } from "../../testkit/harness.ts";
 import { DUMMY_TEE_PUBKEY, rcarAttest, rcarAuth, rcarPost, runtimeDataDigest } from "../../testkit/rcar.ts";
 import { fakeTdxTsm } from "../attest/fake-tsm.ts";
@@ -70,7 +70,7 @@ describe("wire details", () => {
     expect(() => parseResourcePath("a/b c/d")).toThrow("not a resource path");
   });
   test("backoff doubles up to the cap, with jitter between half and full", () => {
-    const p = { ...DEFAULT_RETRY };
+    const p = { ...KBS_RETRY };
     expect([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(p, a, () => 1))).toEqual([
       1000, 2000, 4000, 8000, 10000, 10000,
     ]);
@@ -600,9 +600,9 @@ describe("trustee behaviour (#15): handshake restarts, affinity cookies, slow ve
   });
   test("the default request timeout outlasts a cold verifier's 40 s /attest (upstream's 60 s)", () => {
     expect(COLD_VERIFIER_ATTEST_MS).toBe(40_000);
-    expect(DEFAULT_RETRY.requestTimeoutMs).toBe(60_000);
-    expect(DEFAULT_RETRY.requestTimeoutMs).toBeGreaterThan(COLD_VERIFIER_ATTEST_MS * 1.25);
+    expect(KBS_RETRY.requestTimeoutMs).toBe(60_000);
+    expect(KBS_RETRY.requestTimeoutMs).toBeGreaterThan(COLD_VERIFIER_ATTEST_MS * 1.25);
     // One slow attest fits the overall budget many times over.
-    expect(DEFAULT_RETRY.totalTimeoutMs).toBeGreaterThan(2 * DEFAULT_RETRY.requestTimeoutMs);
+    expect(KBS_RETRY.totalTimeoutMs).toBeGreaterThan(2 * KBS_RETRY.requestTimeoutMs);
   });
 });

@@ -8,8 +8,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { probeSignature } from "../../src/disk/blkid.ts";
 import { readSubsystem, SUBSYSTEM_INITIALIZING, SUBSYSTEM_READY } from "../../src/disk/luks.ts";
-import { probeSignature } from "../../src/volume/state.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

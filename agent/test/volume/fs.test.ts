@@ -6,8 +6,8 @@ import { afterAll, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { probeSignature } from "../../src/disk/blkid.ts";
 import { makeFs, mountVolume, parseMountinfo, unmountVolume } from "../../src/volume/fs.ts";
-import { probeSignature } from "../../src/volume/state.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "vol-fs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

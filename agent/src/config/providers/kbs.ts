@@ -4,7 +4,7 @@
  * Documented: url, resource_path.
  */
 import * as v from "valibot";
-import { KBS_RETRY as KBS_DEFAULT_RETRY } from "../../net/retry.ts";
+import { KBS_RETRY } from "../../net/retry.ts";
 import { SNP_EVIDENCE_FORMATS, type SnpEvidenceFormat } from "../../providers/snp-format.ts";
 import { compact, fieldPath, HttpUrl, NonEmpty, type ProviderTable, type Table } from "./common.ts";
 
@@ -38,9 +38,9 @@ export interface KbsConfig {
 
 /** Defaults that outlast a key broker coming up 30 s after the guest: net/retry.ts KBS_RETRY. */
 const KBS_RETRY_DEFAULTS = {
-  attempts: KBS_DEFAULT_RETRY.attempts,
-  timeoutSecs: KBS_DEFAULT_RETRY.totalTimeoutMs / 1000,
-  requestTimeoutSecs: KBS_DEFAULT_RETRY.requestTimeoutMs / 1000,
+  attempts: KBS_RETRY.attempts,
+  timeoutSecs: KBS_RETRY.totalTimeoutMs / 1000,
+  requestTimeoutSecs: KBS_RETRY.requestTimeoutMs / 1000,
 };
 
 const DEFAULT_CDH_SOCKET = "unix:///run/confidential-containers/cdh.sock";

@@ -4,8 +4,9 @@
  * GET /latest/user-data with it. Bounded so that a VM without a metadata service (another cloud,
  * a local VM) starts at most IMDS_PROBE_MS later.
  */
-import { DEFAULT_RETRY, type RetryPolicy } from "../../aliyun/http.ts";
+
 import { IMDS_ENDPOINT, Imds, imdsAnswers } from "../../aliyun/imds.ts";
+import { ALIYUN_RETRY, type RetryPolicy } from "../../net/retry.ts";
 import type { UserDataSource } from "./types.ts";
 
 /**
@@ -20,7 +21,7 @@ export const IMDS_PROBE_MS = 1000;
  * within 6 s, so a metadata service that accepts connections but hangs cannot hold the boot.
  */
 export const USER_DATA_RETRY: RetryPolicy = {
-  ...DEFAULT_RETRY,
+  ...ALIYUN_RETRY,
   attempts: 3,
   baseDelayMs: 200,
   maxDelayMs: 1000,
