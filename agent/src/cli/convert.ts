@@ -80,6 +80,13 @@ Works without device-mapper on the host. Must run as root.`,
     },
   },
   async run({ values, globals, usageError }) {
+    // Flag values first: a mistyped size is a usage error naming the flag, before any file is read.
+    const { SIZE_EXAMPLES, sizeBytes } = await import("../convert/layout.ts");
+    const sizeFlag = values.boot_part_size !== undefined ? "--boot_part_size" : "--boot-part-size";
+    const sizeText = values.boot_part_size ?? values["boot-part-size"] ?? DEFAULT_BOOT_PART_SIZE;
+    const bootPartSize = sizeBytes(sizeText);
+    if (bootPartSize === undefined)
+      throw usageError(`${sizeFlag} takes a size (examples: ${SIZE_EXAMPLES}), not '${sizeText}'`);
     if (values.device && (values.in || values.out))
       throw usageError("use either -d/--device or --in/--out, not both");
     if (!values.device && !(values.in && values.out))
@@ -104,7 +111,6 @@ Works without device-mapper on the host. Must run as root.`,
       throw usageError("--rootfs-part-num needs a partition number");
     const { convert } = await import("../convert/index.ts");
     const { checkConfig } = await import("../convert/config.ts");
-    const { parseSize } = await import("../convert/layout.ts");
     const { loadAssets } = await import("../convert/assets.ts");
     const rootfsKey = values["rootfs-key-file"]
       ? new Uint8Array(readFileSync(values["rootfs-key-file"]))
@@ -132,7 +138,7 @@ Works without device-mapper on the host. Must run as root.`,
         configDir,
         rootfsKey,
         rootPartNum: partNum === undefined ? undefined : Number(partNum),
-        bootPartSize: parseSize(values.boot_part_size ?? values["boot-part-size"] ?? DEFAULT_BOOT_PART_SIZE),
+        bootPartSize,
         uki: values.uki ?? false,
         ukiAppendCmdline: values["uki-append-cmdline"] ?? DEFAULT_UKI_CMDLINE,
         assets: loadAssets(),

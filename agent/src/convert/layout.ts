@@ -1,5 +1,4 @@
 /** The converted disk's partition layout (pure arithmetic, unit-tested). */
-import { UsageError } from "../errors.ts";
 import { ESP_TYPE, LINUX_FS_TYPE, LINUX_LVM_TYPE } from "./source.ts";
 
 export const MiB = 1024 * 1024;
@@ -60,10 +59,13 @@ export function sfdiskScript(layout: Layout): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Parse a size like "512M", "1G", "300MiB" or a byte count. */
-export function parseSize(text: string): number {
+/** Examples of the sizes sizeBytes accepts, for error messages. */
+export const SIZE_EXAMPLES = "512M, 1G";
+
+/** Bytes in a size like "512M", "1G", "300MiB" or a byte count; undefined when it is not one. */
+export function sizeBytes(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`'${text}' is not a size (examples: 512M, 1G)`);
+  if (!m) return undefined;
   const mult = { "": 1, K: 1024, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB }[
     m[2]!.toUpperCase() as "" | "K"
   ]!;

@@ -88,6 +88,29 @@ for (const [label, prefix] of [
       expect(badFlag.stderr).toContain("config check");
     });
 
+    test("convert: a bad --boot_part_size is a usage error naming the flag, before the configuration is read", async () => {
+      const missing = join(configDir({}), "absent");
+      for (const flag of ["--boot_part_size", "-b", "--boot-part-size"]) {
+        const r = await cli(
+          "convert",
+          "-c",
+          missing,
+          "--in",
+          "a",
+          "--out",
+          "b",
+          "--rootfs-no-encryption",
+          flag,
+          "abc",
+        );
+        expect(r.code).toBe(2);
+        const named = flag === "-b" ? "--boot_part_size" : flag;
+        expect(r.stderr).toStartWith(`error: convert: ${named} takes a size (examples: 512M, 1G), not 'abc'`);
+        expect(r.stderr).not.toContain("fde.toml");
+        noStack(r);
+      }
+    });
+
     test("config check: a valid directory passes and fetches each key without printing it", async () => {
       const dir = configDir({
         "fde.toml": GOOD_FDE,

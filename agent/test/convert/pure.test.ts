@@ -7,7 +7,7 @@ import {
   rewriteGrubenv,
 } from "../../src/convert/bootcfg.ts";
 import { dracutArgs, listKernels } from "../../src/convert/guest.ts";
-import { computeLayout, MiB, parseSize, pvMinSize, sfdiskScript } from "../../src/convert/layout.ts";
+import { computeLayout, MiB, pvMinSize, sfdiskScript, sizeBytes } from "../../src/convert/layout.ts";
 import {
   chooseRoot,
   type PartitionTable,
@@ -124,10 +124,11 @@ describe("layout", () => {
     );
   });
   test("sizes", () => {
-    expect(parseSize("512M")).toBe(512 * MiB);
-    expect(parseSize("1G")).toBe(1024 * MiB);
-    expect(parseSize("300MiB")).toBe(300 * MiB);
-    expect(() => parseSize("big")).toThrow();
+    expect(sizeBytes("512M")).toBe(512 * MiB);
+    expect(sizeBytes("1G")).toBe(1024 * MiB);
+    expect(sizeBytes("300MiB")).toBe(300 * MiB);
+    expect(sizeBytes("big")).toBeUndefined();
+    expect(sizeBytes("")).toBeUndefined();
   });
   test("root: requested number, else label root, else largest ext4", () => {
     const t: PartitionTable = parseSfdiskJson(

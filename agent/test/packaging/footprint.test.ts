@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DEFAULT_BOOT_PART_SIZE } from "../../src/cli/convert.ts";
 import { checkBootFits, ext4Overhead, minBootPartSize, stagedBytes } from "../../src/convert/footprint.ts";
 import { convert } from "../../src/convert/index.ts";
-import { MiB, parseSize } from "../../src/convert/layout.ts";
+import { MiB, sizeBytes } from "../../src/convert/layout.ts";
 import { FdeError, UsageError } from "../../src/errors.ts";
 import { tempDir } from "../../testkit/sh.ts";
 import { buildSourceImage } from "../convert/fixture.ts";
@@ -59,7 +59,7 @@ describe("the /boot footprint", () => {
         const min = minBootPartSize(await stagedBytes(dir)) / MiB;
         expect(`${name} ${min - 1} MiB: mkfs ${mkfs(dir, min - 1)}`).toBe(`${name} ${min - 1} MiB: mkfs 1`);
         await expect(checkBootFits(dir, (min - 1) * MiB)).rejects.toBeInstanceOf(UsageError);
-        await checkBootFits(dir, parseSize(DEFAULT_BOOT_PART_SIZE));
+        await checkBootFits(dir, sizeBytes(DEFAULT_BOOT_PART_SIZE)!);
       }
     },
   );
