@@ -6,7 +6,7 @@
 import { ConfigError } from "../errors.ts";
 import { loadConfigUntrusted, type ReferenceValue, referenceValue } from "../measure/index.ts";
 import { readBundle } from "./bundle.ts";
-import { readRegularFile } from "./read.ts";
+import { readRegularText } from "./read.ts";
 import { CONFIG_MAX_BYTES } from "./toml.ts";
 
 export interface BundleReference {
@@ -25,13 +25,7 @@ export function bundleReferenceOf(file: string, text: string): BundleReference {
 
 /** Reads the bundle file (a regular file of at most CONFIG_MAX_BYTES, UTF-8). */
 export async function bundleReference(file: string): Promise<BundleReference> {
-  const bytes = await readRegularFile(file, CONFIG_MAX_BYTES, "configuration bundle");
-  if (bytes === undefined) throw new ConfigError(`cannot read ${file}: no such file`);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch (cause) {
-    throw new ConfigError(`${file} is not valid UTF-8 text; a configuration bundle is TOML`, { cause });
-  }
+  const text = await readRegularText(file, CONFIG_MAX_BYTES, "configuration bundle");
+  if (text === undefined) throw new ConfigError(`cannot read ${file}: no such file`);
   return bundleReferenceOf(file, text);
 }

@@ -51,3 +51,23 @@ export async function readRegularFile(
     await handle.close();
   }
 }
+
+/**
+ * readRegularFile's bytes as text: every file read this way is TOML (a configuration file or
+ * bundle), which must be UTF-8; anything else is a ConfigError naming the file, never U+FFFD.
+ */
+export async function readRegularText(
+  path: string,
+  maxBytes: number,
+  what: string,
+): Promise<string | undefined> {
+  const bytes = await readRegularFile(path, maxBytes, what);
+  if (bytes === undefined) return undefined;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (cause) {
+    throw new ConfigError(`${path} is not valid UTF-8 text; a ${what} is TOML, which must be UTF-8`, {
+      cause,
+    });
+  }
+}

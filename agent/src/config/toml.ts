@@ -1,8 +1,7 @@
 /** Reading TOML config files; syntax errors become ConfigFileErrors with smol-toml's line number. */
 import { parse, TomlError } from "smol-toml";
-import { ConfigError } from "../errors.ts";
 import { ConfigFileError } from "./issues.ts";
-import { readRegularFile } from "./read.ts";
+import { readRegularText } from "./read.ts";
 
 /**
  * Largest configuration file read (fde.toml, global.toml, metadata.toml, volumes/*.toml, and the
@@ -36,13 +35,6 @@ export function parseToml(file: string, text: string): TomlSource {
  * It must be a regular file of at most CONFIG_MAX_BYTES, in UTF-8 (TOML's encoding).
  */
 export async function readToml(file: string): Promise<TomlSource | undefined> {
-  const bytes = await readRegularFile(file, CONFIG_MAX_BYTES, "configuration file");
-  if (bytes === undefined) return undefined;
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch (cause) {
-    throw new ConfigError(`${file} is not valid UTF-8 text; TOML files must be UTF-8`, { cause });
-  }
-  return parseToml(file, text);
+  const text = await readRegularText(file, CONFIG_MAX_BYTES, "configuration file");
+  return text === undefined ? undefined : parseToml(file, text);
 }

@@ -5,9 +5,8 @@
  */
 import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ConfigError } from "../../errors.ts";
 import { type ParsedBundle, readBundle } from "../bundle.ts";
-import { readRegularFile } from "../read.ts";
+import { readRegularText } from "../read.ts";
 import { CONFIG_MAX_BYTES } from "../toml.ts";
 
 /** Directory of the handoff (mode 0700); under the boot stages' /run/cryptpilot. */
@@ -36,13 +35,6 @@ export async function writeHandoff(
 /** The bundle the first stage used, or undefined when it used the initrd's configuration. */
 export async function readHandoff(dir: string = HANDOFF_DIR): Promise<ParsedBundle | undefined> {
   const file = join(dir, HANDOFF_FILE);
-  const bytes = await readRegularFile(file, CONFIG_MAX_BYTES, "configuration bundle");
-  if (bytes === undefined) return undefined;
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch (cause) {
-    throw new ConfigError(`${file} is not valid UTF-8 text`, { cause });
-  }
-  return readBundle(file, text);
+  const text = await readRegularText(file, CONFIG_MAX_BYTES, "configuration bundle");
+  return text === undefined ? undefined : readBundle(file, text);
 }
