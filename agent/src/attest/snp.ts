@@ -26,12 +26,6 @@ import { padReportData } from "./tdx.ts";
 import { type TsmFs, tsmReport } from "./tsm.ts";
 import type { Attester, HostPaths } from "./types.ts";
 
-export {
-  DEFAULT_SNP_EVIDENCE_FORMAT,
-  SNP_EVIDENCE_FORMATS,
-  type SnpEvidenceFormat,
-} from "../providers/snp-format.ts";
-
 export const SNP_PROVIDER = TEE_DRIVERS.snp.tsmProvider;
 export const SNP_REPORT_SIZE = 1184;
 

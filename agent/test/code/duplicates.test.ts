@@ -69,6 +69,12 @@ describe("defined once", () => {
     expect(definedIn(/process\.stderr\.write/)).toEqual([]);
   });
 
+  test("one home per name: only an index.ts re-exports (no compatibility re-exports left behind)", () => {
+    const reexport = /^export\s+(?:type\s+)?(?:\*|\{[^}]*\})(?:\s+as\s+\w+)?(?:\s+from\s+"[^"]+")?;/m;
+    const product = files.filter((f) => f.path.startsWith("agent/src/") && !f.path.endsWith("/index.ts"));
+    expect(product.filter((f) => reexport.test(f.text)).map((f) => f.path)).toEqual([]);
+  });
+
   test("the retry loop and policy type: net/retry.ts", () => {
     expect(definedIn(/function backoffDelay|interface RetryPolicy \{|const CERTIFICATE_CODE/)).toEqual([
       "agent/src/net/retry.ts",

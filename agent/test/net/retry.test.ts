@@ -5,7 +5,6 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Glob } from "bun";
 import { parseConfigTexts } from "../../src/config/index.ts";
 import { classify, HttpFailure, KBS_RETRY, type RetryPolicy, withRetry } from "../../src/net/retry.ts";
 
@@ -114,18 +113,6 @@ describe("withRetry", () => {
 });
 
 describe("one policy source", () => {
-  test("the retry names have one home: no other module re-exports or redefines them", () => {
-    const src = join(import.meta.dir, "../../src");
-    const offenders: string[] = [];
-    for (const file of new Glob("**/*.ts").scanSync(src)) {
-      if (file === "net/retry.ts") continue;
-      const text = readFileSync(join(src, file), "utf8");
-      if (/^export\s*\{[^}]*\}\s*from\s*"[^"]*retry\.ts"/m.test(text)) offenders.push(`${file}: re-export`);
-      if (/\b(interface RetryPolicy|DEFAULT_RETRY)\b/.test(text)) offenders.push(`${file}: own policy`);
-    }
-    expect(offenders).toEqual([]);
-  });
-
   test("the kbs provider's configuration defaults are KBS_RETRY", () => {
     const { fde } = parseConfigTexts(
       {
