@@ -6,7 +6,8 @@
  *
  * - TDX: RTMR3 (CC MR 4, AAEL's PCR 17 mapped as guest-components maps it), SHA-384, through
  *   the kernel's measurement sysfs file or, on kernels without it, TDX_CMD_EXTEND_RTMR.
- * - TPM: PCR 17 (guest-components' default AAEL register), SHA-256 bank, through ESAPI.
+ * - TPM: PCR 23, SHA-256 bank, through ESAPI (not guest-components' default PCR 17, which
+ *   locality 0 cannot extend: registers.ts).
  * - SEV-SNP, sample, nothing: no register a verifier replays -> `{ unavailable: reason }`.
  * There is no no-op measurer: a caller that gets `unavailable` must not use what it wanted to
  * measure (upstream's NopeMeasure is deliberately not copied).
