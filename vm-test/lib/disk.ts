@@ -1,7 +1,15 @@
 /** Host-side disk image helpers for scenarios (no device-mapper needed: offsets, debugfs, loops). */
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { sh, shText } from "./proc.ts";
 
 export interface Partition {
@@ -178,20 +186,49 @@ export async function writeBytes(image: string, offset: number, bytes: Uint8Arra
  * conversion, by loop-mounting it at its offset. Modes: 0755 for paths ending in .sh, else 0644.
  */
 export async function addFilesToRoot(image: string, files: Record<string, string>): Promise<void> {
-  const root = await partitionByName(image, "root");
-  if (!root) throw new Error(`${image} has no partition named "root"`);
-  const mnt = mkdtempSync(join(tmpdir(), "cptest-root-"));
-  await sh(["mount", "-o", `loop,offset=${root.offset},sizelimit=${root.size}`, image, mnt]);
-  try {
+  await withRootMounted(image, async (mnt) => {
     for (const [path, content] of Object.entries(files)) {
       const target = join(mnt, path);
       mkdirSync(dirname(target), { recursive: true });
       writeFileSync(target, content, { mode: path.endsWith(".sh") ? 0o755 : 0o644 });
     }
+  });
+}
+
+/** FN with the image's partition "root" mounted read-write (loop) at a temporary directory. */
+export async function withRootMounted<T>(image: string, fn: (mnt: string) => Promise<T>): Promise<T> {
+  const root = await partitionByName(image, "root");
+  if (!root) throw new Error(`${image} has no partition named "root"`);
+  const mnt = mkdtempSync(join(tmpdir(), "cptest-root-"));
+  await sh(["mount", "-o", `loop,offset=${root.offset},sizelimit=${root.size}`, image, mnt]);
+  try {
+    return await fn(mnt);
   } finally {
     await sh(["umount", mnt]);
     rmSync(mnt, { recursive: true, force: true });
   }
+}
+
+/**
+ * Installs a .deb into the image's root as an image pipeline does: `dpkg -i` in a chroot with
+ * /proc, /sys and /dev bound (the agent, a Bun executable, needs /proc). Returns dpkg's output.
+ */
+export async function installDebInRoot(image: string, deb: string): Promise<string> {
+  return await withRootMounted(image, async (mnt) => {
+    const inside = `/var/cache/${basename(deb)}`;
+    copyFileSync(deb, join(mnt, inside));
+    const binds: string[] = [];
+    try {
+      for (const d of ["proc", "sys", "dev"]) {
+        await sh(["mount", "--bind", `/${d}`, join(mnt, d)]);
+        binds.push(join(mnt, d));
+      }
+      return await shText(["chroot", mnt, "dpkg", "-i", inside]);
+    } finally {
+      for (const b of binds.reverse()) await sh(["umount", "-l", b]);
+      rmSync(join(mnt, inside), { force: true });
+    }
+  });
 }
 
 export interface LogicalVolume {
