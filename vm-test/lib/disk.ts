@@ -1,13 +1,5 @@
 /** Host-side disk image helpers for scenarios (no device-mapper needed: offsets, debugfs, loops). */
-import {
-  appendFileSync,
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { sh, shText } from "./proc.ts";
@@ -215,18 +207,21 @@ export async function withRootMounted<T>(image: string, fn: (mnt: string) => Pro
  */
 export async function installDebInRoot(image: string, deb: string): Promise<string> {
   return await withRootMounted(image, async (mnt) => {
-    const inside = `/var/cache/${basename(deb)}`;
-    copyFileSync(deb, join(mnt, inside));
+    // The package's directory is bound in (/mnt), not copied: the root has little free space.
     const binds: string[] = [];
     try {
-      for (const d of ["proc", "sys", "dev"]) {
-        await sh(["mount", "--bind", `/${d}`, join(mnt, d)]);
-        binds.push(join(mnt, d));
+      for (const [from, to] of [
+        ["/proc", "proc"],
+        ["/sys", "sys"],
+        ["/dev", "dev"],
+        [dirname(deb), "mnt"],
+      ] as const) {
+        await sh(["mount", "--bind", from, join(mnt, to)]);
+        binds.push(join(mnt, to));
       }
-      return await shText(["chroot", mnt, "dpkg", "-i", inside]);
+      return await shText(["chroot", mnt, "dpkg", "-i", `/mnt/${basename(deb)}`]);
     } finally {
       for (const b of binds.reverse()) await sh(["umount", "-l", b]);
-      rmSync(join(mnt, inside), { force: true });
     }
   });
 }
