@@ -3,18 +3,10 @@
  * AAEL entry `cryptpilot.alibabacloud.com load_config_untrusted <sha384>` into the register the
  * evidence covers (measure/). No register, or a failed extend: the bundle is refused.
  */
-import type { ParsedBundle } from "../config/bundle.ts";
+import { forcedTees } from "../config/fde.ts";
 import type { MeasureBundle } from "../config/sources/index.ts";
 import { loadConfigUntrusted, type MeasureOptions, openMeasurer } from "../measure/index.ts";
 import { loadModules } from "./kernel-modules.ts";
-
-/** The kbs provider's forced `tee`, if the bundle names one: the evidence it asks for decides the register. */
-function forcedTee(bundle: ParsedBundle): string | undefined {
-  const { fde } = bundle.bundle;
-  for (const p of [fde?.rootfs.encrypt, fde?.delta.encrypt])
-    if (p?.type === "kbs" && p.tee !== undefined) return p.tee;
-  return undefined;
-}
 
 export interface MeasureBundleDeps {
   /** Loads the TEE guest drivers (the TDX measurement interface comes with tdx_guest). */
@@ -30,7 +22,8 @@ const realDeps: MeasureBundleDeps = {
 export function bundleMeasurer(deps: MeasureBundleDeps = realDeps): MeasureBundle {
   return async (bundle) => {
     await deps.loadTeeModules();
-    const tee = forcedTee(bundle);
+    // A kbs provider's forced `tee`, if the bundle names one: the evidence it asks for decides the register.
+    const tee = forcedTees(bundle.bundle.fde)[0];
     const m = await deps.open(tee === undefined ? {} : { tee });
     if ("unavailable" in m) return { refused: m.unavailable };
     await m.extend(loadConfigUntrusted(bundle.sha384));

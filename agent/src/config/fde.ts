@@ -17,6 +17,17 @@ export interface FdeConfig {
   delta: { integrity: boolean; encrypt: ProviderConfig };
 }
 
+/**
+ * The TEEs the kbs providers of a configuration force (`tee = ...`), rootfs first; empty when the
+ * evidence is left to detection. User data may not force one the initrd does not
+ * (config/sources/select.ts), and the measurement register follows the first (boot/measure-config.ts).
+ */
+export function forcedTees(fde: FdeConfig | undefined): string[] {
+  return [fde?.rootfs.encrypt, fde?.delta.encrypt].flatMap((p) =>
+    p?.type === "kbs" && p.tee !== undefined ? [p.tee] : [],
+  );
+}
+
 /** What a failed boot stage does once it has printed its error and closed what it opened. */
 export const FAILURE_ACTIONS = ["poweroff", "reboot", "halt", "shell"] as const;
 export type FailureAction = (typeof FAILURE_ACTIONS)[number];

@@ -12,6 +12,7 @@
  */
 import { formatError } from "../../errors.ts";
 import { BUNDLE_HEADER, type ParsedBundle, readBundle } from "../bundle.ts";
+import { forcedTees } from "../fde.ts";
 import type { LoadedConfig } from "../index.ts";
 import type { UserDataSource } from "./types.ts";
 
@@ -81,8 +82,8 @@ export async function selectConfig(o: SelectOptions): Promise<SelectedConfig> {
     // host-provided vTPM) or sample evidence on a TDX/SNP guest would also pick the register its
     // own hash goes into. Only the measured initrd may force a TEE; the bundle may leave it to
     // detection or repeat what the initrd forces.
-    const allowedTees = forcedTees(o.initrd);
-    const tee = forcedTees(bundle.bundle).find((t) => !allowedTees.includes(t));
+    const allowedTees = forcedTees(o.initrd.fde);
+    const tee = forcedTees(bundle.bundle.fde).find((t) => !allowedTees.includes(t));
     if (tee !== undefined)
       return ignore(
         `${source.name}: the bundle forces the kbs evidence tee = "${tee}", which the initrd's configuration does not; only the initrd's configuration can choose the TEE evidence`,
@@ -100,12 +101,4 @@ export async function selectConfig(o: SelectOptions): Promise<SelectedConfig> {
     return { config, source: source.name, userData: { text, bundle, register: measured.register } };
   }
   return initrd;
-}
-
-/** The TEEs the kbs providers of a configuration force (`tee = ...`); detection when none. */
-function forcedTees(config: Pick<LoadedConfig, "fde">): string[] {
-  const fde = config.fde;
-  return [fde?.rootfs.encrypt, fde?.delta.encrypt].flatMap((p) =>
-    p?.type === "kbs" && p.tee !== undefined ? [p.tee] : [],
-  );
 }
