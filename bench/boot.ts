@@ -22,6 +22,7 @@ import { extractKernel, logicalVolumes, partitionByName } from "../vm-test/lib/d
 import { type FdeOptions, fdeToml, rootfsKeyFor } from "../vm-test/lib/fde.ts";
 import { freePort } from "../vm-test/lib/net.ts";
 import { sh, shText } from "../vm-test/lib/proc.ts";
+import { METADATA_USER_NET } from "../vm-test/lib/qemu.ts";
 import type { BootResult, ScenarioContext } from "../vm-test/lib/scenario.ts";
 import type { Benchmark, Measurement } from "./lib.ts";
 
@@ -457,10 +458,9 @@ const benchmark: Benchmark = {
         "boot 4: a second conversion whose delta key comes from the test broker (TPM evidence, detection)",
       );
       const port = await freePort();
-      // The user network 100.64.0.0/10 (host 100.64.0.2) holds the metadata address 100.100.100.200,
-      // which nothing answers there: the user-data probe meets a VM without a metadata service
-      // (SYNs unanswered, the 1 s bound), whatever the build host's own network does with it.
-      const host = "100.64.0.2";
+      // A VM without a metadata service for the user-data probe (the 1 s bound), whatever the build
+      // host's own network does with 100.100.100.200.
+      const host = METADATA_USER_NET.host;
       const broker = await startBroker({
         port,
         allowTees: ["tpm"],
@@ -483,7 +483,7 @@ const benchmark: Benchmark = {
               label: "attesting",
               quick: true,
               network: true,
-              userNet: `net=100.64.0.0/10,host=${host}`,
+              userNet: METADATA_USER_NET.options,
               timeoutSec: 1200,
               extraQemuArgs: tpm.qemuArgs,
             });

@@ -46,6 +46,17 @@ export interface GuestForward {
   hostPort: number;
 }
 
+/**
+ * A user network that holds the cloud metadata address 100.100.100.200 (in 100.64.0.0/10), with the
+ * host at 100.64.0.2: QEMU forwards only in-network addresses (guestfwd), and there an address
+ * nothing forwards is unanswered, as on a VM without a metadata service, whatever the build host's
+ * own network would do with it.
+ */
+export const METADATA_USER_NET = {
+  host: "100.64.0.2",
+  options: "net=100.64.0.0/10,host=100.64.0.2",
+} as const;
+
 export interface BootOutcome {
   end: BootEnd;
   seconds: number;

@@ -6,6 +6,7 @@ import { makeMaterial } from "../aliyun/material.ts";
 import { AliyunWorld } from "../aliyun/servers.ts";
 import { startBroker } from "../kbs/broker.ts";
 import { freePort } from "../lib/net.ts";
+import { METADATA_USER_NET } from "../lib/qemu.ts";
 import { defineScenario, type ScenarioContext } from "../lib/scenario.ts";
 
 // One image, many instances (issue #17). The image's initrd takes the delta key from the broker's
@@ -22,12 +23,6 @@ const INITRD_RESOURCE = "default/key/delta-initrd";
 const USER_DATA_RESOURCE = "default/key/delta-userdata";
 const AAEL_KEY = "cryptpilot.alibabacloud.com load_config_untrusted";
 const IMDS = { address: "100.100.100.200", port: 80 };
-/**
- * QEMU forwards only addresses inside the guest's user network, so these boots use 100.64.0.0/10
- * (which holds the metadata address) instead of 10.0.2.0/24, with the host at 100.64.0.2.
- */
-const HOST = "100.64.0.2";
-const USER_NET = `net=100.64.0.0/10,host=${HOST}`;
 
 const fdeToml = (url: string, resource: string) =>
   [
@@ -79,7 +74,8 @@ export default defineScenario({
   timeoutSec: 2400,
   async run(ctx) {
     const port = await freePort();
-    const url = `http://${HOST}:${port}`;
+    // The metadata address must lie inside the guest's network for QEMU to forward it.
+    const url = `http://${METADATA_USER_NET.host}:${port}`;
     const expected = await bundleOf(ctx, fdeToml(url, USER_DATA_RESOURCE));
     // The same configuration with one more setting: another hash, which the policy does not name.
     const unexpected = await bundleOf(
@@ -114,7 +110,7 @@ export default defineScenario({
           quick: true,
           network: true,
           guestForwards: forwards,
-          userNet: USER_NET,
+          userNet: METADATA_USER_NET.options,
           extraQemuArgs: tpm.qemuArgs,
         }),
       );
