@@ -14,8 +14,15 @@ import {
 import { basename, dirname, join } from "node:path";
 import { addFilesToRoot, copyImage, extractKernel, initrdWithFiles } from "./disk.ts";
 import { withLock } from "./lock.ts";
-import { runQemu } from "./qemu.ts";
-import type { BaseImage, BootOptions, BootResult, ConvertOptions, ScenarioContext } from "./scenario.ts";
+import { runQemu, SERIAL_CONSOLE } from "./qemu.ts";
+import type {
+  BaseImage,
+  BootOptions,
+  BootResult,
+  ConvertOptions,
+  GuestArch,
+  ScenarioContext,
+} from "./scenario.ts";
 import { ScenarioFailure } from "./scenario.ts";
 
 /**
@@ -31,6 +38,11 @@ export const TEST_CMDLINE = readFileSync(
   join(import.meta.dir, "..", "guest", "kernel-cmdline"),
   "utf8",
 ).trim();
+
+/** TEST_CMDLINE with the serial console of ARCH's machine (build-base-image.sh does the same). */
+export function testCmdline(arch: GuestArch): string {
+  return TEST_CMDLINE.replace("console=ttyS0", `console=${SERIAL_CONSOLE[arch]}`);
+}
 
 /**
  * VMs booted at once on this host (CPTEST_VMS, default 2). Two at once gained only 1.1-1.2x over
@@ -184,10 +196,11 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         }
         const quick = opts.quick ? ["systemd.unit=cptest-quick.target"] : [];
         const cmdline =
-          opts.cmdline ?? [ROOT_CMDLINE, TEST_CMDLINE, ...quick, ...(opts.append ?? [])].join(" ");
+          opts.cmdline ?? [ROOT_CMDLINE, testCmdline(base.arch), ...quick, ...(opts.append ?? [])].join(" ");
         direct = { kernel, initrd, cmdline };
       }
-      log(`boot ${boots} "${label}" (${opts.uefi ? "OVMF firmware" : `direct: ${direct?.cmdline}`})`);
+      const firmware = base.arch === "arm64" ? "AAVMF" : "OVMF";
+      log(`boot ${boots} "${label}" (${opts.uefi ? `${firmware} firmware` : `direct: ${direct?.cmdline}`})`);
       // At most VM_SLOTS VMs on this host, whoever runs them: more TCG guests than cores make
       // every boot several times slower and push them into their timeouts.
       const lock = join(repo, "vm-test", "cache", ".qemu.lock");
@@ -197,6 +210,7 @@ export function createContext(name: string, repo: string, base: BaseImage): Scen
         () =>
           runQemu({
             owner: name,
+            arch: base.arch,
             disk,
             serialLog: log1,
             direct,

@@ -9,7 +9,7 @@ import { baseImage } from "./base.ts";
 import { clearConvertCache, createContext, VM_SLOTS } from "./context.ts";
 import { withLock } from "./lock.ts";
 import { killQemu } from "./qemu.ts";
-import type { BaseImage, GuestSuite, Scenario } from "./scenario.ts";
+import type { BaseImage, Scenario } from "./scenario.ts";
 
 const repo = resolve(import.meta.dir, "..", "..");
 const scenarioDir = join(repo, "vm-test", "scenarios");
@@ -74,7 +74,7 @@ async function main(): Promise<number> {
     skipped++;
   }
   // One base image per Debian release, built when the first scenario on it starts.
-  const bases = new Map<GuestSuite, Promise<BaseImage>>();
+  const bases = new Map<string, Promise<BaseImage>>();
   // CPTEST_BUDGET_MIN: scenarios not started within this many minutes are skipped (and said so),
   // so a CI run ends inside its time limit instead of being killed with no summary at all.
   const budgetMin = Number(process.env.CPTEST_BUDGET_MIN ?? 0);
@@ -92,11 +92,14 @@ async function main(): Promise<number> {
       return;
     }
     const started = Date.now();
-    console.log(`RUN  ${name}${scenario.guest ? ` [${scenario.guest}]` : ""}: ${scenario.description}`);
+    const tags = [scenario.guest, scenario.arch].filter(Boolean).join(" ");
+    console.log(`RUN  ${name}${tags ? ` [${tags}]` : ""}: ${scenario.description}`);
     try {
       const suite = scenario.guest ?? "bookworm";
-      if (!bases.has(suite)) bases.set(suite, baseImage(repo, suite));
-      const image = await bases.get(suite)!;
+      const arch = scenario.arch ?? "amd64";
+      const baseKey = `${suite}-${arch}`;
+      if (!bases.has(baseKey)) bases.set(baseKey, baseImage(repo, suite, arch));
+      const image = await bases.get(baseKey)!;
       // A second runner of the same scenario (another terminal, CI) waits instead of clobbering it.
       const lock = join(repo, "vm-test", "out", `.${name}.lock`);
       await withLock(

@@ -1,14 +1,17 @@
 /** One QEMU boot of a test disk: TCG (see shared spec: KVM here is slower), serial console to a file. */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Markers } from "./markers.ts";
+import type { GuestArch } from "./scenario.ts";
 
 export interface QemuBoot {
   /** Who boots it (the scenario): killQemu(owner) stops only that runner's VMs. */
   owner: string;
   disk: string;
+  /** The machine: amd64 (PC, OVMF) or arm64 (virt, AAVMF); default amd64. */
+  arch?: GuestArch;
   /** Serial log of this boot. */
   serialLog: string;
-  /** Direct-kernel boot; without it the firmware (OVMF) boots the disk's ESP (shim+GRUB or UKI). */
+  /** Direct-kernel boot; without it the firmware (OVMF/AAVMF) boots the disk's ESP (shim+GRUB or UKI). */
   direct?: { kernel: string; initrd: string; cmdline: string };
   memoryMiB: number;
   cpus: number;
@@ -66,13 +69,29 @@ export interface BootOutcome {
 
 const OVMF = "/usr/share/ovmf/OVMF.fd";
 
+/**
+ * arm64 firmware (Debian's qemu-efi-aarch64): the code, and the variable store each boot gets a
+ * copy of (pflash unit 1 must be writable).
+ */
+export const AAVMF = { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" };
+
+/**
+ * The QEMU machine per architecture. arm64: the virt board with a Cortex-A72. -cpu max would add
+ * pointer authentication, whose QARMA emulation makes every TCG function call dearer; the guest
+ * needs nothing beyond ARMv8.0 (Debian's arm64 baseline).
+ */
+const MACHINE: Record<GuestArch, string[]> = {
+  amd64: ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max"],
+  arm64: ["qemu-system-aarch64", "-accel", "tcg", "-machine", "virt", "-cpu", "cortex-a72"],
+};
+
+/** Serial console device of each machine's first UART (8250 on the PC, PL011 on virt). */
+export const SERIAL_CONSOLE: Record<GuestArch, string> = { amd64: "ttyS0", arm64: "ttyAMA0" };
+
 export function qemuArgs(b: QemuBoot): string[] {
+  const arch = b.arch ?? "amd64";
   const args = [
-    "qemu-system-x86_64",
-    "-accel",
-    "tcg",
-    "-cpu",
-    "max",
+    ...MACHINE[arch],
     "-smp",
     String(b.cpus),
     "-m",
@@ -92,6 +111,9 @@ export function qemuArgs(b: QemuBoot): string[] {
   ];
   if (b.direct) {
     args.push("-kernel", b.direct.kernel, "-initrd", b.direct.initrd, "-append", b.direct.cmdline);
+  } else if (arch === "arm64") {
+    args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${AAVMF.code}`);
+    args.push("-drive", `if=pflash,format=raw,unit=1,file=${varsOf(b)}`);
   } else {
     args.push("-bios", OVMF);
   }
@@ -109,6 +131,9 @@ export function qemuArgs(b: QemuBoot): string[] {
   return ["unshare", "--mount", "--", "sh", "-c", bind, resolvConfOf(b), ...args];
 }
 
+/** This boot's copy of the AAVMF variable store. */
+const varsOf = (b: QemuBoot) => `${b.serialLog}.vars.fd`;
+
 /** The resolv.conf QEMU sees when `dnsServer` is set. */
 const resolvConfOf = (b: QemuBoot) => `${b.serialLog}.resolv.conf`;
 
@@ -123,6 +148,7 @@ export function killQemu(owner?: string): void {
 /** Boots and waits for power-off, the timeout, or the kill pattern. Never throws for guest failures. */
 export async function runQemu(b: QemuBoot): Promise<BootOutcome> {
   writeFileSync(b.serialLog, "");
+  if (b.arch === "arm64" && !b.direct) copyFileSync(AAVMF.vars, varsOf(b));
   if (b.dnsServer) writeFileSync(resolvConfOf(b), `nameserver ${b.dnsServer}\n`);
   const started = Date.now();
   const proc = Bun.spawn(qemuArgs(b), { stdout: "pipe", stderr: "pipe" });

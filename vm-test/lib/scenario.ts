@@ -11,6 +11,8 @@ export interface Scenario {
   inAll?: boolean;
   /** The Debian release of the guest base image (default bookworm, Debian 12). */
   guest?: GuestSuite;
+  /** The guest's architecture (default amd64; arm64 boots under qemu-system-aarch64 with AAVMF). */
+  arch?: GuestArch;
   /** Whole-scenario limit in seconds (default 3600; each boot also has its own timeout). */
   timeoutSec?: number;
   run(ctx: ScenarioContext): Promise<void>;
@@ -31,8 +33,12 @@ export function onGuest(guest: GuestSuite, s: Scenario): Scenario {
 /** Debian releases the base image is built from (vm-test/lib/build-base-image.sh SUITE). */
 export type GuestSuite = "bookworm" | "trixie";
 
+/** Debian architectures of the base image (build-base-image.sh SUITE ARCH) and of the VM that boots it. */
+export type GuestArch = "amd64" | "arm64";
+
 export interface BaseImage {
   suite: GuestSuite;
+  arch: GuestArch;
   dir: string;
   /** Raw GPT disk: ESP + ext4 "root" (read-only: copy it with ctx.sourceDisk()). */
   disk: string;

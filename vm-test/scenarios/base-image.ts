@@ -1,4 +1,4 @@
-import { TEST_CMDLINE } from "../lib/context.ts";
+import { testCmdline } from "../lib/context.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 // Harness self-test without the agent: the plain base image with its stock Debian initrd reaches
@@ -9,7 +9,10 @@ export default defineScenario({
   inAll: false,
   async run(ctx) {
     const disk = await ctx.sourceDisk();
-    const boot = await ctx.boot(disk, { label: "stock", cmdline: `root=LABEL=root ro ${TEST_CMDLINE}` });
+    const boot = await ctx.boot(disk, {
+      label: "stock",
+      cmdline: `root=LABEL=root ro ${testCmdline(ctx.base.arch)}`,
+    });
     ctx.expectReported(boot);
     ctx.check(
       boot.markers.get("root-source") === "/dev/vda2",
