@@ -196,9 +196,13 @@ install() {
     do_strip=no
     # Compression: the agent makes the initrd ~136 MB uncompressed. Measured under QEMU TCG:
     # zstd -15 gives 55 MB but 3-5 s of decompression before systemd starts, lz4 gives 70 MB and
-    # ~1.5 s, none gives 136 MB and no delay. lz4 is the best size/boot-time trade-off; an
-    # explicit --compress / --no-compress from the caller still wins.
-    if [[ -z ${compress_l-} && -z ${_no_compress_l-} ]] && command -v lz4 >/dev/null; then
+    # ~1.5 s, none gives 136 MB and no delay. lz4 is the best size/boot-time trade-off, so it is
+    # the default; a compression the image or the caller chose wins. dracut has already applied
+    # dracut.conf and dracut.conf.d/*.conf (compress="zstd"), INITRD_COMPRESS, --compress and
+    # --no-compress (compress=cat) to $compress before any module's install() runs, in this
+    # shell, and sets no default of its own until after the modules: an empty $compress means
+    # nobody chose one. The sizes per compression: docs/install.md, "Disk footprint".
+    if [[ -z ${compress-} ]] && command -v lz4 >/dev/null; then
         # shellcheck disable=SC2034
         compress=lz4
     fi
