@@ -1,5 +1,14 @@
 /** Host-side disk image helpers for scenarios (no device-mapper needed: offsets, debugfs, loops). */
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { sh, shText } from "./proc.ts";
@@ -312,4 +321,71 @@ export async function withLvLoop<T>(
 ): Promise<T | undefined> {
   const lv = (await logicalVolumes(image)).find((v) => v.name === name);
   return lv && withReadOnlyLoop(image, lv.offset, lv.size, fn);
+}
+
+/**
+ * Enlarges the partition "root" of a plain image by ADD_MIB and its ext4 filesystem with it (offline:
+ * e2fsck, then resize2fs on a loop device at the partition's offset; no device-mapper). The root
+ * partition must be the image's last one; the image file grows first when the space after it is
+ * short. The base image's root just fits its content, as a cloud image's does until growpart runs at
+ * its first boot: a scenario that copies packages in and installs them in the guest needs room.
+ */
+export async function growRootPartition(image: string, addMiB: number): Promise<void> {
+  const parts = await partitions(image);
+  const root = parts.find((p) => p.name === "root");
+  if (!root) throw new Error(`${image} has no partition named "root"`);
+  if (parts.some((p) => p.offset > root.offset))
+    throw new Error(`${image}: the root partition is not the last one; it cannot grow in place`);
+  const sector = 512;
+  const newSize = root.size + addMiB * 2 ** 20;
+  // The GPT backup header and its partition array (33 sectors) stay behind the partition.
+  const needed = root.offset + newSize + 33 * sector;
+  if (Bun.file(image).size < needed) {
+    await sh(["truncate", "-s", String(needed), image]);
+    await sh(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", image]);
+  }
+  // sfdisk -N reads the partition's new "start, size" (sectors) from stdin.
+  const sfdisk = Bun.spawn(
+    ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "-N", String(root.number), image],
+    { stdin: new Blob([`${root.offset / sector}, ${newSize / sector}\n`]), stdout: "pipe", stderr: "pipe" },
+  );
+  const [sfdiskErr, sfdiskCode] = await Promise.all([new Response(sfdisk.stderr).text(), sfdisk.exited]);
+  if (sfdiskCode !== 0)
+    throw new Error(`sfdisk could not grow partition ${root.number} of ${image}: ${sfdiskErr}`);
+  await withLoop(image, root.offset, newSize, async (loop) => {
+    await sh(["e2fsck", "-f", "-p", loop]);
+    await sh(["resize2fs", "-p", loop]);
+  });
+}
+
+/** `fn` on a read-write loop device over `size` bytes of IMAGE from `offset`; detached afterwards. */
+async function withLoop<T>(
+  image: string,
+  offset: number,
+  size: number,
+  fn: (loop: string) => Promise<T>,
+): Promise<T> {
+  const loop = (
+    await shText(["losetup", "--find", "--show", "-o", String(offset), "--sizelimit", String(size), image])
+  ).trim();
+  try {
+    return await fn(loop);
+  } finally {
+    await sh(["losetup", "-d", loop]);
+  }
+}
+
+/**
+ * Copies host files (binary or large: a .deb) into the root filesystem of a plain image, mode 0644:
+ * `files` maps the path in the guest to the path on the host. (addFilesToRoot writes text.)
+ */
+export async function copyFilesToRoot(image: string, files: Record<string, string>): Promise<void> {
+  await withRootMounted(image, async (mnt) => {
+    for (const [path, hostPath] of Object.entries(files)) {
+      const target = join(mnt, path);
+      mkdirSync(dirname(target), { recursive: true });
+      copyFileSync(hostPath, target);
+      chmodSync(target, 0o644);
+    }
+  });
 }
