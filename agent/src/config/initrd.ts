@@ -324,3 +324,19 @@ export async function readInitrdConfig(image: Uint8Array, what: string): Promise
   inner.end();
   return found;
 }
+
+/**
+ * How an initrd's main (last) archive is compressed, by its magic after the uncompressed early
+ * archives: "lz4", "zstd", "gzip", another named format, "none" or "unknown" (for convert's log).
+ */
+export function initrdCompression(image: Uint8Array, what: string): string {
+  const plain = new CpioScanner({}, what);
+  const at = plain.push(image);
+  plain.end();
+  if (at === image.length) return "none";
+  const rest = image.subarray(at);
+  if (startsWith(rest, 0, LZ4_LEGACY)) return "lz4";
+  if (startsWith(rest, 0, ZSTD)) return "zstd";
+  if (startsWith(rest, 0, GZIP)) return "gzip";
+  return FORMATS.find(([, magic]) => startsWith(rest, 0, magic))?.[0] ?? "unknown";
+}

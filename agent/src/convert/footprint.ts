@@ -7,8 +7,10 @@
  */
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { UsageError } from "../errors.ts";
-import { alignUp, MiB } from "./layout.ts";
+import { initrdCompression } from "../config/initrd.ts";
+import { FdeError, UsageError } from "../errors.ts";
+import { parsePe } from "../refvalue/pe.ts";
+import { alignUp, type Layout, MIN_DELTA_ROOM, MiB } from "./layout.ts";
 
 /** The block size convert formats /boot with (mkfs.ext4 -b 4096 in steps/write-disk.ts). */
 export const BOOT_BLOCK = 4096;
@@ -46,12 +48,89 @@ export function minBootPartSize(needed: number): number {
   return size;
 }
 
+/** Room for a kernel update on top of the smallest partition, in what a refusal suggests. */
+export const UPDATE_ROOM = 1.25;
+
 /** Refuses (naming the sizes) a /boot partition of PARTSIZE bytes that cannot hold STAGING. */
 export async function checkBootFits(staging: string, partSize: number): Promise<void> {
   const needed = await stagedBytes(staging);
   if (partSize - ext4Overhead(partSize) >= needed) return;
   const min = minBootPartSize(needed);
   throw new UsageError(
-    `the boot partition (${(partSize / MiB).toFixed(0)} MiB) cannot hold the kernels and initrds: they take ${(needed / MiB).toFixed(1)} MiB, which needs a partition of at least ${min / MiB} MiB; pass --boot_part_size ${Math.ceil((min * 1.25) / MiB)}M or more (room for a kernel update)`,
+    `the boot partition (${(partSize / MiB).toFixed(0)} MiB) cannot hold the kernels and initrds: they take ${(needed / MiB).toFixed(1)} MiB, which needs a partition of at least ${min / MiB} MiB; pass --boot_part_size ${Math.ceil((min * UPDATE_ROOM) / MiB)}M or more (room for a kernel update)`,
   );
+}
+
+/**
+ * UKI mode's new ESP: the UKI with room for a newer kernel's (UPDATE_ROOM) plus UKI_ESP_SLACK,
+ * which also keeps the FAT32 that mkfs.vfat -F 32 makes above its 65525-cluster minimum (~33 MiB)
+ * and covers the FATs themselves; never smaller than the source's ESP.
+ */
+export const UKI_ESP_SLACK = 32 * MiB;
+
+/** Pure: the size of UKI mode's new ESP for a UKI of UKIBYTES (and the source's ESP, if any). */
+export function ukiEspSize(ukiBytes: number, sourceEspBytes = 0): number {
+  return Math.max(sourceEspBytes, alignUp(ukiBytes * UPDATE_ROOM + UKI_ESP_SLACK, MiB));
+}
+
+/** What a --device conversion must fit: the layout computed for it and where its parts come from. */
+export interface DeviceFit {
+  device: string;
+  deviceBytes: number;
+  layout: Layout;
+  /** Bytes the PV needs (layout.pvMinSize): the rootfs and hash LVs and the delta's minimum. */
+  pvMin: number;
+  /** --uki: the UKI's bytes (the ESP is sized for it); GRUB mode: undefined (the source's ESP). */
+  ukiBytes?: number;
+  /** GRUB mode: the bytes of the staged /boot files (stagedBytes), for the --boot_part_size advice. */
+  bootNeeded?: number;
+}
+
+/**
+ * Pure: refuses a --device conversion whose layout is larger than the device (a device cannot
+ * grow, unlike an --out image), before anything is written to it: the sizes of each part, and
+ * the --boot_part_size that fits when a smaller /boot is enough, else the device size needed.
+ */
+export function checkDeviceFits(f: DeviceFit): void {
+  const L = f.layout;
+  if (L.diskSize <= f.deviceBytes) return;
+  const mib = (n: number) => `${Math.ceil(n / MiB)} MiB`;
+  const esp = f.ukiBytes
+    ? `a new ESP of ${mib(L.esp.size)} for the ${(f.ukiBytes / MiB).toFixed(1)} MiB UKI (and a newer kernel's)`
+    : `the source's ESP, ${mib(L.esp.size)}`;
+  const boot = L.boot ? ` + /boot ${mib(L.boot.size)} (--boot_part_size)` : "";
+  const pv = `the LVM PV ${mib(f.pvMin)} (the shrunk rootfs and its hash tree, ${mib(f.pvMin - MIN_DELTA_ROOM - MiB)}; ${mib(MIN_DELTA_ROOM)} for the delta; 1 MiB of LVM metadata)`;
+  const what = `${f.device} (${mib(f.deviceBytes)}) cannot hold the converted layout, ${mib(L.diskSize)}: 2 MiB of GPT + ${esp}${boot} + ${pv}`;
+  if (L.boot && f.bootNeeded !== undefined) {
+    const minBoot = minBootPartSize(f.bootNeeded);
+    const fitting = Math.floor((L.boot.size - (L.diskSize - f.deviceBytes)) / MiB) * MiB;
+    if (fitting >= minBoot) {
+      throw new UsageError(
+        `${what}; pass --boot_part_size ${fitting / MiB}M or less (the kernels and initrds need at least ${minBoot / MiB} MiB)`,
+      );
+    }
+    const smallest = L.diskSize - L.boot.size + minBoot;
+    throw new FdeError(`${what}; nothing written to ${f.device}`, {
+      hint: `even the smallest /boot (--boot_part_size ${minBoot / MiB}M) needs a ${mib(smallest)} device: convert onto a larger one, or convert an image with --in/--out (its output grows as needed) and write that`,
+    });
+  }
+  throw new FdeError(`${what}; nothing written to ${f.device}`, {
+    hint: `convert onto a device of at least ${mib(L.diskSize)}, or convert an image with --in/--out (its output grows as needed) and write that`,
+  });
+}
+
+/** The most bytes read to name an initrd's compression (a UKI is its kernel plus its initrd). */
+export const BUILT_IMAGE_MAX_BYTES = 1024 * MiB;
+
+/** How the initrd dracut built into FILE is compressed; with UKI true, FILE is a UKI (.initrd section). */
+export async function builtInitrdCompression(file: string, uki: boolean): Promise<string> {
+  const size = Bun.file(file).size;
+  if (size > BUILT_IMAGE_MAX_BYTES)
+    throw new FdeError(`${file} is ${size} bytes, more than the ${BUILT_IMAGE_MAX_BYTES}-byte limit`);
+  const bytes = new Uint8Array(await Bun.file(file).arrayBuffer());
+  if (!uki) return initrdCompression(bytes, file);
+  const section = parsePe(bytes, file).sections.find((s) => s.name === ".initrd");
+  if (!section) throw new FdeError(`${file}: the UKI dracut built has no .initrd section`);
+  const start = section.pointerToRawData;
+  return initrdCompression(bytes.subarray(start, start + section.sizeOfRawData), `${file} (.initrd)`);
 }
