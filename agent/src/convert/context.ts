@@ -6,6 +6,7 @@
  * reading or setting an undeclared one fails too, so the declarations cannot drift from the code.
  */
 import { join } from "node:path";
+import type { Arch } from "../arch.ts";
 import { FdeError } from "../errors.ts";
 import type { ProviderAware } from "../steps.ts";
 import type { NewSealedKey } from "../tpm/enroll.ts";
@@ -31,7 +32,7 @@ export interface BootFiles {
 /** The rebuilt initrds (or, with --uki, the one UKI). */
 export interface Initrds {
   kernels: Kernel[];
-  /** --uki: the UKI built by the guest's dracut, to be EFI/BOOT/BOOTX64.EFI on the new ESP. */
+  /** --uki: the UKI built by the guest's dracut, to be EFI/BOOT/BOOT<arch>.EFI on the new ESP (arch.ts efiBootPath). */
   ukiFile?: string;
 }
 
@@ -46,6 +47,8 @@ export interface Results {
   /** --tpm2-enroll: the new rootfs key and its sealed copy (sealed first, to fail early). */
   tpm2Key: NewSealedKey;
   source: SourceDisk;
+  /** The guest's architecture (convert/guest-arch.ts): its UKI stub and ESP boot file name. */
+  guest: { arch: Arch };
   bootFiles: BootFiles;
   verity: { rootHash: string };
   initrds: Initrds;

@@ -1,6 +1,7 @@
 /** What `convert` is asked to do: built by cli/convert.ts, read by the plan and every step. */
 import type { SealPolicy } from "../tpm/seal.ts";
 import type { Assets } from "./guest.ts";
+import type { ConvertHost } from "./guest-arch.ts";
 
 export interface ConvertOptions {
   /** Source image (raw/qcow2) or block device. */
@@ -27,4 +28,6 @@ export interface ConvertOptions {
    * PCR values) and add it as a keyslot with a cryptpilot-tpm2 token; rootfsKey stays as recovery.
    */
   tpm2Enroll?: { tcti: string; policy: SealPolicy };
+  /** The host's architecture and binfmt_misc, for the guest-architecture check; default this host's. */
+  host?: ConvertHost;
 }

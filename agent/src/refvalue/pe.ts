@@ -10,6 +10,8 @@ export interface PeSection {
 }
 
 export interface PeImage {
+  /** The COFF header's Machine (arch.ts peArch: 0x8664 x86-64, 0xaa64 arm64). */
+  machine: number;
   /** File offset of the 4-byte CheckSum field. */
   checksumOffset: number;
   /** File offset of the certificate-table data-directory entry, if the image has one. */
@@ -49,7 +51,14 @@ export function parsePe(b: Uint8Array, what: string): PeImage {
     for (let j = 0; j < 8 && b[s + j] !== 0; j++) name += String.fromCharCode(b[s + j]!);
     sections.push({ name, sizeOfRawData: u32(b, s + 16), pointerToRawData: u32(b, s + 20) });
   }
-  return { checksumOffset: opt + 64, certDirOffset, certTable, sizeOfHeaders: u32(b, opt + 60), sections };
+  return {
+    machine: u16(b, peOff + 4),
+    checksumOffset: opt + 64,
+    certDirOffset,
+    certTable,
+    sizeOfHeaders: u32(b, opt + 60),
+    sections,
+  };
 }
 
 export function hasSection(b: Uint8Array, name: string): boolean {

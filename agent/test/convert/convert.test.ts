@@ -3,9 +3,9 @@
  * the real tools (sfdisk, LVM reading the PV through a loop device, veritysetup verify,
  * cryptsetup luksDump) and by decrypting the rootfs LV independently with node:crypto.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -18,13 +18,16 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AMD64, ARM64 } from "../../src/arch.ts";
 import { convert } from "../../src/convert/index.ts";
 import { privateLvmConf } from "../../src/disk/lvm.ts";
+import { FdeError } from "../../src/errors.ts";
+import { log } from "../../src/log.ts";
 import { create as createTpm2 } from "../../src/providers/tpm2.ts";
 import { splitBlob } from "../../src/tpm/seal.ts";
 import { findTokens, sealedFromToken } from "../../src/tpm/token.ts";
 import { hasSwtpm, startSwtpm, toolsUnsealFiles } from "../../testkit/swtpm.ts";
-import { BOOT_UUID, buildSourceImage, KVER, ROOT_UUID } from "./fixture.ts";
+import { BOOT_UUID, buildSourceImage, elfStandIn, KVER, ROOT_UUID, standInAgent } from "./fixture.ts";
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn("convert tests skipped: they need root (loop devices, mount)");
@@ -151,9 +154,7 @@ function decryptSector(img: Buffer, volumeKeyHex: string, dataOffset: number, bl
   return out;
 }
 
-const assets = (dir: string) => {
-  const agent = join(dir, "agent-stand-in");
-  writeFileSync(agent, "#!/bin/sh\necho agent\n");
+const assets = (dir: string, agent = standInAgent(dir)) => {
   return {
     moduleFiles: {
       "module-setup.sh": "#!/bin/bash\ncheck() { return 255; }\n",
@@ -251,7 +252,10 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     // The rootfs: read-only ext4, agent and module installed, /boot emptied, fstab on our device.
     expect(sh("dumpe2fs", ["-h", rootfs])).toMatch(/features:.*read-only/);
     expect(debugfsCat(rootfs, "/etc/fstab")).toContain("/dev/mapper/rootfs / auto defaults 0 0");
-    expect(debugfsCat(rootfs, "/usr/bin/cryptpilot-fde")).toContain("echo agent");
+    const installed = join(dir, "installed-agent");
+    sh("debugfs", ["-R", `dump /usr/bin/cryptpilot-fde ${installed}`, rootfs]);
+    // A boolean, not the bytes: a mismatch must not print an executable.
+    expect(readFileSync(installed).equals(readFileSync("/bin/true"))).toBe(true);
     expect(debugfsCat(rootfs, "/usr/lib/dracut/modules.d/91cryptpilot/module-setup.sh")).toContain("check()");
     expect(debugfsCat(rootfs, "/data/hello.txt")).toBe("hello from the guest\n");
     expect(debugfsCat(rootfs, "/etc/cryptpilot/volumes/scratch.toml")).toContain('volume = "scratch"');
@@ -494,6 +498,91 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(tpm2Exec.stderr.toString()).toContain("unlocks the rootfs with the exec provider");
     expect(tpm2Exec.stderr.toString()).toContain("[rootfs.encrypt.tpm2]");
     expect(existsSync(join(dir, "x.raw"))).toBe(false);
+  });
+
+  describe("the guest's architecture", () => {
+    /** A binfmt_misc directory as the kernel shows it, with qemu-aarch64 as qemu-user-static registers it. */
+    const binfmt = (name: string, entry?: string) => {
+      const d = join(dir, name);
+      sh("mkdir", ["-p", d]);
+      writeFileSync(join(d, "status"), "enabled\n");
+      if (entry !== undefined) writeFileSync(join(d, "qemu-aarch64"), entry);
+      return d;
+    };
+    const QEMU_AARCH64 =
+      "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\nmagic 7f454c46\n";
+    /** An x86-64 host that can run arm64 binaries in a chroot (whatever this host really is). */
+    const emulatingHost = () => ({ arch: AMD64, binfmtDir: binfmt("binfmt-ok", QEMU_AARCH64) });
+    let armSource: string;
+    beforeAll(() => {
+      armSource = buildSourceImage(join(dir, "src-arm64"), { guestArch: ARM64 });
+    });
+    const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+    test("an agent of another architecture is refused before anything is written, --in/--out and -d", async () => {
+      const agent = { ...assets(dir), agentBinary: elfStandIn(dir, AMD64) };
+      const out = join(dir, "out-mismatch.raw");
+      const refused = async (p: Promise<void>) => {
+        const err = (await p.catch((e: Error) => e)) as FdeError;
+        expect(err).toBeInstanceOf(FdeError);
+        expect(err.message).toContain("the guest image is arm64 (aarch64) (its /usr/lib/systemd/systemd)");
+        expect(err.message).toContain(`this convert's agent ${agent.agentBinary} is amd64 (x86_64)`);
+        expect(err.message).toContain("make deb ARCH=arm64");
+        expect(err.message).toContain("make build ARCH=arm64");
+      };
+      await refused(convertImage(out, { input: armSource, assets: agent, host: emulatingHost() }));
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(`${out}.partial`)).toBe(false);
+      const device = join(dir, "dev-mismatch.raw");
+      sh("cp", ["--sparse=always", armSource, device]);
+      const before = sha(device);
+      await refused(
+        convertImage(device, { input: device, device: true, assets: agent, host: emulatingHost() }),
+      );
+      expect(sha(device)).toBe(before);
+    }, 120_000);
+
+    test("a guest of another architecture than the host needs qemu-user in binfmt_misc", async () => {
+      const agent = { ...assets(dir), agentBinary: elfStandIn(dir, ARM64) };
+      const out = join(dir, "out-nobinfmt.raw");
+      const err = (await convertImage(out, {
+        input: armSource,
+        assets: agent,
+        host: { arch: AMD64, binfmtDir: binfmt("binfmt-none") },
+      }).catch((e: Error) => e)) as FdeError;
+      expect(err).toBeInstanceOf(FdeError);
+      expect(err.message).toContain("the guest image is arm64 (aarch64) and this host amd64 (x86_64)");
+      expect(err.message).toContain("qemu-aarch64 does not exist");
+      expect(err.message).toContain("install qemu-user-static and binfmt-support");
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(`${out}.partial`)).toBe(false);
+    }, 120_000);
+
+    test("--uki for an arm64 guest: its stub, and the UKI at EFI/BOOT/BOOTAA64.EFI", async () => {
+      const agent = { ...assets(dir), agentBinary: elfStandIn(dir, ARM64) };
+      const out = join(dir, "out-uki-arm64.raw");
+      const info = spyOn(log, "info");
+      try {
+        await convertImage(out, { input: armSource, assets: agent, uki: true, host: emulatingHost() });
+        expect(info.mock.calls.map((c) => String(c[0]))).toContain(
+          "  guest architecture: arm64 (aarch64) (its /usr/lib/systemd/systemd); its dracut runs under qemu-aarch64 (binfmt_misc)",
+        );
+      } finally {
+        info.mockRestore();
+      }
+      const esp = partitions(out)[0]!;
+      const mt = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+      const listing = execFileSync("mdir", ["-i", `${out}@@${esp.start}`, "-/", "-b", "::/"], {
+        env: mt,
+      }).toString();
+      expect(listing.split("\n").filter((l) => /\.efi$/i.test(l.trim()))).toEqual([
+        "::/EFI/BOOT/BOOTAA64.EFI",
+      ]);
+      const uki = execFileSync("mtype", ["-i", `${out}@@${esp.start}`, "::/EFI/BOOT/BOOTAA64.EFI"], {
+        env: mt,
+      });
+      expect(uki.toString()).toContain("--uefi-stub /usr/lib/systemd/boot/efi/linuxaa64.efi.stub");
+    }, 120_000);
   });
 
   test("a failure leaves no DST, no DST.partial, no mounts and no loop devices", async () => {

@@ -7,6 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type Arch, systemdStubPath } from "../../src/arch.ts";
 
 const sh = (cmd: string, args: string[], input?: string) =>
   execFileSync(cmd, args, { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
@@ -26,12 +27,48 @@ for last; do :; done
 } > "$last"
 `;
 
+/**
+ * The 64-byte ELF64 header of a little-endian executable for ARCH: all convert reads of a guest
+ * binary or an agent to tell its architecture (arch.ts readElfArch).
+ */
+export function elfHeader(arch: Arch): Uint8Array {
+  const h = new Uint8Array(64);
+  h.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]); // magic, ELFCLASS64, ELFDATA2LSB, EV_CURRENT
+  h[16] = 2; // ET_EXEC
+  h[18] = arch.elfMachine & 0xff;
+  h[19] = arch.elfMachine >> 8;
+  h[20] = 1; // e_version
+  return h;
+}
+
+/** A file holding only elfHeader(ARCH): an "agent" of that architecture for convert's check. */
+export function elfStandIn(dir: string, arch: Arch): string {
+  const path = join(dir, `agent-${arch.debian}`);
+  writeFileSync(path, elfHeader(arch));
+  chmodSync(path, 0o755);
+  return path;
+}
+
+/**
+ * A stand-in for the agent convert installs: an executable of this host's architecture (convert
+ * checks the agent's ELF machine against the guest's), never run by the host tests.
+ */
+export function standInAgent(dir: string, name = "agent-stand-in"): string {
+  const agent = join(dir, name);
+  copyFileSync("/bin/true", agent);
+  return agent;
+}
+
 export const BOOT_UUID = "8c1d7f8e-2b6a-4f0e-a3d2-9e5b4c3a2f10";
 
-/** separateBoot: kernels, initrd and grub.cfg on a third partition (ext4) instead of the root's /boot. */
+/**
+ * separateBoot: kernels, initrd and grub.cfg on a third partition (ext4) instead of the root's /boot.
+ * guestArch: the guest claims that architecture (its /usr/lib/systemd/systemd is an ELF header for
+ * it, and it has that architecture's systemd EFI stub); its sh and fake dracut stay this host's.
+ */
 export function buildSourceImage(
   dir: string,
-  opts: { failDracut?: boolean; separateBoot?: boolean } = {},
+  opts: { failDracut?: boolean; separateBoot?: boolean; guestArch?: Arch } = {},
 ): string {
   const tree = join(dir, "tree");
   for (const d of [
@@ -58,6 +95,13 @@ export function buildSourceImage(
   writeFileSync(join(tree, "usr/bin/dracut"), FAKE_DRACUT);
   chmodSync(join(tree, "usr/bin/dracut"), 0o755);
   if (opts.failDracut) writeFileSync(join(tree, "etc/fail-dracut"), "");
+  if (opts.guestArch) {
+    const stub = join(tree, systemdStubPath(opts.guestArch).slice(1));
+    mkdirSync(join(stub, ".."), { recursive: true });
+    writeFileSync(stub, "systemd EFI stub stand-in\n");
+    writeFileSync(join(tree, "usr/lib/systemd/systemd"), elfHeader(opts.guestArch));
+    chmodSync(join(tree, "usr/lib/systemd/systemd"), 0o755);
+  }
   writeFileSync(
     join(tree, "etc/fstab"),
     `UUID=${ROOT_UUID} / ext4 errors=remount-ro 0 1\nUUID=AAAA-BBBB /boot/efi vfat umask=0077 0 1\n`,

@@ -7,6 +7,7 @@ import { volumeFiles } from "../../config/volume.ts";
 import { log } from "../../log.ts";
 import { type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
 import { fixFstab, mount, moveBootOut } from "../guest.ts";
+import { checkGuestArch, thisHost } from "../guest-arch.ts";
 import { installOrUseGuestPackage } from "../guest-package.ts";
 import type { Partition } from "../source.ts";
 
@@ -16,9 +17,11 @@ export const prepareGuest = defineStep(
   {
     device: (c) => c.rootfsImg,
     needs: ["source"],
-    sets: ["bootFiles"],
+    sets: ["guest", "bootFiles"],
     async run(c, io) {
       await mount(c.cleanup, c.rootfsImg, c.guestMount, ["-o", "loop"], "guest");
+      // Before the guest is changed: an agent that cannot run there, or a dracut that cannot run here, stops convert.
+      io.set("guest", { arch: await checkGuestArch(c.guestMount, c.opts.assets, c.opts.host ?? thisHost()) });
       await installOrUseGuestPackage(c.guestMount, c.opts.assets);
       await fixFstab(c.guestMount);
       await moveBootOut(c.guestMount, c.bootStaging);

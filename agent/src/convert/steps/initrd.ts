@@ -1,15 +1,14 @@
 /** The guest's initrds rebuilt by its own dracut with the agent's module (or, with --uki, one UKI). */
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { efiBootName, systemdStubPath } from "../../arch.ts";
 import { FdeError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import { rewriteCmdline } from "../bootcfg.ts";
 import { defineStep } from "../context.ts";
 import { findKernels, type Kernel, mount, runDracut } from "../guest.ts";
-
-/** systemd's EFI stub, in the guest or (copied in) from this host, for --uki. */
-export const DEFAULT_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+import { resolveInRoot } from "../guest-arch.ts";
 
 /** The UKI's command line: the guest's /etc/kernel/cmdline (kernel-install's file), then --uki-append-cmdline. */
 export const ukiCmdline = (guestCmdline: string, append: string) =>
@@ -21,6 +20,7 @@ const byVersionDesc = (a: Kernel, b: Kernel) =>
 
 export const rebuildInitrds = defineStep("rebuildInitrds", "rebuilding the guest's initrd with the agent", {
   device: (c) => c.rootfsImg,
+  needs: ["guest"],
   sets: ["initrds"],
   async run(c, io) {
     await mount(c.cleanup, c.rootfsImg, c.guestMount, ["-o", "loop,ro,noload"], "guest");
@@ -33,19 +33,24 @@ export const rebuildInitrds = defineStep("rebuildInitrds", "rebuilding the guest
       throw new FdeError("no kernel in the guest's /boot has its modules installed; nothing can boot");
     if (c.opts.uki) {
       const kernel = kernels.reduce((best, k) => (byVersionDesc(k, best) < 0 ? k : best));
-      const guestStub = join(c.guestMount, DEFAULT_STUB.slice(1));
+      // systemd's EFI stub of the guest's architecture, the guest's own or (copied in) this host's.
+      const { arch } = io.need("guest");
+      const defaultStub = systemdStubPath(arch);
+      const stubName = basename(defaultStub);
+
       const outDir = join(c.work, "uki");
       await mkdir(outDir, { recursive: true });
       const stubDir = join(c.work, "stub");
       await mkdir(stubDir, { recursive: true });
-      let stub = DEFAULT_STUB;
-      if (!existsSync(guestStub)) {
-        if (!existsSync(DEFAULT_STUB))
+      let stub = defaultStub;
+      // Resolved as dracut in the chroot will: a symbolic link in the guest never reaches the host's files.
+      if (resolveInRoot(c.guestMount, defaultStub) === undefined) {
+        if (!existsSync(defaultStub))
           throw new FdeError(
-            `--uki needs the systemd EFI stub ${DEFAULT_STUB} (package systemd-boot-efi) in the guest or on this host`,
+            `--uki needs the systemd EFI stub ${defaultStub} (package systemd-boot-efi, ${arch.debian}) in the guest or on this host`,
           );
-        await copyFile(DEFAULT_STUB, join(stubDir, "linuxx64.efi.stub"));
-        stub = "/run/cryptpilot-stub/linuxx64.efi.stub";
+        await copyFile(defaultStub, join(stubDir, stubName));
+        stub = `/run/cryptpilot-stub/${stubName}`;
       }
       await runDracut(
         c.cleanup,
@@ -62,7 +67,7 @@ export const rebuildInitrds = defineStep("rebuildInitrds", "rebuilding the guest
           },
         ],
       );
-      const ukiFile = join(outDir, "BOOTX64.EFI");
+      const ukiFile = join(outDir, efiBootName(arch));
       await copyFile(join(stubDir, "uki.efi"), ukiFile);
       io.set("initrds", { kernels, ukiFile });
       log.info(`  UKI for kernel ${kernel.version}`);

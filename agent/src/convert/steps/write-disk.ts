@@ -1,6 +1,7 @@
 /** The output disk: GPT, ESP (the source's, or a new one holding only the UKI), /boot, then the LVM PV. */
 import { rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { efiBootPath } from "../../arch.ts";
 import { run } from "../../command.ts";
 import { ROOTFS_HASH_LV_NAME, ROOTFS_LV_NAME } from "../../disk/names.ts";
 import { FdeError } from "../../errors.ts";
@@ -12,7 +13,7 @@ import { retargetGrubCfg } from "./boot-entries.ts";
 
 export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP and boot files", {
   device: (c) => c.partial,
-  needs: ["source", "bootFiles", "initrds", "rootfsLv"],
+  needs: ["source", "guest", "bootFiles", "initrds", "rootfsLv"],
   sets: ["disk"],
   async run(c, io) {
     const source = io.need("source");
@@ -44,7 +45,8 @@ export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP an
     });
     if (c.opts.uki) {
       if (!ukiFile) throw new FdeError("convert: --uki, but rebuildInitrds built no UKI");
-      await copyAt(await buildUkiEsp(c, ukiFile, L.esp.size), c.partial, L.esp.offset, L.esp.size, true);
+      const espImg = await buildUkiEsp(c, ukiFile, efiBootPath(io.need("guest").arch), L.esp.size);
+      await copyAt(espImg, c.partial, L.esp.offset, L.esp.size, true);
       return;
     }
     const oldEsp = sourceEsp(esp);
@@ -112,12 +114,15 @@ async function mtools(cmd: string, args: string[], image: string, offset: number
   return run(cmd, ["-i", `${image}@@${offset}`, ...args], { env: { MTOOLS_SKIP_CHECK: "1" }, stdin });
 }
 
-/** ESP for UKI mode: a fresh FAT holding only EFI/BOOT/BOOTX64.EFI, so nothing else on it can boot. */
-async function buildUkiEsp(c: ConvertCtx, ukiFile: string, size: number): Promise<string> {
+/**
+ * ESP for UKI mode: a fresh FAT holding only the UKI at the removable-media path of the guest's
+ * architecture (EFI/BOOT/BOOTX64.EFI, BOOTAA64.EFI), so nothing else on it can boot.
+ */
+async function buildUkiEsp(c: ConvertCtx, ukiFile: string, espPath: string, size: number): Promise<string> {
   const img = join(c.work, "esp.img");
   await run("mkfs.vfat", ["-F", "32", "-n", "ESP", "-C", img, String(size / 1024)]);
   await mtools("mmd", ["::/EFI", "::/EFI/BOOT"], img, 0);
-  await mtools("mcopy", [ukiFile, "::/EFI/BOOT/BOOTX64.EFI"], img, 0);
+  await mtools("mcopy", [ukiFile, `::${espPath}`], img, 0);
   return img;
 }
 
