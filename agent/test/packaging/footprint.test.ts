@@ -12,7 +12,7 @@ import { convert } from "../../src/convert/index.ts";
 import { MiB, sizeBytes } from "../../src/convert/layout.ts";
 import { FdeError, UsageError } from "../../src/errors.ts";
 import { tempDir } from "../../testkit/sh.ts";
-import { buildSourceImage } from "../convert/fixture.ts";
+import { buildSourceImage, standInAgent } from "../convert/fixture.ts";
 
 const work = tempDir("footprint");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -83,8 +83,8 @@ describe("the /boot footprint", () => {
         join(cfg, "fde.toml"),
         '[rootfs]\n[delta]\n[delta.encrypt.exec]\ncommand = "echo"\nargs = ["d"]\n',
       );
-      const agent = join(work, "agent-stand-in");
-      writeFileSync(agent, "#!/bin/sh\necho agent\n");
+      // An executable of this host's architecture: convert checks the agent's against the guest's.
+      const agent = standInAgent(work);
       const out = join(work, "out.raw");
       const err = await convert({
         input: source,
