@@ -84,7 +84,7 @@ mmdebstrap --mode=root --variant=minbase --format=directory --architectures="$ar
   --include="$(IFS=,; echo "${packages[*]}")" \
   --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/bin/dracut.cptest-real --add /usr/bin/dracut && printf "#!/bin/sh\nexit 0\n" >"$1/usr/bin/dracut" && chmod 755 "$1/usr/bin/dracut"' \
   --customize-hook='rm -f "$1/usr/bin/dracut" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/bin/dracut' \
-  --customize-hook='mkdir -p "$1/var/cache/cptest-efi-debs" && chroot "$1" sh -c "cd /var/cache/cptest-efi-debs && apt-get download -q shim-signed shim-helpers-$arch-signed grub-efi-$arch-signed"' \
+  --customize-hook='mkdir -p "$1/var/cache/cptest-efi-debs" && chroot "$1" sh -c "cd /var/cache/cptest-efi-debs && apt-get download -q shim-signed shim-helpers-'"$arch"'-signed grub-efi-'"$arch"'-signed"' \
   "$suite" "$root" "${sources[@]}" >&2
 
 kver=$(ls "$root/lib/modules" | sort -V | tail -1)
