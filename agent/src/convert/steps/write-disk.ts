@@ -5,9 +5,17 @@ import { efiBootPath } from "../../arch.ts";
 import { run } from "../../command.ts";
 import { ROOTFS_HASH_LV_NAME, ROOTFS_LV_NAME } from "../../disk/names.ts";
 import { FdeError } from "../../errors.ts";
-import { type BootFiles, type ConvertCtx, defineStep, type SourceDisk } from "../context.ts";
-import { checkBootFits } from "../footprint.ts";
-import { alignUp, computeLayout, MiB, pvMinSize, sfdiskScript } from "../layout.ts";
+import { log } from "../../log.ts";
+import { type BootFiles, type ConvertCtx, defineStep, type Initrds, type SourceDisk } from "../context.ts";
+import {
+  builtInitrdCompression,
+  checkBootFits,
+  checkDeviceFits,
+  minBootPartSize,
+  stagedBytes,
+  ukiEspSize,
+} from "../footprint.ts";
+import { computeLayout, type Layout, MiB, pvMinSize, sfdiskScript } from "../layout.ts";
 import { copyAt, writePv } from "../pv.ts";
 import { retargetGrubCfg } from "./boot-entries.ts";
 
@@ -18,25 +26,31 @@ export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP an
   async run(c, io) {
     const source = io.need("source");
     const { esp } = source;
-    const { ukiFile } = io.need("initrds");
+    const { ukiFile, kernels } = io.need("initrds");
     const hashSize = Bun.file(c.hashImg).size;
     const ukiSize = ukiFile ? Bun.file(ukiFile).size : 0;
-    const espSize = c.opts.uki
-      ? Math.max(esp?.size ?? 0, alignUp(ukiSize * 1.25 + 32 * MiB, MiB))
-      : sourceEsp(esp).size;
+    const espSize = c.opts.uki ? ukiEspSize(ukiSize, esp?.size) : sourceEsp(esp).size;
+    const pvMin = pvMinSize(io.need("rootfsLv").size, hashSize);
     const L = computeLayout({
       sourceDiskSize: Bun.file(c.srcRaw).size,
       espSize,
       bootSize: c.opts.uki ? undefined : c.opts.bootPartSize,
-      pvMin: pvMinSize(io.need("rootfsLv").size, hashSize),
+      pvMin,
     });
     io.set("disk", { layout: L });
+    // Every size refusal comes before the first write (of DST.partial, or the device's work copy).
     if (L.boot) await checkBootFits(c.bootStaging, L.boot.size);
-    if (c.opts.device && L.diskSize > Bun.file(c.srcRaw).size) {
-      throw new FdeError(
-        `${c.opts.output} is too small for the converted layout (${(L.diskSize / MiB).toFixed(0)} MiB needed)`,
-      );
+    if (c.opts.device) {
+      checkDeviceFits({
+        device: c.opts.output,
+        deviceBytes: Bun.file(c.srcRaw).size,
+        layout: L,
+        pvMin,
+        ukiBytes: ukiFile ? ukiSize : undefined,
+        bootNeeded: L.boot ? await stagedBytes(c.bootStaging) : undefined,
+      });
     }
+    await logFootprint(c, L, ukiFile, kernels);
     await rm(c.partial, { force: true });
     await writeFile(c.partial, "");
     await truncate(c.partial, L.diskSize);
@@ -103,6 +117,38 @@ export const writeLvm = defineStep("writeLvm", "writing the cryptpilot LVM volum
     io.set("lvm", { pvFree: free });
   },
 });
+
+/**
+ * The convert log's footprint lines: each initrd's compression and size, and the ESP or /boot it
+ * goes to. Only a log: an image it cannot read is "not recognised" here (the boot tests check
+ * what was built).
+ */
+async function logFootprint(
+  c: ConvertCtx,
+  L: Layout,
+  ukiFile: string | undefined,
+  kernels: Initrds["kernels"],
+): Promise<void> {
+  const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
+  if (ukiFile) {
+    const size = Bun.file(ukiFile).size;
+    log.info(
+      `  UKI ${mib(size)} (initrd ${await compressionOf(ukiFile, true)}); new ESP ${L.esp.size / MiB} MiB`,
+    );
+    return;
+  }
+  for (const k of kernels) {
+    const file = join(c.bootStaging, k.initrd);
+    log.info(`  initrd ${k.initrd}: ${mib(Bun.file(file).size)}, ${await compressionOf(file, false)}`);
+  }
+  const needed = await stagedBytes(c.bootStaging);
+  log.info(
+    `  /boot: ${(L.boot?.size ?? 0) / MiB} MiB partition for ${mib(needed)} of files (the smallest that holds them: ${minBootPartSize(needed) / MiB} MiB)`,
+  );
+}
+
+const compressionOf = (file: string, uki: boolean) =>
+  builtInitrdCompression(file, uki).catch(() => "compression not recognised");
 
 /** GRUB mode keeps the source's ESP (readSource refuses a source without one). */
 function sourceEsp(esp: SourceDisk["esp"]): NonNullable<SourceDisk["esp"]> {
