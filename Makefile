@@ -4,7 +4,7 @@ BIN := dist/cryptpilot-fde
 # The binary embeds the dracut module and hooks (convert installs them), so they are sources too.
 SRC := $(shell find agent/src -name '*.ts') package.json $(wildcard dracut-module/91cryptpilot/* hooks/*)
 
-.PHONY: all build build-arm64 deb apt-deps deps lint unit vm-test test bench demo clean
+.PHONY: all build build-arm64 deb apt-deps deps lint unit vm-test test bench bench-footprint demo clean
 
 all: build
 
@@ -79,6 +79,11 @@ test: deps
 
 bench: deps build
 	$(BUN) bench/run.ts
+
+# Only the disk footprint (bench/footprint.ts; `make bench` runs it too, without the arm64 rows
+# unless dist/cryptpilot-fde-arm64 exists): both executables, the base images in vm-test/cache.
+bench-footprint: deps build build-arm64
+	$(BUN) bench/run.ts footprint
 
 demo: deps build
 	vm-test/demo
