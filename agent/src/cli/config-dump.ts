@@ -18,17 +18,18 @@ async function fromInitrd(file: string): Promise<LoadedConfig> {
 }
 
 /**
- * The initrds a disk boots: the UKI's .initrd section, and every initrd in /boot (upstream follows
- * the boot entries; converted images hold one initrd per kernel, all built with the same config).
+ * The initrds a disk boots: the UKI's .initrd section (the UKI of either architecture, at
+ * EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI), and every initrd in /boot (upstream follows the boot
+ * entries; converted images hold one initrd per kernel, all built with the same config).
  */
 async function initrdsOnDisk(path: string): Promise<{ name: string; data: Uint8Array }[]> {
   const { openImage } = await import("../disk/image/open.ts");
   const { diskLayout } = await import("../refvalue/disk-layout.ts");
   const { parsePe } = await import("../refvalue/pe.ts");
+  const { espBootFiles } = await import("../refvalue/esp.ts");
   const layout = diskLayout(openImage(path));
   const found: { name: string; data: Uint8Array }[] = [];
-  const uki = "/EFI/BOOT/BOOTX64.EFI";
-  if (layout.esp.kind(uki) === "file") {
+  for (const { path: uki } of espBootFiles(layout.esp)) {
     const image = layout.esp.readFile(uki);
     const section = parsePe(image, uki).sections.find((s) => s.name === ".initrd");
     if (section) {
@@ -103,7 +104,7 @@ from the configuration directory.`,
     disk: {
       type: "string",
       value: "PATH",
-      help: "read it from the initrds of a disk image or block device (raw or qcow2; the UKI's .initrd, or the initrds in /boot), without root",
+      help: "read it from the initrds of a disk image or block device (raw or qcow2; the .initrd of the UKI at EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI, or the initrds in /boot), without root",
     },
   },
   async run({ values, globals, usageError }) {

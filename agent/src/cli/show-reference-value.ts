@@ -12,8 +12,9 @@ export default defineCommand({
   configDir: false,
   description: `Prints, as JSON on stdout, the reference values of a disk's boot chain as the firmware, shim
 and GRUB measure them: for GRUB boot the kernel command line (and its digests), the kernel,
-initrd, GRUB and shim digests; for a unified kernel image (EFI/BOOT/BOOTX64.EFI with a .linux
-section) its Authenticode digest. Keys and order are those of upstream cryptpilot.`,
+initrd, GRUB and shim digests; for a unified kernel image (EFI/BOOT/BOOTX64.EFI, or BOOTAA64.EFI
+on arm64, with a .linux section) its Authenticode digest. x86-64 and arm64 disks alike (shimx64
+and grubx64.efi, or shimaa64 and grubaa64.efi). Keys and order are those of upstream cryptpilot.`,
   flags: {
     disk: {
       type: "string",

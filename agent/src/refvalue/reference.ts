@@ -7,6 +7,7 @@
 import type { FileTree } from "../disk/image/fs.ts";
 import { FdeError } from "../errors.ts";
 import { authenticodeDigest } from "./authenticode.ts";
+import { ESP_BOOT_PATHS, espBootFiles, GRUB_INSTALL_NAMES, type GrubInstall, grubInstalls } from "./esp.ts";
 import { type BootEntry, parseGrubenv, resolveBootEntry } from "./grub.ts";
 import { loaderCmdline } from "./grubscript.ts";
 import { HASH_LABEL, type HashAlgo, hashHex } from "./hash.ts";
@@ -15,32 +16,7 @@ import { hasSection } from "./pe.ts";
 
 export type ReferenceValues = Record<string, string[]>;
 
-const UKI_PATH = "/EFI/BOOT/BOOTX64.EFI";
-
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** Case-insensitive name lookup in a listing (FAT names). */
-function findName(tree: FileTree, dir: string, names: string[]): string | undefined {
-  const entries = tree.list(dir);
-  for (const want of names) {
-    const hit = entries.find((e) => e.kind === "file" && e.name.toLowerCase() === want);
-    if (hit) return `${dir === "/" ? "" : dir}/${hit.name}`;
-  }
-  return undefined;
-}
-
-/** ESP directories holding grubx64.efi, sorted so the output is deterministic. */
-function grubDirs(esp: FileTree): string[] {
-  const out: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    if (depth > 8) return;
-    const entries = esp.list(dir);
-    if (entries.some((e) => e.kind === "file" && e.name.toLowerCase() === "grubx64.efi")) out.push(dir);
-    for (const e of entries) if (e.kind === "dir") walk(`${dir === "/" ? "" : dir}/${e.name}`, depth + 1);
-  };
-  walk("/", 0);
-  return out.sort();
-}
 
 function firstFile(tree: FileTree, paths: string[]): { path: string; text: string } | undefined {
   for (const path of paths)
@@ -79,16 +55,14 @@ interface GrubDirValues {
   initrds: Uint8Array[];
   grub: Uint8Array;
   shim: Uint8Array;
+  /** The GRUB file's ESP path, for messages. */
+  grubPath: string;
   dir: string;
 }
 
-function grubDirValues(layout: BootLayout, boot: GrubBoot, dir: string): GrubDirValues | undefined {
+function grubDirValues(layout: BootLayout, boot: GrubBoot, install: GrubInstall): GrubDirValues {
   const { esp } = layout;
-  const grubPath = findName(esp, dir, ["grubx64.efi"])!;
-  // BOOTX64.EFI next to grubx64.efi is shim installed at the removable-media path (what OVMF boots
-  // on a fresh VM); it is measured the same way as shimx64.efi.
-  const shimPath = findName(esp, dir, ["shimx64.efi", "shim.efi", "bootx64.efi"]);
-  if (!shimPath) return undefined;
+  const { dir } = install;
   const envFile =
     firstFile(boot.tree, ["/grubenv", "/grub/grubenv", "/grub2/grubenv"]) ??
     firstFile(esp, [`${dir}/grubenv`]);
@@ -115,8 +89,9 @@ function grubDirValues(layout: BootLayout, boot: GrubBoot, dir: string): GrubDir
     cmdlines,
     kernel: kernel.data,
     initrds,
-    grub: esp.readFile(grubPath),
-    shim: esp.readFile(shimPath),
+    grub: esp.readFile(install.grub),
+    shim: esp.readFile(install.shim),
+    grubPath: install.grub,
     dir,
   };
 }
@@ -125,24 +100,28 @@ export function computeReferenceValues(layout: BootLayout, algos: HashAlgo[]): R
   if (algos.length === 0) throw new FdeError("No hash algorithm specified");
   const out: ReferenceValues = {};
   const { esp } = layout;
-  const uki = esp.kind(UKI_PATH) === "file" ? esp.readFile(UKI_PATH) : undefined;
-  if (uki && hasSection(uki, ".linux")) {
+  // A UKI at an architecture's removable-media path; with several (a multi-architecture disk),
+  // each is an alternative the firmware of that architecture measures.
+  const bootFiles = espBootFiles(esp).map((f) => ({ ...f, data: esp.readFile(f.path) }));
+  const ukis = bootFiles.filter((f) => hasSection(f.data, ".linux"));
+  if (ukis.length > 0) {
     for (const algo of algos)
-      out[`measurement.uki.${HASH_LABEL[algo]}`] = [authenticodeDigest(uki, algo, `${esp.name}${UKI_PATH}`)];
+      out[`measurement.uki.${HASH_LABEL[algo]}`] = ukis.map((u) =>
+        authenticodeDigest(u.data, algo, `${esp.name}${u.path}`),
+      );
     return out;
   }
   if (!layout.boot) {
+    const found = bootFiles.map((f) => f.path).join(" and ");
     throw new FdeError(
-      `${layout.bootMissing ?? `${layout.name}: no /boot found.`} (It is not a UKI disk either: ${UKI_PATH} on the ESP ${uki ? "has no .linux section" : "does not exist"}.)`,
+      `${layout.bootMissing ?? `${layout.name}: no /boot found.`} (It is not a UKI disk either: ${found ? `${found} on the ESP ${bootFiles.length > 1 ? "have" : "has"} no .linux section` : `there is no ${ESP_BOOT_PATHS} on the ESP`}.)`,
     );
   }
   const boot = layout.boot;
-  const dirs = grubDirs(esp)
-    .map((d) => grubDirValues(layout, boot, d))
-    .filter((v): v is GrubDirValues => v !== undefined);
+  const dirs = grubInstalls(esp).map((install) => grubDirValues(layout, boot, install));
   if (dirs.length === 0) {
     throw new FdeError(
-      `${layout.name}: the ESP has no GRUB: no directory holding grubx64.efi together with shimx64.efi, shim.efi or BOOTX64.EFI, and no unified kernel image at ${UKI_PATH}.`,
+      `${layout.name}: the ESP has no GRUB: no directory holding ${GRUB_INSTALL_NAMES}, and no unified kernel image at ${ESP_BOOT_PATHS}.`,
     );
   }
   for (const algo of algos) {
@@ -170,7 +149,7 @@ export function computeReferenceValues(layout: BootLayout, algos: HashAlgo[]): R
     );
     put(
       `measurement.grub.${label}`,
-      dirs.map((d) => authenticodeDigest(d.grub, algo, `${esp.name}${d.dir}/grubx64.efi`)),
+      dirs.map((d) => authenticodeDigest(d.grub, algo, `${esp.name}${d.grubPath}`)),
     );
     put(
       `measurement.shim.${label}`,
