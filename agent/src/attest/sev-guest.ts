@@ -18,7 +18,7 @@ import { TEE_DRIVERS } from "./platform.ts";
 
 export const SEV_GUEST_DEVICE = TEE_DRIVERS.snp.device;
 
-/** struct sizes and offsets from <linux/sev-guest.h> (x86-64). */
+/** struct sizes and offsets from <linux/sev-guest.h> (x86-64: SEV-SNP guests exist only there). */
 export const SNP_UAPI = {
   reportReq: { size: 96, user_data: 0, vmpl: 64, rsvd: 68 },
   reportResp: { size: 4000 },

@@ -11,7 +11,8 @@ const CLOCK_REALTIME = 0;
 
 /** Sets the system clock to `unixMs`; throws an Error with errno's number when the kernel refuses. */
 export function setSystemClock(unixMs: number): void {
-  // struct timespec on x86-64: two 64-bit fields, tv_sec and tv_nsec.
+  // struct timespec on the LP64 Linux ABIs this agent builds for (x86-64, aarch64): two 64-bit
+  // fields, tv_sec and tv_nsec.
   const ts = new BigInt64Array(2);
   const ms = Math.floor(unixMs);
   ts[0] = BigInt(Math.floor(ms / 1000));
