@@ -1,4 +1,5 @@
 /** `config dump`: print the effective configuration as a cloud-init bundle, as upstream does. */
+import { ARCHES, efiBootPath } from "../arch.ts";
 import { dumpBundle, type LoadedConfig, loadConfig, parseConfigTexts } from "../config/index.ts";
 import { ConfigError, FdeError } from "../errors.ts";
 import { escapeText } from "../escape.ts";
@@ -104,7 +105,7 @@ from the configuration directory.`,
     disk: {
       type: "string",
       value: "PATH",
-      help: "read it from the initrds of a disk image or block device (raw or qcow2; the .initrd of the UKI at EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI, or the initrds in /boot), without root",
+      help: `read it from the initrds of a disk image or block device (raw or qcow2; the .initrd of the UKI at ${ARCHES.map((a) => efiBootPath(a).slice(1)).join(" or ")}, or the initrds in /boot), without root`,
     },
   },
   async run({ values, globals, usageError }) {

@@ -3,18 +3,25 @@
  * service should expect, as upstream cryptpilot prints them, read directly from the image
  * (raw or qcow2, unprivileged, only the blocks needed) or from the running system's /boot.
  */
+import { ARCHES, efiBootPath, grubName, shimName } from "../arch.ts";
 import { FdeError } from "../errors.ts";
 import { escapeText } from "../escape.ts";
 import { defineCommand } from "./command.ts";
+
+/** One help line per architecture, from arch.ts: "  amd64: UKI EFI/BOOT/BOOTX64.EFI, shimx64.efi, grubx64.efi". */
+const ARCH_FILES = ARCHES.map(
+  (a) => `  ${a.debian}: UKI ${efiBootPath(a).slice(1)}, ${shimName(a)} and ${grubName(a)}`,
+).join("\n");
 
 export default defineCommand({
   usage: "[--disk PATH] [--hash-algo ALG]...",
   configDir: false,
   description: `Prints, as JSON on stdout, the reference values of a disk's boot chain as the firmware, shim
 and GRUB measure them: for GRUB boot the kernel command line (and its digests), the kernel,
-initrd, GRUB and shim digests; for a unified kernel image (EFI/BOOT/BOOTX64.EFI, or BOOTAA64.EFI
-on arm64, with a .linux section) its Authenticode digest. x86-64 and arm64 disks alike (shimx64
-and grubx64.efi, or shimaa64 and grubaa64.efi). Keys and order are those of upstream cryptpilot.`,
+initrd, GRUB and shim digests; for a unified kernel image (a UKI: a .linux section) its
+Authenticode digest. The files of every architecture are looked for on the ESP:
+${ARCH_FILES}
+Keys and order are those of upstream cryptpilot.`,
   flags: {
     disk: {
       type: "string",

@@ -43,6 +43,15 @@ function asArm64(src: string, name: string): string {
   return out;
 }
 
+test("the help of show-reference-value and config dump names both architectures' files", () => {
+  const help = cli("show-reference-value", "--help").stdout;
+  expect(help).toContain("amd64: UKI EFI/BOOT/BOOTX64.EFI, shimx64.efi and grubx64.efi");
+  expect(help).toContain("arm64: UKI EFI/BOOT/BOOTAA64.EFI, shimaa64.efi and grubaa64.efi");
+  expect(cli("config", "dump", "--help").stdout.replace(/\s+/g, " ")).toContain(
+    "the UKI at EFI/BOOT/BOOTX64.EFI or EFI/BOOT/BOOTAA64.EFI",
+  );
+});
+
 describe("PE machine of real files", () => {
   test("systemd's x86-64 stub is amd64; its copy with Machine 0xaa64 is arm64", () => {
     expect(peArch(parsePe(readFileSync(STUB_X64), STUB_X64).machine)).toBe(AMD64);
