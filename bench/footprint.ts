@@ -188,7 +188,7 @@ function table(rows: Row[], skipped: string[]): string {
       (r) =>
         `| ${r.arch} | ${r.suite} (${r.kernel}) | ${r.compression} (initrd ${r.initrdGot}, UKI ${r.uki}) | ${mib(r.initrdBytes)} | ${mib(r.ukiBytes)} | ${r.minBoot / MiB} MiB | ${r.minEsp / MiB} MiB | ${r.dracutSeconds.toFixed(0)} s |`,
     ),
-    ...skipped.map((s) => `| ${s} | | | | | | | |`),
+    ...skipped.map((s) => `| ${s} | | | | | | |`),
   ].join("\n");
 }
 
