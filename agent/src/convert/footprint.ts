@@ -132,5 +132,10 @@ export async function builtInitrdCompression(file: string, uki: boolean): Promis
   const section = parsePe(bytes, file).sections.find((s) => s.name === ".initrd");
   if (!section) throw new FdeError(`${file}: the UKI dracut built has no .initrd section`);
   const start = section.pointerToRawData;
-  return initrdCompression(bytes.subarray(start, start + section.sizeOfRawData), `${file} (.initrd)`);
+  const end = start + section.sizeOfRawData;
+  if (end > bytes.length)
+    throw new FdeError(
+      `${file}: the UKI's .initrd section (bytes ${start}-${end}) runs past the end of the file (${bytes.length} bytes)`,
+    );
+  return initrdCompression(bytes.subarray(start, end), `${file} (.initrd)`);
 }
