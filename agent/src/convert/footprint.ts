@@ -139,3 +139,46 @@ export async function builtInitrdCompression(file: string, uki: boolean): Promis
     );
   return initrdCompression(bytes.subarray(start, end), `${file} (.initrd)`);
 }
+
+/** A FAT's allocation unit and free space, as mtools reports them. */
+export interface FatSpace {
+  clusterBytes: number;
+  freeBytes: number;
+}
+
+/**
+ * Pure: the cluster size from `minfo`'s "sector size: N bytes" and "cluster size: N sectors", and
+ * the free bytes from `mdir`'s last line ("33 468 416 bytes free": thousands grouped by spaces).
+ */
+export function fatSpace(minfo: string, mdir: string): FatSpace {
+  const sector = /sector size: (\d+) bytes/.exec(minfo)?.[1];
+  const cluster = /cluster size: (\d+) sectors/.exec(minfo)?.[1];
+  const free = /([\d ]+) bytes free/.exec(mdir)?.[1];
+  if (!sector || !cluster || !free)
+    throw new FdeError("cannot read the ESP's cluster size and free space from minfo and mdir", {
+      hint: "is mtools installed and the ESP a FAT filesystem?",
+    });
+  return { clusterBytes: Number(sector) * Number(cluster), freeBytes: Number(free.replace(/ /g, "")) };
+}
+
+/**
+ * Pure: refuses files rewritten in place on a FAT (GRUB mode's grub.cfg files on the source's
+ * ESP, written with mcopy -o, which frees the old clusters) when their growth in whole clusters is
+ * more than the free space: before anything is written, naming the ESP and both sizes.
+ */
+export function checkEspFits(
+  f: FatSpace & { what: string; files: { file: string; oldBytes: number; newBytes: number }[] },
+): void {
+  const clusters = (n: number) => Math.ceil(n / f.clusterBytes);
+  const grows = f.files.reduce(
+    (sum, x) => sum + Math.max(0, clusters(x.newBytes) - clusters(x.oldBytes)) * f.clusterBytes,
+    0,
+  );
+  if (grows <= f.freeBytes) return;
+  throw new FdeError(
+    `${f.what} has ${f.freeBytes} bytes free, but the rewritten ${f.files.map((x) => x.file).join(", ")} need ${grows} bytes more (${f.clusterBytes}-byte clusters)`,
+    {
+      hint: "free space on the image's ESP (old kernels or boot loaders in EFI/) before converting, or convert with --uki (a new ESP holding only the UKI)",
+    },
+  );
+}

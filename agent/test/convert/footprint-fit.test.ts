@@ -6,12 +6,14 @@
  */
 import { afterAll, describe, expect, spyOn, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { initrdCompression } from "../../src/config/initrd.ts";
 import {
   checkDeviceFits,
+  checkEspFits,
   type DeviceFit,
+  fatSpace,
   minBootPartSize,
   UKI_ESP_SLACK,
   UPDATE_ROOM,
@@ -41,6 +43,16 @@ function fit(deviceMiB: number, bootMiB: number | undefined, extra: Partial<Devi
   });
   return { device: "/dev/vdb", deviceBytes, layout, pvMin, bootNeeded: 80 * MiB, ...extra };
 }
+/** convert's configuration directory for the host runs (an exec provider: no network module). */
+const cfg = join(work, "cfg");
+mkdirSync(cfg, { recursive: true });
+writeFileSync(
+  join(cfg, "fde.toml"),
+  '[rootfs]\n[delta]\n[delta.encrypt.exec]\ncommand = "echo"\nargs = ["d"]\n',
+);
+// An ELF of this host's architecture (convert checks the agent's), never run by the fake dracut.
+const agent = "/bin/true";
+
 const thrown = (f: () => void) => {
   try {
     f();
@@ -139,16 +151,80 @@ describe("the initrd's compression, for the log", () => {
   });
 });
 
+describe("GRUB mode: the source's ESP takes the rewritten grub.cfg files", () => {
+  test("mtools' cluster size and free space (thousands grouped by spaces)", () => {
+    const minfo = "sector size: 512 bytes\ncluster size: 4 sectors\nsectors per fat: 64\n";
+    const mdir =
+      "EFI          <DIR>\n        1 file                    0 bytes\n                         33 468 416 bytes free\n";
+    expect(fatSpace(minfo, mdir)).toEqual({ clusterBytes: 2048, freeBytes: 33468416 });
+    expect(() => fatSpace("", mdir)).toThrow(FdeError);
+  });
+
+  test("growth counted in whole clusters against the free space", () => {
+    const space = { what: "the ESP", clusterBytes: 2048, freeBytes: 2048 };
+    // Within its last cluster: no new cluster, even on a full FAT.
+    checkEspFits({ ...space, freeBytes: 0, files: [{ file: "a", oldBytes: 100, newBytes: 2048 }] });
+    checkEspFits({ ...space, files: [{ file: "a", oldBytes: 2048, newBytes: 4096 }] });
+    const err = thrown(() =>
+      checkEspFits({
+        ...space,
+        files: [
+          { file: "::/EFI/debian/grub.cfg", oldBytes: 2048, newBytes: 2049 },
+          { file: "::/EFI/BOOT/grub.cfg", oldBytes: 10, newBytes: 4097 },
+        ],
+      }),
+    ) as FdeError;
+    expect(err.message).toBe(
+      "the ESP has 2048 bytes free, but the rewritten ::/EFI/debian/grub.cfg, ::/EFI/BOOT/grub.cfg need 6144 bytes more (2048-byte clusters)",
+    );
+    expect(err.hint).toContain("--uki");
+  });
+
+  test.skipIf(!isRoot)(
+    "a full ESP whose grub.cfg grows by a cluster: refused before the output is written",
+    async () => {
+      const src = buildSourceImage(join(work, "src-fullesp"));
+      const at = `${src}@@${MiB}`;
+      const env = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+      // A grub.cfg of exactly one cluster whose linux lines grow when retargeted, then no free space.
+      const line = "linux /vmlinuz-6.1.0-test root=UUID=x ro quiet\n";
+      const cfgText = line.repeat(Math.floor(2048 / line.length)).padEnd(2048, "#");
+      writeFileSync(join(work, "esp-full.cfg"), cfgText);
+      execFileSync("mcopy", ["-o", "-i", at, join(work, "esp-full.cfg"), "::/EFI/debian/grub.cfg"], { env });
+      const free = fatSpace(
+        execFileSync("minfo", ["-i", at, "::"], { env }).toString(),
+        execFileSync("mdir", ["-i", at, "::/"], { env }).toString(),
+      );
+      expect(free.clusterBytes).toBe(2048);
+      execFileSync("truncate", ["-s", String(free.freeBytes), join(work, "filler")]);
+      execFileSync("mcopy", ["-i", at, join(work, "filler"), "::/FILLER"], { env });
+      const out = join(work, "out-fullesp.raw");
+      const err = (await convert({
+        input: src,
+        output: out,
+        device: false,
+        configDir: cfg,
+        bootPartSize: 64 * MiB,
+        uki: false,
+        ukiAppendCmdline: "",
+        assets: {
+          moduleFiles: { "module-setup.sh": "#!/bin/bash\ncheck() { return 255; }\n" },
+          agentBinary: agent,
+        },
+      }).catch((e: Error) => e)) as FdeError;
+      expect(err).toBeInstanceOf(FdeError);
+      expect(err.message).toContain(
+        "the source's ESP (partition 1) has 0 bytes free, but the rewritten ::/EFI/debian/grub.cfg need 2048 bytes more",
+      );
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(`${out}.partial`)).toBe(false);
+    },
+    120_000,
+  );
+});
+
 describe.skipIf(!isRoot)("convert -d onto a device too small for the layout", () => {
   const source = buildSourceImage(join(work, "src"));
-  const cfg = join(work, "cfg");
-  mkdirSync(cfg, { recursive: true });
-  writeFileSync(
-    join(cfg, "fde.toml"),
-    '[rootfs]\n[delta]\n[delta.encrypt.exec]\ncommand = "echo"\nargs = ["d"]\n',
-  );
-  // An ELF of this host's architecture (convert checks the agent's), never run by the fake dracut.
-  const agent = "/bin/true";
   /** A device (a file: convert -d reads it with qemu-img -f raw and writes it with dd) of SIZE. */
   const device = (name: string, size: string) => {
     const file = join(work, name);

@@ -11,6 +11,8 @@ import {
   builtInitrdCompression,
   checkBootFits,
   checkDeviceFits,
+  checkEspFits,
+  fatSpace,
   minBootPartSize,
   stagedBytes,
   ukiEspSize,
@@ -50,6 +52,10 @@ export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP an
         bootNeeded: L.boot ? await stagedBytes(c.bootStaging) : undefined,
       });
     }
+    // GRUB mode: the source's ESP gets rewritten grub.cfg files; they must fit its free space.
+    const espCfgs = c.opts.uki
+      ? []
+      : await planEspGrubCfgs(c, sourceEsp(esp).offset, source, io.need("bootFiles"));
     await logFootprint(c, L, ukiFile, kernels);
     await rm(c.partial, { force: true });
     await writeFile(c.partial, "");
@@ -76,7 +82,11 @@ export const writeDisk = defineStep("writeDisk", "writing the partitions, ESP an
       "conv=notrunc,sparse",
       "status=none",
     ]);
-    await patchEspGrubCfgs(c, c.partial, L.esp.offset, source, io.need("bootFiles"));
+    for (const cfg of espCfgs) {
+      const local = join(c.work, "esp-grub.cfg");
+      await writeFile(local, cfg.text);
+      await mtools("mcopy", ["-o", local, cfg.file], c.partial, L.esp.offset);
+    }
     const boot = L.boot;
     if (!boot) throw new FdeError("convert: GRUB mode, but the layout has no boot partition");
     const bootImg = join(c.work, "boot.img");
@@ -172,26 +182,41 @@ async function buildUkiEsp(c: ConvertCtx, ukiFile: string, espPath: string, size
   return img;
 }
 
-async function patchEspGrubCfgs(
+/**
+ * The ESP's grub.cfg files with their retargeted text, read from the source's ESP (in the source
+ * copy, at OFFSET) before anything is written; refused when the ESP's free space cannot take
+ * their growth (checkEspFits), instead of mcopy's "Disk full" halfway through writing.
+ */
+async function planEspGrubCfgs(
   c: ConvertCtx,
-  image: string,
   offset: number,
   source: SourceDisk,
   bootFiles: BootFiles,
-): Promise<void> {
+): Promise<{ file: string; text: string }[]> {
+  const image = c.srcRaw;
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   const { stdout } = await run("mdir", ["-i", `${image}@@${offset}`, "-/", "-b", "::/EFI"], {
     env: { MTOOLS_SKIP_CHECK: "1" },
     okCodes: [0, 1],
   });
-  const files = new TextDecoder()
-    .decode(stdout)
+  const files = decode(stdout)
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => /grub\.cfg$/i.test(l));
+  const planned: { file: string; text: string; oldBytes: number; newBytes: number }[] = [];
   for (const file of files) {
-    const text = new TextDecoder().decode((await mtools("mtype", [file], image, offset)).stdout);
-    const local = join(c.work, "esp-grub.cfg");
-    await writeFile(local, retargetGrubCfg(text, source, bootFiles, c.bootUuid));
-    await mtools("mcopy", ["-o", local, file], image, offset);
+    const old = (await mtools("mtype", [file], image, offset)).stdout;
+    const text = retargetGrubCfg(decode(old), source, bootFiles, c.bootUuid);
+    planned.push({ file, text, oldBytes: old.length, newBytes: new TextEncoder().encode(text).length });
   }
+  if (planned.length > 0) {
+    const info = decode((await mtools("minfo", ["::"], image, offset)).stdout);
+    const dir = decode((await mtools("mdir", ["::/"], image, offset)).stdout);
+    checkEspFits({
+      what: `the source's ESP (partition ${sourceEsp(source.esp).number})`,
+      ...fatSpace(info, dir),
+      files: planned,
+    });
+  }
+  return planned;
 }
