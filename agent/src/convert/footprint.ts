@@ -1,9 +1,13 @@
 /**
- * Will the new /boot partition hold the staged kernels, initrds and GRUB files? Checked before
- * the partition is written, so a too-small --boot_part_size is refused with the sizes and the
- * size to ask for, instead of mkfs.ext4's "Could not allocate block" after the initrds were built.
- * The estimate of ext4's own overhead is on the low side on purpose: a layout it passes may still
- * fail in mkfs.ext4 (whose failure stays the backstop), but one it refuses cannot fit.
+ * Will the converted disk's boot files fit? Checked after the initrds are built and before
+ * anything is written (steps/write-disk.ts): the new /boot partition must hold the staged kernels,
+ * initrds and GRUB files (else the --boot_part_size to ask for, instead of mkfs.ext4's "Could not
+ * allocate block"); a --device layout must fit the device, which cannot grow; GRUB mode's
+ * rewritten grub.cfg files must fit the source ESP's free space. The ESP --uki creates is sized
+ * from its UKI here (ukiEspSize). The estimate of ext4's own overhead is on the low side on
+ * purpose: a layout it passes may still fail in mkfs.ext4 (whose failure stays the backstop), but
+ * one it refuses cannot fit. The sizes measured per architecture and compression:
+ * docs/install.md, "Disk footprint" (bench/footprint.ts).
  */
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -41,10 +45,16 @@ export function ext4Overhead(size: number): number {
   return journal + (size / inodeRatio) * 256;
 }
 
+/**
+ * Pure: does an ext4 of SIZE bytes hold NEEDED bytes of files? Not monotonic in SIZE: the journal
+ * steps from 4 to 16 MiB at 128 MiB, so e.g. 127 MiB may hold what 130 MiB cannot.
+ */
+export const bootHolds = (size: number, needed: number) => size - ext4Overhead(size) >= needed;
+
 /** Pure: the smallest partition size, in whole MiB, whose ext4 holds NEEDED bytes of files. */
 export function minBootPartSize(needed: number): number {
   let size = alignUp(needed, MiB);
-  while (size - ext4Overhead(size) < needed) size += MiB;
+  while (!bootHolds(size, needed)) size += MiB;
   return size;
 }
 
@@ -54,7 +64,7 @@ export const UPDATE_ROOM = 1.25;
 /** Refuses (naming the sizes) a /boot partition of PARTSIZE bytes that cannot hold STAGING. */
 export async function checkBootFits(staging: string, partSize: number): Promise<void> {
   const needed = await stagedBytes(staging);
-  if (partSize - ext4Overhead(partSize) >= needed) return;
+  if (bootHolds(partSize, needed)) return;
   const min = minBootPartSize(needed);
   throw new UsageError(
     `the boot partition (${(partSize / MiB).toFixed(0)} MiB) cannot hold the kernels and initrds: they take ${(needed / MiB).toFixed(1)} MiB, which needs a partition of at least ${min / MiB} MiB; pass --boot_part_size ${Math.ceil((min * UPDATE_ROOM) / MiB)}M or more (room for a kernel update)`,
@@ -103,10 +113,12 @@ export function checkDeviceFits(f: DeviceFit): void {
   const what = `${f.device} (${mib(f.deviceBytes)}) cannot hold the converted layout, ${mib(L.diskSize)}: 2 MiB of GPT + ${esp}${boot} + ${pv}`;
   if (L.boot && f.bootNeeded !== undefined) {
     const minBoot = minBootPartSize(f.bootNeeded);
-    const fitting = Math.floor((L.boot.size - (L.diskSize - f.deviceBytes)) / MiB) * MiB;
+    // The largest /boot the device leaves room for that also holds the files (bootHolds has gaps).
+    let fitting = Math.floor((L.boot.size - (L.diskSize - f.deviceBytes)) / MiB) * MiB;
+    while (fitting > minBoot && !bootHolds(fitting, f.bootNeeded)) fitting -= MiB;
     if (fitting >= minBoot) {
       throw new UsageError(
-        `${what}; pass --boot_part_size ${fitting / MiB}M or less (the kernels and initrds need at least ${minBoot / MiB} MiB)`,
+        `${what}; nothing written to ${f.device}; pass --boot_part_size ${fitting / MiB}M (the largest that fits; the kernels and initrds need at least ${minBoot / MiB} MiB)`,
       );
     }
     const smallest = L.diskSize - L.boot.size + minBoot;
