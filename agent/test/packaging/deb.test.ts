@@ -223,6 +223,18 @@ describe.skipIf(why !== undefined)("the Debian package", () => {
     expect(seen.sort()).toEqual(PROVIDER_TYPES.filter((p) => p !== "otp" && p !== "kbs").sort());
   });
 
+  test("the installed dracut module is inert: dracut adds it only when asked, so no kernel update's initrd changes", () => {
+    // dracut's check() protocol: 0 = include when building a generic initrd, 255 = only with
+    // --add cryptpilot (docs/install.md: installing the package changes no initrd).
+    const x = join(dir, "x3");
+    sh(["dpkg-deb", "-x", deb, x]);
+    const setup = join(x, MODULE_DIR, "module-setup.sh");
+    const r = Bun.spawnSync(["bash", "-c", '. "$1"; check; echo "check=$?"', "bash", setup], {
+      stderr: "pipe",
+    });
+    expect(r.stdout.toString().trim().split("\n").at(-1)).toBe("check=255");
+  });
+
   test("started through the package's cryptpilot-crypt link, the agent takes upstream's data-volume command line", () => {
     const x = join(dir, "x2");
     sh(["dpkg-deb", "-x", deb, x]);
