@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { binfmtMissing } from "../lib/binfmt.ts";
 import { expectFdeRoot } from "../lib/checks.ts";
 import { installDebInRoot } from "../lib/disk.ts";
-import { ENCRYPTED_IMAGE, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
+import { ENCRYPTED_IMAGE, fdeToml, keyOverride, ROOTFS_KEY, rootfsKeyFor } from "../lib/fde.ts";
 import { sh, shText } from "../lib/proc.ts";
 import { AAVMF } from "../lib/qemu.ts";
 import { defineScenario } from "../lib/scenario.ts";
@@ -13,7 +13,9 @@ import { defineScenario } from "../lib/scenario.ts";
 // arm64 on the ESP). The arm64 executable (`make build-arm64`) goes into the arm64 image as the
 // arm64 .deb (`dpkg -i` in the image's chroot, under qemu-user), and the x86-64 convert takes the
 // agent and dracut module from the image's package; the guest's own dracut builds the initrd
-// under qemu-user too. Then the firmware boots the disk the way a cloud's would.
+// under qemu-user too. Then the firmware boots the disk the way a cloud's would. A second boot with
+// a wrong rootfs key (direct kernel boot: the firmware path takes GRUB's fixed command line) shows
+// the arm64 stage failing closed: no shell, power-off through PSCI.
 
 /** Printed by cptest-report in the booted guest (checks.d): what ran the boot. */
 const ARCH_CHECK = `#!/bin/bash
@@ -76,5 +78,17 @@ export default defineScenario({
       boot,
     );
     ctx.log(`arm64 boot: ${boot.seconds.toFixed(0)} s to power-off`);
+
+    const wrong = await ctx.boot(disk, {
+      label: "arm64-wrong-key",
+      quick: true,
+      append: [keyOverride(ROOTFS_KEY, "not-the-rootfs-key")],
+      timeoutSec: 1200,
+    });
+    ctx.expectStopped(
+      wrong,
+      /failed at step \d+\/\d+ \(unlocking the encrypted rootfs\)/,
+      "the rootfs unlock failure",
+    );
   },
 });
