@@ -7,7 +7,8 @@
 #                        the arm64 package takes its man page from the x86-64 build: same text)
 # Environment: SOURCE_DATE_EPOCH (file times, changelog date), DEB_COMPRESSION (dpkg-deb -Z; gzip by
 # default: xz saves 5 MB of 45 but takes minutes on a loaded 2-core box; the tests use none),
-# DEB_MAINTAINER (the Maintainer field; the default is a placeholder address).
+# DEB_MAINTAINER (the Maintainer field; default: package.json's "author", the project's maintainers,
+# the identity its commits carry; a distribution that rebuilds the package puts its own here).
 #
 # What goes where (docs/install.md lists it for users; agent/test/packaging/deb.test.ts checks it):
 #   /usr/bin/cryptpilot-fde, /usr/bin/cryptpilot-crypt -> cryptpilot-fde (upstream's data-volume
@@ -95,7 +96,8 @@ done
 # Documentation: copyright, changelog (a native package: changelog.gz), README, man pages.
 install -D -m 0644 "$here/deb/copyright" "$doc/copyright"
 date_rfc=$(LC_ALL=C date -u -R -d "@$epoch")
-maintainer=${DEB_MAINTAINER:-cryptpilot-fde maintainers <cryptpilot-fde@example.org>}
+maintainer=${DEB_MAINTAINER:-$(sed -nE 's/^  "author": "([^"]+)".*/\1/p' "$top/package.json")}
+[ -n "$maintainer" ] || { echo "build-deb.sh: no Maintainer: package.json has no \"author\" and DEB_MAINTAINER is unset" >&2; exit 2; }
 sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" -e "s/@DATE@/$date_rfc/" \
     "$here/deb/changelog.in" | gzip -9n >"$doc/changelog.gz"
 gzip -9n <"$top/README.md" >"$doc/README.md.gz"

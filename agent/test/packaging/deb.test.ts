@@ -132,6 +132,9 @@ describe.skipIf(why !== undefined)("the Debian package", () => {
     const control = sh(["dpkg-deb", "--field", deb]);
     expect(field(control, "Package")).toBe("cryptpilot-fde");
     expect(field(control, "Version")).toBe(pkg.version);
+    // The project's maintainers (package.json "author"), not a placeholder; DEB_MAINTAINER overrides it.
+    expect(field(control, "Maintainer")).toBe(pkg.author);
+    expect(pkg.author).toMatch(/^[^<>]+ <[^@<>\s]+@[^@<>\s]+>$/);
     expect(field(control, "Architecture")).toBe("amd64");
     expect(Number(field(control, "Installed-Size"))).toBeGreaterThan(50_000);
     const depends = field(control, "Depends").split(/,\s*/);
