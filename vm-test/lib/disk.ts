@@ -211,6 +211,18 @@ export async function withRootMounted<T>(image: string, fn: (mnt: string) => Pro
 }
 
 /**
+ * The Debian package of REPO's build for ARCH, built by `make deb` as a user builds it (the arm64
+ * one from the cross-compiled executable); uncompressed, since the scenarios unpack it at once.
+ */
+export async function makeDeb(ctx: { repo: string }, arch: "amd64" | "arm64"): Promise<string> {
+  await sh(["make", "-C", ctx.repo, "--no-print-directory", "deb", `ARCH=${arch}`], {
+    env: { DEB_COMPRESSION: "none" },
+  });
+  const { version } = JSON.parse(readFileSync(join(ctx.repo, "package.json"), "utf8")) as { version: string };
+  return join(ctx.repo, "dist", `cryptpilot-fde_${version}_${arch}.deb`);
+}
+
+/**
  * Installs a .deb into the image's root as an image pipeline does: `dpkg -i` in a chroot with
  * /proc, /sys and /dev bound (the agent, a Bun executable, needs /proc). Returns dpkg's output.
  */

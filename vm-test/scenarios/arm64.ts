@@ -2,16 +2,16 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { binfmtMissing } from "../lib/binfmt.ts";
 import { expectFdeRoot } from "../lib/checks.ts";
-import { installDebInRoot } from "../lib/disk.ts";
+import { installDebInRoot, makeDeb } from "../lib/disk.ts";
 import { ENCRYPTED_IMAGE, fdeToml, keyOverride, ROOTFS_KEY, rootfsKeyFor } from "../lib/fde.ts";
-import { sh, shText } from "../lib/proc.ts";
+import { shText } from "../lib/proc.ts";
 import { AAVMF } from "../lib/qemu.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
 // arm64 (issue #18): an arm64 Debian 12 guest booted through the FDE initrd under
 // qemu-system-aarch64 (TCG, the virt board, AAVMF firmware, Debian's signed shim and GRUB for
-// arm64 on the ESP). The arm64 executable (`make build-arm64`) goes into the arm64 image as the
-// arm64 .deb (`dpkg -i` in the image's chroot, under qemu-user), and the x86-64 convert takes the
+// arm64 on the ESP). The arm64 .deb (`make deb ARCH=arm64`: the cross-compiled executable) goes
+// into the arm64 image (`dpkg -i` in the image's chroot, under qemu-user), and the x86-64 convert takes the
 // agent and dracut module from the image's package; the guest's own dracut builds the initrd
 // under qemu-user too. Then the firmware boots the disk the way a cloud's would. A second boot with
 // a wrong rootfs key (direct kernel boot: the firmware path takes GRUB's fixed command line) shows
@@ -39,18 +39,8 @@ export default defineScenario({
   },
   timeoutSec: 3600,
   async run(ctx) {
-    await sh(["make", "-C", ctx.repo, "--no-print-directory", "build-arm64"]);
-    const agentArm64 = join(ctx.repo, "dist", "cryptpilot-fde-arm64");
     const version = (await shText([ctx.agent, "--version"])).trim().split(/\s+/).at(-1)!;
-    await sh(
-      [
-        join(ctx.repo, "packaging", "build-deb.sh"),
-        ...["--bin", agentArm64, "--arch", "arm64", "--version", version, "--out", ctx.outDir],
-        ...["--help-bin", ctx.agent],
-      ],
-      { env: { DEB_COMPRESSION: "none" } },
-    );
-    const deb = join(ctx.outDir, `cryptpilot-fde_${version}_arm64.deb`);
+    const deb = await makeDeb(ctx, "arm64");
     const source = await ctx.sourceDisk({ files: { "/etc/cptest/checks.d/arch.sh": ARCH_CHECK } });
     const dpkg = await installDebInRoot(source, deb);
     ctx.check(/Setting up cryptpilot-fde/.test(dpkg), `dpkg did not set the arm64 package up:\n${dpkg}`);

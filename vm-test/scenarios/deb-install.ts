@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expectFdeRoot } from "../lib/checks.ts";
-import { installDebInRoot } from "../lib/disk.ts";
+import { installDebInRoot, makeDeb } from "../lib/disk.ts";
 import { ENCRYPTED_IMAGE, fdeToml, rootfsKeyFor } from "../lib/fde.ts";
-import { sh, shText } from "../lib/proc.ts";
+import { shText } from "../lib/proc.ts";
 import { defineScenario } from "../lib/scenario.ts";
 
-// The package path (issue #18): the .deb that `make deb` builds (packaging/build-deb.sh, here from
-// the binary under test, uncompressed for speed) installed into the plain image with `dpkg -i` in a
+// The package path (issue #18): the .deb that `make deb` builds (from the binary under test,
+// uncompressed for speed) installed into the plain image with `dpkg -i` in a
 // chroot, as an image pipeline would; `convert` then takes the agent and dracut module from the
 // image's package instead of its own (and says so), and the image boots through that initrd.
 
@@ -26,14 +26,7 @@ export default defineScenario({
   timeoutSec: 1800,
   async run(ctx) {
     const version = (await shText([ctx.agent, "--version"])).trim().split(/\s+/).at(-1)!;
-    await sh(
-      [
-        join(ctx.repo, "packaging", "build-deb.sh"),
-        ...["--bin", ctx.agent, "--arch", "amd64", "--version", version, "--out", ctx.outDir],
-      ],
-      { env: { DEB_COMPRESSION: "none" } },
-    );
-    const deb = join(ctx.outDir, `cryptpilot-fde_${version}_amd64.deb`);
+    const deb = await makeDeb(ctx, "amd64");
     const source = await ctx.sourceDisk({ files: { "/etc/cptest/checks.d/package.sh": PACKAGE_CHECK } });
     const dpkg = await installDebInRoot(source, deb);
     ctx.log(`dpkg -i in the image's chroot: ${dpkg.trim().split("\n").at(-1)}`);
