@@ -11,6 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { withLock } from "./lock.ts";
 import { sh, shText } from "./proc.ts";
 
 export interface Partition {
@@ -215,9 +216,15 @@ export async function withRootMounted<T>(image: string, fn: (mnt: string) => Pro
  * one from the cross-compiled executable); uncompressed, since the scenarios unpack it at once.
  */
 export async function makeDeb(ctx: { repo: string }, arch: "amd64" | "arm64"): Promise<string> {
-  await sh(["make", "-C", ctx.repo, "--no-print-directory", "deb", `ARCH=${arch}`], {
-    env: { DEB_COMPRESSION: "none" },
-  });
+  // One make at a time: scenarios run side by side, and both packages depend on dist/cryptpilot-fde.
+  await withLock(
+    join(ctx.repo, "vm-test", "out", ".make.lock"),
+    () => undefined,
+    () =>
+      sh(["make", "-C", ctx.repo, "--no-print-directory", "deb", `ARCH=${arch}`], {
+        env: { DEB_COMPRESSION: "none" },
+      }),
+  );
   const { version } = JSON.parse(readFileSync(join(ctx.repo, "package.json"), "utf8")) as { version: string };
   return join(ctx.repo, "dist", `cryptpilot-fde_${version}_${arch}.deb`);
 }
