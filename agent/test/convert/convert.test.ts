@@ -262,6 +262,26 @@ describe.skipIf(!isRoot)("convert (host, synthetic image)", () => {
     expect(sh("debugfs", ["-R", "ls -p /boot", rootfs])).not.toContain("vmlinuz");
   }, 120_000);
 
+  test("a root with no free space still takes the agent: the work copy gets room, the output stays minimal", async () => {
+    const full = buildSourceImage(join(dir, "src-full"), { fullRoot: true });
+    const out = join(dir, "out-full.raw");
+    // A large stand-in (4 MiB): the filled root cannot hold it, nor ext4's slack for it.
+    const big = join(dir, "big-agent");
+    writeFileSync(big, Buffer.concat([readFileSync("/bin/true"), Buffer.alloc(4 * 1024 * 1024, 1)]));
+    sh("chmod", ["755", big]);
+    await convertImage(out, { input: full, assets: assets(dir, big) });
+    const parts = partitions(out);
+    const { lvs } = readLvs(dir, out, parts[2]!);
+    const rootfs = extract(out, lvs.rootfs!.offset, lvs.rootfs!.size, join(dir, "lv-rootfs-full"));
+    const installed = join(dir, "installed-big-agent");
+    sh("debugfs", ["-R", `dump /usr/bin/cryptpilot-fde ${installed}`, rootfs]);
+    expect(readFileSync(installed).equals(readFileSync(big))).toBe(true);
+    // shrinkRoot took the filesystem back to its minimum: the 64 MiB slack is not carried over.
+    const info = sh("dumpe2fs", ["-h", rootfs]);
+    const free = Number(/^Free blocks:\s*(\d+)/m.exec(info)![1]) * 4096;
+    expect(free).toBeLessThan(32 * 1024 * 1024);
+  }, 120_000);
+
   test("encrypted rootfs: LUKS2 with subsystem cryptpilot, decrypts to the verity-checked filesystem", async () => {
     const out = join(dir, "out-enc.qcow2");
     const key = new TextEncoder().encode("rootfs-test-key");

@@ -4,8 +4,8 @@
  * stand-in `dracut` (dash script) that records its arguments and the config it was given, so
  * the host test can check convert's plumbing; the real dracut runs in the VM tests.
  */
-import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdirSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Arch, systemdStubPath } from "../../src/arch.ts";
 
@@ -68,7 +68,7 @@ export const BOOT_UUID = "8c1d7f8e-2b6a-4f0e-a3d2-9e5b4c3a2f10";
  */
 export function buildSourceImage(
   dir: string,
-  opts: { failDracut?: boolean; separateBoot?: boolean; guestArch?: Arch } = {},
+  opts: { failDracut?: boolean; separateBoot?: boolean; guestArch?: Arch; fullRoot?: boolean } = {},
 ): string {
   const tree = join(dir, "tree");
   for (const d of [
@@ -128,6 +128,7 @@ export function buildSourceImage(
 
   const root = join(dir, "root.ext4");
   sh("mkfs.ext4", ["-q", "-b", "4096", "-L", "root", "-U", ROOT_UUID, "-d", tree, root, "64M"]);
+  if (opts.fullRoot) fillFilesystem(root, join(dir, "fill-mnt"));
   const esp = join(dir, "esp.fat");
   sh("mkfs.vfat", ["-C", esp, String(32 * 1024)]);
   const espCfg = join(dir, "esp-grub.cfg");
@@ -151,4 +152,21 @@ export function buildSourceImage(
   sh("dd", [`if=${esp}`, `of=${disk}`, "bs=1M", "seek=1", "conv=notrunc", "status=none"]);
   sh("dd", [`if=${root}`, `of=${disk}`, "bs=1M", "seek=33", "conv=notrunc", "status=none"]);
   return disk;
+}
+
+/** Fills the ext4 image's free blocks with a file (a root with no room left, as cloud images ship). */
+function fillFilesystem(image: string, mnt: string): void {
+  mkdirSync(mnt, { recursive: true });
+  sh("mount", ["-o", "loop", image, mnt]);
+  try {
+    // dd stops at ENOSPC with a non-zero exit: that is the point.
+    spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "data/filler")}`, "bs=1M", "status=none"]);
+    // Root fills the reserved blocks too (convert runs as root); what stays free is ext4's delayed-
+    // allocation reserve (about 2% here), which no file gets.
+    const { bfree, bsize } = statfsSync(mnt);
+    if (bfree * bsize > 2 * 1024 * 1024)
+      throw new Error(`${image}: ${bfree * bsize} bytes still free after filling`);
+  } finally {
+    sh("umount", [mnt]);
+  }
 }

@@ -1,4 +1,5 @@
 /** The source disk: copy it as raw, read its partitions, pick the root, extract the root filesystem. */
+import { stat, truncate } from "node:fs/promises";
 import { run } from "../../command.ts";
 import { FdeError } from "../../errors.ts";
 import { log } from "../../log.ts";
@@ -38,6 +39,14 @@ export const readSource = defineStep("readSource", "reading the source disk", {
   },
 });
 
+/**
+ * Room added to the work copy of the root filesystem beyond the agent's own size, for the dracut
+ * module, the configuration and ext4's allocation slack. prepareGuest writes these into the copy,
+ * and a cloud image's root is often nearly full until its first boot grows it; shrinkRoot takes the
+ * filesystem back to its minimum afterwards, so the converted disk does not carry the room.
+ */
+export const GUEST_INSTALL_SLACK = 64 * MiB;
+
 export const extractRoot = defineStep("extractRoot", "extracting the root filesystem", {
   device: (c) => c.opts.input,
   needs: ["source"],
@@ -55,5 +64,8 @@ export const extractRoot = defineStep("extractRoot", "extracting the root filesy
     ]);
     // A clean filesystem before the guest is modified (the image may come from a running VM).
     await run("e2fsck", ["-f", "-y", c.rootfsImg], { okCodes: [0, 1] });
+    const room = (await stat(c.opts.assets.agentBinary)).size + GUEST_INSTALL_SLACK;
+    await truncate(c.rootfsImg, root.size + room);
+    await run("resize2fs", [c.rootfsImg]);
   },
 });
