@@ -120,11 +120,6 @@ export interface SwtpmOptions {
    * firmware that does, so by default swtpm starts the TPM up.
    */
   firmwareStartup?: boolean;
-  /**
-   * The QEMU machine the TPM is attached to: the PC's ISA TIS (default), or the arm64 virt board's
-   * sysbus TIS (tpm-tis-device), which AAVMF finds through the device tree.
-   */
-  machine?: "pc" | "virt";
 }
 
 /**
@@ -169,7 +164,7 @@ export async function startQemuSwtpm(
       "-tpmdev",
       "emulator,id=tpm0,chardev=chrtpm",
       "-device",
-      `${opts.machine === "virt" ? "tpm-tis-device" : "tpm-tis"},tpmdev=tpm0`,
+      "tpm-tis,tpmdev=tpm0",
     ],
     stop,
   };

@@ -86,7 +86,6 @@ export function withMeasuringTpm<T>(
   return withSwtpm(join(ctx.outDir, "tpm"), join(ctx.outDir, "swtpm.sock"), (tpm) => fn(tpm.qemuArgs), {
     pcrBanks: "sha256,sha384",
     firmwareStartup: true,
-    machine: ctx.base.arch === "arm64" ? "virt" : "pc",
   });
 }
 
@@ -126,13 +125,8 @@ export function checkEventLog(
  * show-reference-value, boot under OVMF with a swtpm TPM and compare with the guest's event log.
  * (snapshot-disk does the GRUB check on its own disk: see vm-test/scenarios/snapshot-disk.ts.)
  */
-export async function eventLogScenario(
-  ctx: ScenarioContext,
-  mode: "grub" | "uki",
-  opts: { prepareSource?: (source: string) => Promise<void> } = {},
-): Promise<void> {
+export async function eventLogScenario(ctx: ScenarioContext, mode: "grub" | "uki"): Promise<void> {
   const source = await ctx.sourceDisk({ files: eventLogSourceFiles(ctx, mode) });
-  await opts.prepareSource?.(source);
   const disk = await ctx.convert({
     source,
     // The test guest's key helper (vm-test/guest/cptest-key); the key does not matter here.
