@@ -6,21 +6,22 @@
  * scenarios that need it (binfmtMissing) instead of failing them.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { ARCHES } from "../../agent/src/arch.ts";
 import type { GuestArch } from "./scenario.ts";
 
 const BINFMT = "/proc/sys/fs/binfmt_misc";
 
-/** QEMU's name for the architecture (its binfmt entry is qemu-NAME). */
-const QEMU_NAME: Record<GuestArch, string> = { amd64: "x86_64", arm64: "aarch64" };
+/** QEMU's name for the architecture (uname -m; its binfmt entry is qemu-NAME). */
+const qemuName = (arch: GuestArch) => ARCHES.find((a) => a.debian === arch)!.uname;
 
-const entry = (arch: GuestArch) => `${BINFMT}/qemu-${QEMU_NAME[arch]}`;
+const entry = (arch: GuestArch) => `${BINFMT}/qemu-${qemuName(arch)}`;
 const enabled = (arch: GuestArch) =>
   existsSync(entry(arch)) && readFileSync(entry(arch), "utf8").split("\n")[0] === "enabled";
 
 /** Registers the entry if needed; throws with what is missing. */
 export async function ensureBinfmt(arch: GuestArch): Promise<void> {
   if (enabled(arch)) return;
-  const conf = `/usr/lib/binfmt.d/qemu-${QEMU_NAME[arch]}.conf`;
+  const conf = `/usr/lib/binfmt.d/qemu-${qemuName(arch)}.conf`;
   if (!existsSync(conf)) throw new Error(`${conf} is missing: install qemu-user-static`);
   if (!existsSync(`${BINFMT}/register`)) {
     const mount = Bun.spawnSync(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT]);

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ARM64 } from "../../agent/src/arch.ts";
 import { binfmtMissing } from "../lib/binfmt.ts";
 import { expectFdeRoot } from "../lib/checks.ts";
 import { installDebInRoot, makeDeb } from "../lib/disk.ts";
@@ -23,9 +24,6 @@ echo "machine=$(uname -m)"
 echo "agent-machine=$(od -An -tu2 -j18 -N2 /usr/bin/cryptpilot-fde | tr -d ' ')"
 echo "deb-status=$(dpkg-query -W -f='\${Status} \${Architecture}' cryptpilot-fde 2>&1)"
 `;
-
-/** ELF e_machine of AArch64 (the kernel's include/uapi/linux/elf-em.h EM_AARCH64). */
-const EM_AARCH64 = 183;
 
 export default defineScenario({
   description:
@@ -58,8 +56,8 @@ export default defineScenario({
     const m = boot.markers;
     ctx.check(m.get("check:machine") === "aarch64", `the guest runs on ${m.get("check:machine")}`, boot);
     ctx.check(
-      m.get("check:agent-machine") === String(EM_AARCH64),
-      `the guest's /usr/bin/cryptpilot-fde has ELF machine ${m.get("check:agent-machine")}, not AArch64 (${EM_AARCH64})`,
+      m.get("check:agent-machine") === String(ARM64.elfMachine),
+      `the guest's /usr/bin/cryptpilot-fde has ELF machine ${m.get("check:agent-machine")}, not AArch64 (${ARM64.elfMachine})`,
       boot,
     );
     ctx.check(
