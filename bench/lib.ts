@@ -5,6 +5,7 @@
  * on the same machine, so results from different machines stay comparable.
  */
 import { tmpdir } from "node:os";
+import { resetPeakRss } from "../agent/testkit/rss.ts";
 
 export interface Measurement {
   /** What was measured, e.g. "`--version` start-up (median of 30)". */
@@ -69,6 +70,7 @@ export function measureCommands(
   const samples = commands.map(() => ({ wall: [] as number[], cpu: [] as number[], rss: [] as number[] }));
   for (let i = -2; i < runs; i++) {
     commands.forEach((argv, k) => {
+      resetPeakRss(); // the bench's own peak would count as the command's (testkit/rss.ts)
       const start = performance.now();
       const result = Bun.spawnSync(argv, {
         stdout: "ignore",

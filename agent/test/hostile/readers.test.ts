@@ -20,6 +20,7 @@ import { Qcow2Source } from "../../src/disk/image/qcow2.ts";
 import { type BlockSource, checkRange } from "../../src/disk/image/source.ts";
 import { ConfigError, FdeError } from "../../src/errors.ts";
 import { diskImage, ESP_GPT, ext4Image, LINUX_GPT } from "../../testkit/images.ts";
+import { resetPeakRss } from "../../testkit/rss.ts";
 import { sh, tempDir } from "../../testkit/sh.ts";
 import { bounded } from "./limits.ts";
 
@@ -137,6 +138,7 @@ function exerciseDisk(disk: BlockSource): void {
 }
 
 function cli(args: string[], timeout = 20_000) {
+  resetPeakRss(); // otherwise an earlier test's peak counts against this child (testkit/rss.ts)
   const p = Bun.spawnSync([process.execPath, join(ROOT, "agent/src/main.ts"), ...args], {
     stderr: "pipe",
     stdout: "pipe",
