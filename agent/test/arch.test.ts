@@ -60,10 +60,11 @@ describe("ELF machine of real executables", () => {
     expect(readElfArch(join(DIST, "cryptpilot-fde"))).toBe(AMD64);
   });
 
-  test.skipIf(!existsSync(join(DIST, "cryptpilot-fde-arm64")))(
-    "dist/cryptpilot-fde-arm64 (make build-arm64) is aarch64",
-    () => {
-      expect(readElfArch(join(DIST, "cryptpilot-fde-arm64"))).toBe(ARM64);
-    },
-  );
+  test("dist/cryptpilot-fde-arm64 (make build-arm64) is aarch64", () => {
+    // A no-op when the executable is newer than the sources (make's own rule); packaging/arm64.test.ts
+    // builds it the same way.
+    const b = Bun.spawnSync(["make", "-s", "build-arm64"], { cwd: join(DIST, ".."), stderr: "pipe" });
+    expect(b.exitCode, `make build-arm64 failed: ${b.stderr.toString()}`).toBe(0);
+    expect(readElfArch(join(DIST, "cryptpilot-fde-arm64"))).toBe(ARM64);
+  }, 300_000);
 });
