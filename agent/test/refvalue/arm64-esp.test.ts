@@ -7,30 +7,21 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { AMD64, ARM64, peArch } from "../../src/arch.ts";
+import { AMD64, ARM64, peArch, systemdStubPath } from "../../src/arch.ts";
 import { parsePe } from "../../src/refvalue/pe.ts";
 import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT, writeFiles } from "../../testkit/images.ts";
 import { sh, tempDir } from "../../testkit/sh.ts";
 import { bytes } from "../image/util.ts";
+import { cli, showJson } from "./cli.ts";
 import { debianBoot } from "./debian.ts";
 
-const ROOT = join(import.meta.dir, "../../..");
-const STUB_X64 = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+const STUB_X64 = systemdStubPath(AMD64);
 const work = tempDir("refvalue-arm64");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const deb = debianBoot();
 setDefaultTimeout(60_000);
 const V = deb.kernelVersion;
 
-function cli(...args: string[]) {
-  const p = Bun.spawnSync([process.execPath, join(ROOT, "agent/src/main.ts"), ...args], { stderr: "pipe" });
-  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
-}
-function showJson(...args: string[]): Record<string, string[]> {
-  const r = cli("show-reference-value", ...args);
-  if (r.code !== 0) throw new Error(`show-reference-value failed: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
 const pesign = (file: string) => /hash: ([0-9a-f]+)/.exec(sh(["pesign", "-h", "-i", file]))![1]!;
 
 /** A copy of the PE file SRC with its COFF Machine set to arm64, as NAME in the work directory. */

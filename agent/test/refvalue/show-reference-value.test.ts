@@ -10,27 +10,15 @@ import { diskImage, ESP_GPT, ext4Image, fatImage, LINUX_GPT } from "../../testki
 import { formatLuksFile } from "../../testkit/luks-craft.ts";
 import { sh, tempDir } from "../../testkit/sh.ts";
 import { bytes } from "../image/util.ts";
+import { cli, showJson } from "./cli.ts";
 import { debianBoot } from "./debian.ts";
 
-const ROOT = join(import.meta.dir, "../../..");
 const work = tempDir("refvalue");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const deb = debianBoot();
 /** Each test spawns the CLI a few times over real kernels; the shared 2-core host can be slow. */
 setDefaultTimeout(60_000);
 const V = deb.kernelVersion;
-
-function cli(...args: string[]) {
-  const p = Bun.spawnSync([process.execPath, join(ROOT, "agent/src/main.ts"), ...args], { stderr: "pipe" });
-  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
-}
-
-function showJson(...args: string[]): Record<string, string[]> {
-  const r = cli("show-reference-value", ...args);
-  if (r.code !== 0) throw new Error(`show-reference-value failed: ${r.stderr}`);
-  expect(r.stdout.endsWith("}\n")).toBe(true);
-  return JSON.parse(r.stdout);
-}
 
 const sum = (algo: string, file: string) => sh([`${algo}sum`, file]).split(" ")[0]!;
 const sumText = (algo: string, text: string) => sh([`${algo}sum`], text).split(" ")[0]!;
